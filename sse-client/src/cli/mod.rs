@@ -1,0 +1,4 @@
+//! The subcommands of the `sse-client` binary, one file each.
+
+pub mod json;
+pub mod parse;

@@ -1,0 +1,36 @@
+//! `sse-client`: listen to a Server-Sent Events stream, or parse a recorded one.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod cli;
+
+/// A command line client for Server-Sent Events.
+#[derive(Debug, Parser)]
+#[command(name = "sse-client", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Parse a recorded event stream (a file, or standard input) and print one JSON object per line:
+    /// {"type","data","lastEventId"} for each dispatched event and {"retry":N} for each valid retry field.
+    Parse(cli::parse::ParseArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Parse(args) => cli::parse::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("sse-client: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,526 @@
+//! Bytes → items, following the WHATWG "event stream interpretation" rules line by line.
+
+use std::borrow::Cow;
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use crate::field::split_field;
+use crate::{Error, Limits};
+
+/// A dispatched event, as a browser's `MessageEvent` would report it.
+///
+/// ```
+/// let m = sse_proto::Message {
+///     event_type: "message".into(),
+///     data: "hi".into(),
+///     last_event_id: String::new(),
+/// };
+/// assert_eq!(m.data, "hi");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Message {
+    /// The `event:` field of the event, or `message` when it had none.
+    pub event_type: String,
+    /// The `data:` lines joined with LF.
+    pub data: String,
+    /// The last event id in force when the event was dispatched (ids persist across events).
+    pub last_event_id: String,
+}
+
+/// What a [`Parser`] produces, in stream order.
+///
+/// ```
+/// use std::time::Duration;
+/// use sse_proto::{Item, Parser};
+/// let mut p = Parser::new();
+/// p.feed(b"retry: 2500\n");
+/// assert!(matches!(p.next(), Some(Ok(Item::Retry(d))) if d == Duration::from_millis(2500)));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Item {
+    /// A dispatched event (a blank line ended an event whose data buffer was not empty).
+    Message(Message),
+    /// A valid `retry:` field (ASCII digits only): the new reconnection time.
+    Retry(Duration),
+    /// A comment line's text after the colon, only when [`ParserBuilder::comments`] is on.
+    Comment(String),
+}
+
+/// Configures a [`Parser`].
+///
+/// ```
+/// let parser = sse_proto::Parser::builder()
+///     .max_line_length(64 * 1024)
+///     .max_event_size(1024 * 1024)
+///     .comments(true)
+///     .last_event_id("41")
+///     .build();
+/// assert_eq!(parser.last_event_id(), "41");
+/// ```
+#[derive(Debug, Clone, Default)]
+#[must_use = "call .build() to get the Parser"]
+pub struct ParserBuilder {
+    limits: Limits,
+    comments: bool,
+    last_event_id: String,
+}
+
+impl ParserBuilder {
+    /// Sets both limits at once.
+    ///
+    /// ```
+    /// let p = sse_proto::Parser::builder().limits(sse_proto::Limits::default()).build();
+    /// # drop(p);
+    /// ```
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Longest accepted line in bytes (default 1 MiB).
+    ///
+    /// ```
+    /// let p = sse_proto::Parser::builder().max_line_length(4096).build();
+    /// # drop(p);
+    /// ```
+    pub fn max_line_length(mut self, bytes: usize) -> Self {
+        self.limits.max_line_length = bytes;
+        self
+    }
+
+    /// Largest accepted data buffer of one event in bytes (default 16 MiB).
+    ///
+    /// ```
+    /// let p = sse_proto::Parser::builder().max_event_size(1 << 20).build();
+    /// # drop(p);
+    /// ```
+    pub fn max_event_size(mut self, bytes: usize) -> Self {
+        self.limits.max_event_size = bytes;
+        self
+    }
+
+    /// Also yield comment lines as [`Item::Comment`] (default: off, as browsers do).
+    ///
+    /// ```
+    /// use sse_proto::{Item, Parser};
+    /// let mut p = Parser::builder().comments(true).build();
+    /// p.feed(b":ping\n");
+    /// assert_eq!(p.next().unwrap().unwrap(), Item::Comment("ping".into()));
+    /// ```
+    pub fn comments(mut self, on: bool) -> Self {
+        self.comments = on;
+        self
+    }
+
+    /// Starts with this last event id, as a client resuming a stream does.
+    ///
+    /// ```
+    /// use sse_proto::{Item, Parser};
+    /// let mut p = Parser::builder().last_event_id("7").build();
+    /// p.feed(b"data: x\n\n");
+    /// assert!(matches!(p.next(), Some(Ok(Item::Message(m))) if m.last_event_id == "7"));
+    /// ```
+    pub fn last_event_id(mut self, id: impl Into<String>) -> Self {
+        self.last_event_id = id.into();
+        self
+    }
+
+    /// Builds the parser.
+    ///
+    /// ```
+    /// let p = sse_proto::Parser::builder().build();
+    /// assert_eq!(p.last_event_id(), "");
+    /// ```
+    pub fn build(self) -> Parser {
+        Parser {
+            limits: self.limits,
+            comments: self.comments,
+            queue: VecDeque::new(),
+            partial: Vec::new(),
+            skipping_line: false,
+            pending_cr: false,
+            at_stream_start: true,
+            discarding_event: false,
+            data: String::new(),
+            event_type: String::new(),
+            id_buffer: self.last_event_id.clone(),
+            last_event_id: self.last_event_id,
+        }
+    }
+}
+
+/// An incremental event-stream parser: feed byte chunks of any size, take [`Item`]s out.
+///
+/// The parser follows the WHATWG rules exactly: one leading BOM is dropped; CRLF, LF and CR all end a
+/// line (a CR at the end of one chunk and an LF at the start of the next are one line end); UTF-8 split
+/// across chunks is reassembled and invalid sequences become U+FFFD; comments and unknown fields are
+/// ignored; an `id` containing NUL is ignored; `retry` counts only when it is all ASCII digits; a blank
+/// line dispatches the event, unless its data buffer is empty; the last event id persists across events.
+///
+/// Items come out through [`Iterator`]: after each [`feed`](Parser::feed), call `next()` until it returns
+/// `None` (which only means "need more bytes"). A limit violation comes out as an `Err` item in stream
+/// order; the event it occurred in is discarded whole and parsing goes on with the next event. Call
+/// [`finish`](Parser::finish) when the stream ends: it discards an unfinished line and event (the spec's
+/// rule) and readies the parser for a new connection, keeping the last event id.
+///
+/// Memory stays bounded by the [`Limits`]: at most one partial line and one event's data are held, plus
+/// the items not yet taken.
+///
+/// ```
+/// use sse_proto::{Item, Parser};
+///
+/// let mut parser = Parser::new();
+/// for chunk in [&b"\xEF\xBB\xBFid: 1\r"[..], b"\ndata: caf\xC3", b"\xA9\r\n\r\n"] {
+///     parser.feed(chunk);
+/// }
+/// let Some(Ok(Item::Message(m))) = parser.next() else { panic!() };
+/// assert_eq!((m.data.as_str(), m.last_event_id.as_str()), ("café", "1"));
+/// assert!(parser.next().is_none());
+/// parser.finish();
+/// assert_eq!(parser.last_event_id(), "1");
+/// ```
+#[derive(Debug, Clone)]
+pub struct Parser {
+    limits: Limits,
+    comments: bool,
+    queue: VecDeque<Result<Item, LimitError>>,
+    /// Bytes of a line whose end has not arrived yet; never longer than `max_line_length`.
+    partial: Vec<u8>,
+    /// The current line exceeded the limit: drop bytes until its end.
+    skipping_line: bool,
+    /// The previous chunk ended with CR: an LF at the start of the next one belongs to it.
+    pending_cr: bool,
+    /// The next line is the first of the stream (it may start with a BOM).
+    at_stream_start: bool,
+    /// A limit was exceeded inside the current event: ignore lines up to the next blank line.
+    discarding_event: bool,
+    data: String,
+    event_type: String,
+    id_buffer: String,
+    last_event_id: String,
+}
+
+/// Parser errors are only ever limit errors; keeping them `Clone` keeps the parser `Clone`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum LimitError {
+    LineTooLong(usize),
+    EventTooLarge(usize),
+}
+
+impl From<LimitError> for Error {
+    fn from(e: LimitError) -> Self {
+        match e {
+            LimitError::LineTooLong(limit) => Error::LineTooLong { limit },
+            LimitError::EventTooLarge(limit) => Error::EventTooLarge { limit },
+        }
+    }
+}
+
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+/// A partial-line buffer that grew beyond this is released after use rather than kept.
+const KEEP_CAPACITY: usize = 64 * 1024;
+
+impl Default for Parser {
+    fn default() -> Self {
+        Parser::new()
+    }
+}
+
+impl Parser {
+    /// A parser with default [`Limits`], no comment items and an empty last event id.
+    ///
+    /// ```
+    /// let mut p = sse_proto::Parser::new();
+    /// p.feed(b"data: x\n\n");
+    /// assert!(p.next().is_some());
+    /// ```
+    pub fn new() -> Parser {
+        ParserBuilder::default().build()
+    }
+
+    /// Configures a parser.
+    ///
+    /// ```
+    /// let p = sse_proto::Parser::builder().comments(true).build();
+    /// # drop(p);
+    /// ```
+    pub fn builder() -> ParserBuilder {
+        ParserBuilder::default()
+    }
+
+    /// The last event id committed by a dispatch (a blank line), which is what a client sends as
+    /// `Last-Event-ID` when it reconnects. An `id:` inside an event that has not ended yet does not count;
+    /// an id-only block (`id: 9` then a blank line) does, even though it fires no event.
+    ///
+    /// ```
+    /// let mut p = sse_proto::Parser::new();
+    /// p.feed(b"id: 9\n\nid: 10\ndata: unfinished\n");
+    /// assert_eq!(p.last_event_id(), "9");
+    /// ```
+    pub fn last_event_id(&self) -> &str {
+        &self.last_event_id
+    }
+
+    /// The limits this parser enforces.
+    ///
+    /// ```
+    /// assert_eq!(sse_proto::Parser::new().limits(), sse_proto::Limits::default());
+    /// ```
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// Feeds the next chunk of the stream. Complete lines are interpreted at once and their items
+    /// queued; an unfinished line is kept (up to the line limit) until its end arrives.
+    ///
+    /// ```
+    /// let mut p = sse_proto::Parser::new();
+    /// p.feed(b"data: a");
+    /// assert!(p.next().is_none());
+    /// p.feed(b"b\n\n");
+    /// assert!(p.next().is_some());
+    /// ```
+    pub fn feed(&mut self, mut chunk: &[u8]) {
+        if chunk.is_empty() {
+            return;
+        }
+        if self.pending_cr {
+            self.pending_cr = false;
+            if chunk[0] == b'\n' {
+                chunk = &chunk[1..];
+            }
+        }
+        while !chunk.is_empty() {
+            let Some(end) = memchr::memchr2(b'\r', b'\n', chunk) else {
+                self.buffer_partial(chunk);
+                return;
+            };
+            let next = if chunk[end] == b'\r' {
+                match chunk.get(end + 1) {
+                    Some(b'\n') => end + 2,
+                    Some(_) => end + 1,
+                    None => {
+                        self.pending_cr = true;
+                        end + 1
+                    }
+                }
+            } else {
+                end + 1
+            };
+            let line = &chunk[..end];
+            if self.skipping_line {
+                self.skipping_line = false;
+            } else if self.partial.is_empty() {
+                self.checked_line(line);
+            } else if self.partial.len() + line.len() > self.limits.max_line_length {
+                self.release_partial();
+                self.line_too_long();
+            } else {
+                let mut whole = std::mem::take(&mut self.partial);
+                whole.extend_from_slice(line);
+                self.process_line(&whole);
+                whole.clear();
+                if whole.capacity() <= KEEP_CAPACITY {
+                    self.partial = whole;
+                }
+            }
+            chunk = &chunk[next..];
+        }
+    }
+
+    /// Ends the stream: an unfinished line or event is discarded, as the spec requires, and the parser
+    /// is ready for the next connection's bytes (which may start with a BOM again). The last event id
+    /// is kept. Items already queued stay available.
+    ///
+    /// ```
+    /// use sse_proto::{Item, Parser};
+    /// let mut p = Parser::new();
+    /// p.feed(b"id: 1\ndata: never finished\n");
+    /// p.finish();
+    /// assert!(p.next().is_none());
+    /// assert_eq!(p.last_event_id(), "");
+    /// ```
+    pub fn finish(&mut self) {
+        self.release_partial();
+        self.skipping_line = false;
+        self.pending_cr = false;
+        self.at_stream_start = true;
+        self.discarding_event = false;
+        self.data.clear();
+        self.event_type.clear();
+        self.id_buffer.clone_from(&self.last_event_id);
+    }
+
+    fn buffer_partial(&mut self, bytes: &[u8]) {
+        if self.skipping_line {
+            return;
+        }
+        if self.partial.len() + bytes.len() > self.limits.max_line_length {
+            self.release_partial();
+            self.line_too_long();
+            return;
+        }
+        self.partial.extend_from_slice(bytes);
+    }
+
+    fn release_partial(&mut self) {
+        if self.partial.capacity() > KEEP_CAPACITY {
+            self.partial = Vec::new();
+        } else {
+            self.partial.clear();
+        }
+    }
+
+    fn line_too_long(&mut self) {
+        self.skipping_line = true;
+        self.at_stream_start = false;
+        self.fail(LimitError::LineTooLong(self.limits.max_line_length));
+    }
+
+    /// Records a limit error and discards the event it happened in.
+    fn fail(&mut self, error: LimitError) {
+        self.queue.push_back(Err(error));
+        self.discarding_event = true;
+        self.data.clear();
+        self.event_type.clear();
+    }
+
+    fn checked_line(&mut self, line: &[u8]) {
+        if line.len() > self.limits.max_line_length {
+            self.at_stream_start = false;
+            self.fail(LimitError::LineTooLong(self.limits.max_line_length));
+        } else {
+            self.process_line(line);
+        }
+    }
+
+    fn process_line(&mut self, mut line: &[u8]) {
+        if self.at_stream_start {
+            self.at_stream_start = false;
+            if let Some(rest) = line.strip_prefix(BOM) {
+                line = rest;
+            }
+        }
+        if self.discarding_event {
+            if line.is_empty() {
+                self.discarding_event = false;
+                self.id_buffer.clone_from(&self.last_event_id);
+            }
+            return;
+        }
+        if line.is_empty() {
+            self.dispatch();
+            return;
+        }
+        if line[0] == b':' {
+            if self.comments {
+                self.queue
+                    .push_back(Ok(Item::Comment(utf8(&line[1..]).into_owned())));
+            }
+            return;
+        }
+        let (name, value) = split_field(line);
+        match name {
+            b"data" => {
+                let value = utf8(value);
+                if self.data.len() + value.len() + 1 > self.limits.max_event_size {
+                    self.fail(LimitError::EventTooLarge(self.limits.max_event_size));
+                    if self.data.capacity() > KEEP_CAPACITY {
+                        self.data = String::new();
+                    }
+                    return;
+                }
+                self.data.push_str(&value);
+                self.data.push('\n');
+            }
+            b"event" => {
+                self.event_type.clear();
+                self.event_type.push_str(&utf8(value));
+            }
+            // An id containing NUL is ignored whole.
+            b"id" if memchr::memchr(0, value).is_none() => {
+                self.id_buffer.clear();
+                self.id_buffer.push_str(&utf8(value));
+            }
+            // Only an all-digit value counts; overlong values saturate instead of wrapping.
+            b"retry" if !value.is_empty() && value.iter().all(u8::is_ascii_digit) => {
+                let millis = value.iter().fold(0u64, |acc, d| {
+                    acc.saturating_mul(10).saturating_add(u64::from(d - b'0'))
+                });
+                self.queue
+                    .push_back(Ok(Item::Retry(Duration::from_millis(millis))));
+            }
+            _ => {}
+        }
+    }
+
+    fn dispatch(&mut self) {
+        self.last_event_id.clone_from(&self.id_buffer);
+        if self.data.is_empty() {
+            self.event_type.clear();
+            return;
+        }
+        self.data.pop();
+        let event_type = if self.event_type.is_empty() {
+            String::from("message")
+        } else {
+            std::mem::take(&mut self.event_type)
+        };
+        let data = std::mem::take(&mut self.data);
+        self.queue.push_back(Ok(Item::Message(Message {
+            event_type,
+            data,
+            last_event_id: self.last_event_id.clone(),
+        })));
+    }
+}
+
+impl Iterator for Parser {
+    type Item = Result<Item, Error>;
+
+    /// The next ready item, or `None` when the parser needs more bytes.
+    fn next(&mut self) -> Option<Self::Item> {
+        self.queue.pop_front().map(|r| r.map_err(Error::from))
+    }
+}
+
+/// Decodes UTF-8, replacing invalid sequences with U+FFFD exactly as the WHATWG decoder does
+/// (one replacement per maximal invalid subpart).
+fn utf8(bytes: &[u8]) -> Cow<'_, str> {
+    String::from_utf8_lossy(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_all(chunks: &[&[u8]]) -> Vec<Result<Item, String>> {
+        let mut p = Parser::builder().max_line_length(16).build();
+        let mut out = Vec::new();
+        for c in chunks {
+            p.feed(c);
+            out.extend(p.by_ref().map(|r| r.map_err(|e| e.to_string())));
+        }
+        out
+    }
+
+    #[test]
+    fn cr_and_lf_in_different_chunks_are_one_line_end() {
+        let items = parse_all(&[b"data: a\r", b"\ndata: b\r", b"\n\r", b"\n"]);
+        assert_eq!(items.len(), 1);
+        assert!(matches!(&items[0], Ok(Item::Message(m)) if m.data == "a\nb"));
+    }
+
+    #[test]
+    fn long_line_discards_its_event_and_parser_recovers() {
+        let items = parse_all(&[
+            b"id: 5\ndata: 0123",
+            b"456789abcdefghijk\ndata: x\n\ndata: ok\n\n",
+        ]);
+        assert_eq!(items.len(), 2, "{items:?}");
+        assert!(items[0].is_err());
+        assert!(
+            matches!(&items[1], Ok(Item::Message(m)) if m.data == "ok" && m.last_event_id.is_empty())
+        );
+    }
+}
