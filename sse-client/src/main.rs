@@ -19,12 +19,19 @@ enum Command {
     /// Parse a recorded event stream (a file, or standard input) and print one JSON object per line:
     /// {"type","data","lastEventId"} for each dispatched event and {"retry":N} for each valid retry field.
     Parse(cli::parse::ParseArgs),
+    /// Listen to an event stream and print each event (human-readable, or --json lines like
+    /// `parse`), reconnecting with Last-Event-ID as the library does. Status lines (connected,
+    /// reconnecting in N s, replaying from id) go to standard error. Exits 0 after --max-events
+    /// events or when the server answers 204; exits 1 with a one-line error on a fatal failure
+    /// (another status, a wrong content type, or connection failures beyond --max-retries).
+    Listen(cli::listen::ListenArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Parse(args) => cli::parse::run(args),
+        Command::Listen(args) => cli::listen::run(args),
     };
     match result {
         Ok(code) => code,

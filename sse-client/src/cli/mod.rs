@@ -1,4 +1,5 @@
 //! The subcommands of the `sse-client` binary, one file each.
 
 pub mod json;
+pub mod listen;
 pub mod parse;

@@ -1,0 +1,201 @@
+//! Configuration of an [`EventSource`]: where to connect and how to behave when things go wrong.
+
+use std::future::Future;
+use std::time::Duration;
+
+use reqwest::header::HeaderMap;
+use reqwest::{Client, RequestBuilder};
+use sse_proto::Limits;
+
+use crate::credentials::Credentials;
+use crate::{BoxError, Error, EventSource, RetryPolicy};
+
+/// The spec leaves the initial reconnection time to the client; browsers use about 3 seconds.
+pub const DEFAULT_RECONNECTION_TIME: Duration = Duration::from_secs(3);
+
+#[derive(Debug)]
+enum Target {
+    Url(String),
+    Request(Box<RequestBuilder>),
+}
+
+/// Builds an [`EventSource`]; get one from [`EventSource::builder`] (a URL) or
+/// [`EventSource::from_request`] (a `reqwest::RequestBuilder` with your headers, auth, client).
+///
+/// ```
+/// use std::time::Duration;
+/// use sse_client::{Backoff, EventSource, RetryPolicy};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), sse_client::Error> {
+/// let source = EventSource::builder("http://127.0.0.1:8080/events/news")
+///     .last_event_id("41")
+///     .reconnection_time(Duration::from_secs(1))
+///     .idle_timeout(Some(Duration::from_secs(45)))
+///     .retry_policy(RetryPolicy::new().backoff(Backoff::new().max_delay(Duration::from_secs(20))))
+///     .build()?;
+/// assert_eq!(source.last_event_id(), "41");
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+#[must_use = "call .build() to get the EventSource"]
+pub struct EventSourceBuilder {
+    target: Target,
+    client: Option<Client>,
+    pub(crate) last_event_id: String,
+    pub(crate) reconnection_time: Duration,
+    pub(crate) idle_timeout: Option<Duration>,
+    pub(crate) retry_policy: RetryPolicy,
+    pub(crate) limits: Limits,
+    pub(crate) credentials: Option<Credentials>,
+}
+
+impl EventSourceBuilder {
+    fn with_target(target: Target) -> EventSourceBuilder {
+        EventSourceBuilder {
+            target,
+            client: None,
+            last_event_id: String::new(),
+            reconnection_time: DEFAULT_RECONNECTION_TIME,
+            idle_timeout: None,
+            retry_policy: RetryPolicy::default(),
+            limits: Limits::default(),
+            credentials: None,
+        }
+    }
+
+    pub(crate) fn url(url: String) -> EventSourceBuilder {
+        Self::with_target(Target::Url(url))
+    }
+
+    pub(crate) fn request(request: RequestBuilder) -> EventSourceBuilder {
+        Self::with_target(Target::Request(Box::new(request)))
+    }
+
+    /// The reqwest client to use (TLS roots, proxies, redirect policy, timeouts...). For
+    /// [`EventSource::from_request`] it replaces the request builder's client. Default: a new
+    /// `Client` (rustls, up to 10 redirects). Do not set a total request timeout on it: an event
+    /// stream is meant to stay open; use [`idle_timeout`](Self::idle_timeout) instead.
+    ///
+    /// ```
+    /// let b = sse_client::EventSource::builder("http://localhost/").client(reqwest::Client::new());
+    /// # drop(b);
+    /// ```
+    pub fn client(mut self, client: Client) -> Self {
+        self.client = Some(client);
+        self
+    }
+
+    /// The last event id to resume from: sent as `Last-Event-ID` on the first request (when not
+    /// empty) and reported by events until the server sends an `id:`.
+    ///
+    /// ```
+    /// let b = sse_client::EventSource::builder("http://localhost/").last_event_id("17");
+    /// # drop(b);
+    /// ```
+    pub fn last_event_id(mut self, id: impl Into<String>) -> Self {
+        self.last_event_id = id.into();
+        self
+    }
+
+    /// The initial reconnection time (default 3 s), until the server sends `retry:`.
+    ///
+    /// ```
+    /// let b = sse_client::EventSource::builder("http://localhost/")
+    ///     .reconnection_time(std::time::Duration::from_millis(500));
+    /// # drop(b);
+    /// ```
+    pub fn reconnection_time(mut self, time: Duration) -> Self {
+        self.reconnection_time = time;
+        self
+    }
+
+    /// Liveness: when no byte at all arrives for this long (heartbeat comments count), while waiting
+    /// for the response or reading the stream, the connection is considered dead and the source
+    /// reconnects. Default `None`: wait forever.
+    ///
+    /// ```
+    /// let b = sse_client::EventSource::builder("http://localhost/")
+    ///     .idle_timeout(Some(std::time::Duration::from_secs(60)));
+    /// # drop(b);
+    /// ```
+    pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.idle_timeout = timeout;
+        self
+    }
+
+    /// Backoff, retry limit and whether 5xx/429 are retried (see [`RetryPolicy`]).
+    ///
+    /// ```
+    /// let b = sse_client::EventSource::builder("http://localhost/")
+    ///     .retry_policy(sse_client::RetryPolicy::new().retry_server_errors(true));
+    /// # drop(b);
+    /// ```
+    pub fn retry_policy(mut self, policy: RetryPolicy) -> Self {
+        self.retry_policy = policy;
+        self
+    }
+
+    /// The parser's line and event size limits (an event beyond them is reported as
+    /// [`Error::Parse`] and skipped).
+    ///
+    /// ```
+    /// let b = sse_client::EventSource::builder("http://localhost/")
+    ///     .limits(sse_proto::Limits::default());
+    /// # drop(b);
+    /// ```
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// A callback run before every connection attempt (the first and each reconnection). The headers
+    /// it returns are set on that request, replacing headers of the same name; use it to refresh an
+    /// expiring token so a resumed stream is authorized. An error counts as a failed attempt and is
+    /// retried with backoff ([`Error::Credentials`]).
+    ///
+    /// ```
+    /// use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION};
+    ///
+    /// let b = sse_client::EventSource::builder("http://localhost/").credentials(|| async {
+    ///     let mut headers = HeaderMap::new();
+    ///     headers.insert(AUTHORIZATION, HeaderValue::from_static("Bearer fresh-token"));
+    ///     Ok(headers)
+    /// });
+    /// # drop(b);
+    /// ```
+    pub fn credentials<F, Fut>(mut self, callback: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<HeaderMap, BoxError>> + Send + 'static,
+    {
+        self.credentials = Some(Credentials::new(callback));
+        self
+    }
+
+    /// Checks the request and returns the source. Nothing is sent until the stream is first polled.
+    /// Fails with [`Error::InvalidRequest`] for an invalid URL or header, or a request with a
+    /// streaming body (which cannot be sent again on reconnection).
+    ///
+    /// ```
+    /// assert!(sse_client::EventSource::builder("not a url").build().is_err());
+    /// ```
+    pub fn build(mut self) -> Result<EventSource, Error> {
+        let target = std::mem::replace(&mut self.target, Target::Url(String::new()));
+        let (client, request) = match target {
+            Target::Url(url) => {
+                let client = self.client.take().unwrap_or_default();
+                let request = client.get(url).build();
+                (client, request)
+            }
+            Target::Request(rb) => {
+                let (client, request) = rb.build_split();
+                (self.client.take().unwrap_or(client), request)
+            }
+        };
+        let request = request.map_err(Error::InvalidRequest)?;
+        if request.try_clone().is_none() {
+            return Err(Error::UnrepeatableRequest);
+        }
+        Ok(EventSource::from_parts(client, request, self))
+    }
+}
