@@ -1,0 +1,138 @@
+use std::path::PathBuf;
+
+use clap::{Parser, ValueEnum};
+use http::{HeaderName, HeaderValue};
+
+/// A Server-Sent Events hub: subscribe with GET /events/{channel}, publish with POST /events/{channel}.
+///
+/// With no options it listens on 127.0.0.1:8080 with an in-memory replay window, serves a demo page at
+/// / and ticks a clock on the `demo` channel. Every option can also be set by the environment variable
+/// shown.
+#[derive(Debug, Parser)]
+#[command(name = "sse-server", version, about, long_about)]
+pub(crate) struct Args {
+    /// Address to listen on (host:port; port 0 picks a free one).
+    #[arg(
+        long,
+        env = "SSE_LISTEN",
+        default_value = "127.0.0.1:8080",
+        value_name = "ADDR"
+    )]
+    pub(crate) listen: String,
+
+    /// Bearer token required to publish, broadcast and close channels. Without it, one is generated at
+    /// start-up and printed.
+    #[arg(
+        long,
+        env = "SSE_PUBLISH_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub(crate) publish_token: Option<String>,
+
+    /// Serve the files of DIR (DIR/index.html replaces the demo page at /).
+    #[arg(long = "static", env = "SSE_STATIC", value_name = "DIR")]
+    pub(crate) static_dir: Option<PathBuf>,
+
+    /// Publish each line of standard input as an event on CHANNEL.
+    #[arg(long, env = "SSE_STDIN", value_name = "CHANNEL")]
+    pub(crate) stdin: Option<String>,
+
+    /// Seconds between heartbeat comments on idle streams (0: none).
+    #[arg(long, env = "SSE_HEARTBEAT", default_value_t = 15, value_name = "SECS")]
+    pub(crate) heartbeat: u64,
+
+    /// Events kept per channel for Last-Event-ID replay (0: no replay).
+    #[arg(
+        long,
+        env = "SSE_REPLAY_EVENTS",
+        default_value_t = 1000,
+        value_name = "N"
+    )]
+    pub(crate) replay_events: usize,
+
+    /// Encoded bytes kept per channel for replay.
+    #[arg(long, env = "SSE_REPLAY_BYTES", default_value_t = 8 * 1024 * 1024, value_name = "N")]
+    pub(crate) replay_bytes: usize,
+
+    /// Seconds an event stays available for replay.
+    #[arg(
+        long,
+        env = "SSE_REPLAY_AGE",
+        default_value_t = 3600,
+        value_name = "SECS"
+    )]
+    pub(crate) replay_age: u64,
+
+    /// Allow cross-origin requests from ORIGIN (repeatable; `*` for any; comma-separated in the env var).
+    #[arg(
+        long = "cors-origin",
+        env = "SSE_CORS_ORIGIN",
+        value_name = "ORIGIN",
+        value_delimiter = ','
+    )]
+    pub(crate) cors_origin: Vec<String>,
+
+    /// Add a response header, written 'Name: value' (repeatable; newline-separated in the env var).
+    #[arg(long = "header", env = "SSE_HEADER", value_name = "'K: V'", value_parser = parse_header, value_delimiter = '\n')]
+    pub(crate) header: Vec<(HeaderName, HeaderValue)>,
+
+    /// PEM certificate chain: serve HTTPS (needs --tls-key).
+    #[arg(long, env = "SSE_TLS_CERT", value_name = "FILE", requires = "tls_key")]
+    pub(crate) tls_cert: Option<PathBuf>,
+
+    /// PEM private key for --tls-cert.
+    #[arg(long, env = "SSE_TLS_KEY", value_name = "FILE", requires = "tls_cert")]
+    pub(crate) tls_key: Option<PathBuf>,
+
+    /// Log format on standard error (RUST_LOG sets the level, default info).
+    #[arg(long, env = "SSE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub(crate) log_format: LogFormat,
+
+    /// Largest event accepted, in encoded bytes (bigger publishes get 413).
+    #[arg(long, env = "SSE_MAX_EVENT_BYTES", default_value_t = 1024 * 1024, value_name = "N")]
+    pub(crate) max_event_bytes: usize,
+
+    /// Events queued per subscriber; one that falls further behind is disconnected (it catches up
+    /// through replay when it reconnects).
+    #[arg(long, env = "SSE_QUEUE_SIZE", default_value_t = 256, value_name = "N")]
+    pub(crate) queue_size: usize,
+
+    /// Do not tick the clock on the `demo` channel.
+    #[arg(long, env = "SSE_NO_DEMO")]
+    pub(crate) no_demo: bool,
+}
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+fn parse_header(s: &str) -> Result<(HeaderName, HeaderValue), String> {
+    let (name, value) = s
+        .split_once(':')
+        .ok_or_else(|| format!("{s:?} is not a header: write it as 'Name: value'"))?;
+    let name = HeaderName::try_from(name.trim())
+        .map_err(|e| format!("bad header name {:?}: {e}", name.trim()))?;
+    let value = HeaderValue::try_from(value.trim())
+        .map_err(|e| format!("bad value for header {name}: {e}"))?;
+    Ok((name, value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent_and_parses_headers() {
+        Args::command().debug_assert();
+        assert!(parse_header("X-A: b c").is_ok());
+        assert!(parse_header("nocolon").is_err());
+        assert!(parse_header("bad name: x").is_err());
+    }
+}

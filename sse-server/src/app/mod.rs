@@ -1,0 +1,119 @@
+//! The binary around the library: options, the demo page and clock, static files, stdin publishing.
+
+pub(crate) mod cli;
+pub(crate) mod logging;
+mod site;
+mod stdin;
+mod tick;
+
+use std::time::Duration;
+
+use rand::Rng;
+use sse_server::{Error, Hub, HubService, Server};
+use tokio::net::TcpListener;
+
+use cli::Args;
+
+/// Starts the hub and serves until Ctrl-C or SIGTERM.
+pub(crate) async fn run(args: Args) -> Result<(), Error> {
+    let mut builder = Hub::builder()
+        .replay_events(args.replay_events)
+        .replay_bytes(args.replay_bytes)
+        .replay_age(Duration::from_secs(args.replay_age))
+        .heartbeat(Some(Duration::from_secs(args.heartbeat)))
+        .queue_size(args.queue_size)
+        .max_event_bytes(args.max_event_bytes);
+    for origin in &args.cors_origin {
+        builder = builder.cors_origin(origin.clone());
+    }
+    for (name, value) in &args.header {
+        builder = builder.header(name.clone(), value.clone());
+    }
+    let hub = builder.build();
+
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(sse_server::tls_acceptor(cert, key)?),
+        _ => None,
+    };
+    let listener = TcpListener::bind(&args.listen).await.map_err(|e| {
+        Error::Io(std::io::Error::new(
+            e.kind(),
+            format!(
+                "cannot listen on {}: {e}; pick another address with --listen",
+                args.listen
+            ),
+        ))
+    })?;
+    let addr = listener.local_addr()?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+
+    let (token, generated) = match &args.publish_token {
+        Some(t) if !t.is_empty() => (t.clone(), false),
+        _ => (generate_token(), true),
+    };
+    if args.log_format == cli::LogFormat::Json {
+        // Keep standard error pure JSON lines for log collectors.
+        tracing::info!(url = %format!("{scheme}://{addr}/"), tls = scheme == "https", "sse-server listening");
+        if generated {
+            tracing::warn!(publish_token = %token, "no --publish-token given; generated one for this run");
+        }
+    } else {
+        eprintln!("sse-server listening on {scheme}://{addr}/");
+        tracing::info!(%addr, tls = scheme == "https", "listening");
+        if generated {
+            eprintln!(
+                "sse-server: no --publish-token given, generated one for this run:\n\n    publish token: {token}\n\n\
+                 publish with:  curl -H 'Authorization: Bearer {token}' -d data=hi {scheme}://{addr}/events/x\n\
+                 subscribe with: curl -N {scheme}://{addr}/events/x\n"
+            );
+        }
+    }
+
+    if !args.no_demo {
+        tokio::spawn(tick::run(hub.clone()));
+    }
+    if let Some(channel) = args.stdin.clone() {
+        tokio::spawn(stdin::run(hub.clone(), channel));
+    }
+
+    let service = site::Site::new(
+        HubService::new(hub.clone()).publish_token(token),
+        args.static_dir.clone(),
+    );
+    let mut server = Server::new(hub).grace_period(Duration::from_secs(5));
+    if let Some(tls) = tls {
+        server = server.tls(tls);
+    }
+    server.serve(listener, service, shutdown_signal()).await?;
+    tracing::info!("bye");
+    Ok(())
+}
+
+fn generate_token() -> String {
+    let mut rng = rand::rng();
+    (0..32)
+        .map(|_| char::from_digit(rng.random_range(0..16), 16).unwrap_or('0'))
+        .collect()
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("signal received: shutting down gracefully");
+}

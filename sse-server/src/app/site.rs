@@ -1,0 +1,162 @@
+use std::convert::Infallible;
+use std::future::Future;
+use std::path::{Component, Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use hyper::body::Incoming;
+use sse_server::{Body, HubService};
+use tower::Service;
+
+/// The built-in demo page: subscribes to `demo` (and any `?channel=`) with EventSource.
+const DEMO_PAGE: &str = include_str!("demo.html");
+
+/// The hub's routes, plus the demo page at `/` and the optional static directory for everything else.
+#[derive(Debug, Clone)]
+pub(crate) struct Site {
+    hub: HubService,
+    static_dir: Option<Arc<PathBuf>>,
+}
+
+impl Site {
+    pub(crate) fn new(hub: HubService, static_dir: Option<PathBuf>) -> Self {
+        Site {
+            hub,
+            static_dir: static_dir.map(Arc::new),
+        }
+    }
+}
+
+impl Service<Request<Incoming>> for Site {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<Incoming>) -> Self::Future {
+        if HubService::handles(req.uri().path()) {
+            return self.hub.call(req);
+        }
+        let static_dir = self.static_dir.clone();
+        let extra = self.hub.hub().config().headers().clone();
+        Box::pin(async move {
+            let mut resp = page(&req, static_dir.as_deref().map(PathBuf::as_path)).await;
+            for (name, value) in &extra {
+                resp.headers_mut().append(name.clone(), value.clone());
+            }
+            Ok(resp)
+        })
+    }
+}
+
+async fn page(req: &Request<Incoming>, static_dir: Option<&Path>) -> Response<Body> {
+    if !matches!(*req.method(), Method::GET | Method::HEAD) {
+        return plain(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "only GET and HEAD are served here\n",
+        );
+    }
+    let path = req.uri().path();
+    if let Some(dir) = static_dir
+        && let Some(file) = resolve(dir, path)
+        && let Ok(bytes) = tokio::fs::read(&file).await
+    {
+        return with_type(Response::new(Body::full(bytes)), content_type(&file));
+    }
+    if path == "/" || path == "/index.html" {
+        return with_type(
+            Response::new(Body::full(DEMO_PAGE)),
+            "text/html; charset=utf-8",
+        );
+    }
+    plain(StatusCode::NOT_FOUND, "not found\n")
+}
+
+/// Maps a URL path into `dir`, refusing anything that could leave it.
+fn resolve(dir: &Path, url_path: &str) -> Option<PathBuf> {
+    let decoded = percent_decode(url_path)?;
+    let mut out = dir.to_path_buf();
+    for part in Path::new(decoded.trim_start_matches('/')).components() {
+        match part {
+            Component::Normal(p) => out.push(p),
+            Component::CurDir => {}
+            _ => return None,
+        }
+    }
+    if decoded.ends_with('/') || out.is_dir() {
+        out.push("index.html");
+    }
+    Some(out)
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    let text = String::from_utf8(out).ok()?;
+    (!text.contains(['\0', '\\'])).then_some(text)
+}
+
+fn content_type(path: &Path) -> &'static str {
+    match path.extension().and_then(|e| e.to_str()).unwrap_or("") {
+        "html" | "htm" => "text/html; charset=utf-8",
+        "js" | "mjs" => "text/javascript; charset=utf-8",
+        "css" => "text/css; charset=utf-8",
+        "json" => "application/json",
+        "svg" => "image/svg+xml",
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "ico" => "image/x-icon",
+        "txt" => "text/plain; charset=utf-8",
+        "wasm" => "application/wasm",
+        _ => "application/octet-stream",
+    }
+}
+
+fn with_type(mut resp: Response<Body>, ty: &'static str) -> Response<Body> {
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(ty));
+    resp
+}
+
+fn plain(status: StatusCode, text: &'static str) -> Response<Body> {
+    let mut resp = with_type(Response::new(Body::full(text)), "text/plain; charset=utf-8");
+    *resp.status_mut() = status;
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn static_paths_cannot_escape_the_directory() {
+        let dir = Path::new("/srv/www");
+        assert_eq!(
+            resolve(dir, "/a/b.css"),
+            Some(PathBuf::from("/srv/www/a/b.css"))
+        );
+        assert_eq!(resolve(dir, "/../etc/passwd"), None);
+        assert_eq!(resolve(dir, "/%2e%2e/etc/passwd"), None);
+        assert_eq!(resolve(dir, "/a/%00"), None);
+        assert_eq!(
+            resolve(dir, "/"),
+            Some(PathBuf::from("/srv/www/index.html"))
+        );
+    }
+}

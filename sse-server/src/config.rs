@@ -1,0 +1,269 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+
+use crate::hooks::{Hooks, OnSubscribe, OnUnsubscribe};
+use crate::{Hub, MemoryStore, ReplayStore, Retention};
+
+/// Configures a [`Hub`]. Every setting has a default suitable for a public endpoint.
+///
+/// ```
+/// use std::time::Duration;
+/// let hub = sse_server::Hub::builder()
+///     .replay_events(500)
+///     .replay_bytes(1 << 20)
+///     .replay_age(Duration::from_secs(600))
+///     .heartbeat(Some(Duration::from_secs(10)))
+///     .retry(Some(Duration::from_secs(2)))
+///     .header(http::HeaderName::from_static("x-hub"), http::HeaderValue::from_static("1"))
+///     .cors_origin("https://example.com")
+///     .queue_size(128)
+///     .build();
+/// assert_eq!(hub.config().queue_size(), 128);
+/// ```
+#[derive(Debug, Default)]
+#[must_use = "call .build() to get the Hub"]
+pub struct HubBuilder {
+    config: Config,
+    retention: Retention,
+    store: Option<Arc<dyn ReplayStore>>,
+}
+
+/// A hub's settings, as built by [`HubBuilder`].
+///
+/// ```
+/// let hub = sse_server::Hub::builder().build();
+/// assert_eq!(hub.config().heartbeat(), Some(std::time::Duration::from_secs(15)));
+/// ```
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub(crate) heartbeat: Option<Duration>,
+    pub(crate) retry: Option<Duration>,
+    pub(crate) headers: HeaderMap,
+    pub(crate) cors_origins: Vec<String>,
+    pub(crate) queue_size: usize,
+    pub(crate) max_event_bytes: usize,
+    pub(crate) shutdown_retry: (Duration, Duration),
+    pub(crate) hooks: Hooks,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            heartbeat: Some(Duration::from_secs(15)),
+            retry: None,
+            headers: HeaderMap::new(),
+            cors_origins: Vec::new(),
+            queue_size: 256,
+            max_event_bytes: 1024 * 1024,
+            shutdown_retry: (Duration::from_secs(1), Duration::from_secs(10)),
+            hooks: Hooks::default(),
+        }
+    }
+}
+
+impl Config {
+    /// Interval of heartbeat comments on idle streams (`None`: off).
+    pub fn heartbeat(&self) -> Option<Duration> {
+        self.heartbeat
+    }
+    /// The `retry:` hint sent when a stream opens.
+    pub fn retry(&self) -> Option<Duration> {
+        self.retry
+    }
+    /// Extra headers added to every response.
+    pub fn headers(&self) -> &HeaderMap {
+        &self.headers
+    }
+    /// Origins allowed by CORS (`*` allows any).
+    pub fn cors_origins(&self) -> &[String] {
+        &self.cors_origins
+    }
+    /// Events queued per subscriber before it counts as too slow and is disconnected.
+    pub fn queue_size(&self) -> usize {
+        self.queue_size
+    }
+    /// Largest accepted event, in encoded bytes.
+    pub fn max_event_bytes(&self) -> usize {
+        self.max_event_bytes
+    }
+}
+
+impl HubBuilder {
+    /// Keeps at most `n` events per channel for replay (default 1000; 0 disables replay).
+    ///
+    /// ```
+    /// let _ = sse_server::Hub::builder().replay_events(10).build();
+    /// ```
+    pub fn replay_events(mut self, n: usize) -> Self {
+        self.retention = self.retention.max_events(n);
+        self
+    }
+
+    /// Keeps at most `n` encoded bytes per channel for replay (default 8 MiB).
+    ///
+    /// ```
+    /// let _ = sse_server::Hub::builder().replay_bytes(1 << 16).build();
+    /// ```
+    pub fn replay_bytes(mut self, n: usize) -> Self {
+        self.retention = self.retention.max_bytes(n);
+        self
+    }
+
+    /// Keeps events for replay at most `age` (default one hour).
+    ///
+    /// ```
+    /// let _ = sse_server::Hub::builder().replay_age(std::time::Duration::from_secs(60)).build();
+    /// ```
+    pub fn replay_age(mut self, age: Duration) -> Self {
+        self.retention = self.retention.max_age(age);
+        self
+    }
+
+    /// Uses another replay store instead of a [`MemoryStore`] (the `replay_*` settings then do not apply).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// let store = Arc::new(sse_server::MemoryStore::new(Default::default()));
+    /// let _ = sse_server::Hub::builder().store(store).build();
+    /// ```
+    pub fn store(mut self, store: Arc<dyn ReplayStore>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// Heartbeat comment interval on idle streams; `None` turns heartbeats off (default 15 s).
+    ///
+    /// ```
+    /// let _ = sse_server::Hub::builder().heartbeat(None).build();
+    /// ```
+    pub fn heartbeat(mut self, every: Option<Duration>) -> Self {
+        self.config.heartbeat = every.filter(|d| !d.is_zero());
+        self
+    }
+
+    /// `retry:` hint sent to each subscriber when its stream opens (default: none).
+    ///
+    /// ```
+    /// let _ = sse_server::Hub::builder().retry(Some(std::time::Duration::from_secs(3))).build();
+    /// ```
+    pub fn retry(mut self, retry: Option<Duration>) -> Self {
+        self.config.retry = retry;
+        self
+    }
+
+    /// Adds a header to every response (appended; repeat for several values).
+    ///
+    /// ```
+    /// use http::{HeaderName, HeaderValue};
+    /// let _ = sse_server::Hub::builder()
+    ///     .header(HeaderName::from_static("x-frame-options"), HeaderValue::from_static("DENY"))
+    ///     .build();
+    /// ```
+    pub fn header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        self.config.headers.append(name, value);
+        self
+    }
+
+    /// Allows cross-origin requests from `origin` (exact match, e.g. `https://app.example`; `*` for any).
+    ///
+    /// ```
+    /// let _ = sse_server::Hub::builder().cors_origin("*").build();
+    /// ```
+    pub fn cors_origin(mut self, origin: impl Into<String>) -> Self {
+        self.config.cors_origins.push(origin.into());
+        self
+    }
+
+    /// Events buffered per subscriber (default 256, at least 1). A subscriber whose queue is full when an
+    /// event arrives is disconnected and counted; it catches up through replay when it reconnects.
+    ///
+    /// ```
+    /// let _ = sse_server::Hub::builder().queue_size(16).build();
+    /// ```
+    pub fn queue_size(mut self, n: usize) -> Self {
+        self.config.queue_size = n.max(1);
+        self
+    }
+
+    /// Largest event accepted by `publish`, in encoded bytes (default 1 MiB, the default line limit of sse-proto's parser).
+    ///
+    /// ```
+    /// let _ = sse_server::Hub::builder().max_event_bytes(1 << 20).build();
+    /// ```
+    pub fn max_event_bytes(mut self, n: usize) -> Self {
+        self.config.max_event_bytes = n;
+        self
+    }
+
+    /// Range of the randomised `retry:` sent to every stream at shutdown (default 1 s to 10 s), so that
+    /// clients do not all reconnect at the same instant.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let _ = sse_server::Hub::builder()
+    ///     .shutdown_retry(Duration::from_millis(500), Duration::from_secs(5))
+    ///     .build();
+    /// ```
+    pub fn shutdown_retry(mut self, min: Duration, max: Duration) -> Self {
+        self.config.shutdown_retry = (min.min(max), max.max(min));
+        self
+    }
+
+    /// Runs `hook` before each subscription: it may refuse it or return a welcome event for that
+    /// subscriber alone.
+    ///
+    /// ```
+    /// let hub = sse_server::Hub::builder()
+    ///     .on_subscribe(|info| {
+    ///         if info.channel.starts_with("private") {
+    ///             return Err(sse_server::Error::rejected(http::StatusCode::FORBIDDEN, "private channel"));
+    ///         }
+    ///         Ok(Some(sse_proto::Event::builder().event("welcome").data(info.channel).build()?))
+    ///     })
+    ///     .build();
+    /// # drop(hub);
+    /// ```
+    pub fn on_subscribe<F>(mut self, hook: F) -> Self
+    where
+        F: Fn(&crate::SubscribeInfo<'_>) -> Result<Option<sse_proto::Event>, crate::Error>
+            + Send
+            + Sync
+            + 'static,
+    {
+        let hook: OnSubscribe = Arc::new(hook);
+        self.config.hooks.on_subscribe = Some(hook);
+        self
+    }
+
+    /// Runs `hook` with the channel name whenever a subscriber's stream ends.
+    ///
+    /// ```
+    /// let hub = sse_server::Hub::builder()
+    ///     .on_unsubscribe(|channel| tracing::debug!(channel, "subscriber left"))
+    ///     .build();
+    /// # drop(hub);
+    /// ```
+    pub fn on_unsubscribe<F>(mut self, hook: F) -> Self
+    where
+        F: Fn(&str) + Send + Sync + 'static,
+    {
+        let hook: OnUnsubscribe = Arc::new(hook);
+        self.config.hooks.on_unsubscribe = Some(hook);
+        self
+    }
+
+    /// Builds the hub (no task is spawned; it can be built outside a runtime).
+    ///
+    /// ```
+    /// let hub = sse_server::Hub::builder().build();
+    /// assert!(!hub.is_shutting_down());
+    /// ```
+    pub fn build(self) -> Hub {
+        let store = self
+            .store
+            .unwrap_or_else(|| Arc::new(MemoryStore::new(self.retention)));
+        Hub::from_parts(self.config, store)
+    }
+}

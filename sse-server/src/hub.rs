@@ -1,0 +1,517 @@
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::Bytes;
+use http::HeaderMap;
+use rand::Rng;
+use sse_proto::Event;
+use tokio::sync::mpsc;
+
+use crate::channel::{Channel, Handle};
+use crate::config::Config;
+use crate::metrics::{Metrics, bump};
+use crate::subscription::Guard;
+use crate::{Error, HubBuilder, ReplayStore, SubscribeInfo, Subscription};
+
+/// The type of the in-band event that tells a resuming subscriber its `Last-Event-ID` could not be placed.
+pub const RESET_EVENT: &str = "sse-reset";
+
+/// The hub: channels, fan-out, replay. Cheap to clone; every clone is the same hub.
+///
+/// ```
+/// use futures_util::StreamExt;
+/// use sse_proto::Event;
+/// # tokio::runtime::Runtime::new()?.block_on(async {
+/// let hub = sse_server::Hub::builder().build();
+/// let first = hub.publish("news", Event::message("before anyone listened")).await?;
+/// // Resume after `first`: nothing retained after it yet, then live events.
+/// let mut sub = hub.subscribe("news", Some(&first)).await?;
+/// let id = hub.publish("news", Event::message("hello")).await?;
+/// let bytes = sub.next().await.unwrap();
+/// assert_eq!(bytes, format!("id: {id}\ndata: hello\n\n"));
+/// # Ok::<(), sse_server::Error>(()) })?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// # Replay and `sse-reset`
+///
+/// A subscriber that resumes with a `Last-Event-ID` receives every retained event after it, in order,
+/// then live events, with no gap and no duplicate at the seam: it is registered for live events *before*
+/// the window is read, and live events at or before the last replayed position are skipped.
+///
+/// When the id cannot be placed (never issued here, issued by an earlier process, or older than the
+/// window so that events after it were dropped), the subscriber first receives an event of type
+/// [`RESET_EVENT`] (`sse-reset`), which a browser's `EventSource` sees with
+/// `addEventListener("sse-reset", …)`. Its data is JSON
+/// `{"reason":"unknown"|"expired","lastEventId":"<what the client sent>","oldest":"<oldest retained id>"|null}`
+/// and its `id` is the position just before the window, so a client that reconnects at once resumes
+/// from the start of the window. Then everything still retained is replayed, then live events.
+#[derive(Debug, Clone)]
+pub struct Hub {
+    inner: Arc<Inner>,
+}
+
+/// A channel as `channels()` lists it.
+///
+/// ```
+/// # tokio::runtime::Runtime::new()?.block_on(async {
+/// let hub = sse_server::Hub::builder().build();
+/// let id = hub.publish("news", sse_proto::Event::message("x")).await?;
+/// let list = hub.channels().await?;
+/// assert_eq!(list[0].name, "news");
+/// assert_eq!(list[0].last_id.as_deref(), Some(id.as_str()));
+/// assert_eq!(list[0].subscribers, 0);
+/// # Ok::<(), sse_server::Error>(()) })?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ChannelInfo {
+    /// The channel name.
+    pub name: String,
+    /// Subscribers connected now.
+    pub subscribers: usize,
+    /// Id of the newest retained event.
+    pub last_id: Option<String>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub(crate) config: Config,
+    pub(crate) metrics: Metrics,
+    store: Arc<dyn ReplayStore>,
+    registry: Mutex<Registry>,
+    shutting_down: AtomicBool,
+    /// Publishes hold it shared; shutdown takes it exclusively to wait for in-flight publishes.
+    gate: tokio::sync::RwLock<()>,
+}
+
+#[derive(Debug, Default)]
+struct Registry {
+    closed: bool,
+    channels: HashMap<Arc<str>, Arc<Channel>>,
+}
+
+/// Checks a channel name: 1..=256 bytes, no control characters.
+pub(crate) fn check_channel(name: &str) -> Result<(), Error> {
+    if name.is_empty() || name.len() > 256 || name.chars().any(char::is_control) {
+        return Err(Error::InvalidChannel {
+            name: name.chars().take(300).collect(),
+        });
+    }
+    Ok(())
+}
+
+impl Inner {
+    fn registry(&self) -> MutexGuard<'_, Registry> {
+        self.registry.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn channel(&self, name: &str) -> Result<Arc<Channel>, Error> {
+        let mut reg = self.registry();
+        if reg.closed {
+            return Err(Error::ShuttingDown);
+        }
+        Ok(Self::entry(&mut reg, name))
+    }
+
+    /// Adds a subscriber under the registry lock, so shutdown either sees it or refuses it.
+    fn register(&self, name: &str, handle: Handle) -> Result<(Arc<Channel>, u64), Error> {
+        let mut reg = self.registry();
+        if reg.closed {
+            return Err(Error::ShuttingDown);
+        }
+        let ch = Self::entry(&mut reg, name);
+        let id = ch.add(handle);
+        Ok((ch, id))
+    }
+
+    fn entry(reg: &mut Registry, name: &str) -> Arc<Channel> {
+        if let Some(ch) = reg.channels.get(name) {
+            return ch.clone();
+        }
+        let name: Arc<str> = Arc::from(name);
+        let ch = Arc::new(Channel::new(name.clone()));
+        reg.channels.insert(name, ch.clone());
+        ch
+    }
+
+    /// Forgets a channel object nobody uses any more. The caller's own `Arc` is the second reference.
+    pub(crate) fn release(&self, ch: &Arc<Channel>) {
+        let mut reg = self.registry();
+        if Arc::strong_count(ch) == 2 && ch.len() == 0 {
+            reg.channels.remove(&ch.name);
+        }
+    }
+}
+
+impl Hub {
+    /// Starts configuring a hub.
+    ///
+    /// ```
+    /// let hub = sse_server::Hub::builder().queue_size(64).build();
+    /// # drop(hub);
+    /// ```
+    pub fn builder() -> HubBuilder {
+        HubBuilder::default()
+    }
+
+    pub(crate) fn from_parts(config: Config, store: Arc<dyn ReplayStore>) -> Hub {
+        Hub {
+            inner: Arc::new(Inner {
+                config,
+                metrics: Metrics::default(),
+                store,
+                registry: Mutex::new(Registry::default()),
+                shutting_down: AtomicBool::new(false),
+                gate: tokio::sync::RwLock::new(()),
+            }),
+        }
+    }
+
+    /// The settings this hub was built with.
+    ///
+    /// ```
+    /// assert_eq!(sse_server::Hub::builder().build().config().queue_size(), 256);
+    /// ```
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// The hub's counters.
+    ///
+    /// ```
+    /// assert_eq!(sse_server::Hub::builder().build().metrics().events_published(), 0);
+    /// ```
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// The replay store behind this hub.
+    ///
+    /// ```
+    /// let hub = sse_server::Hub::builder().build();
+    /// let _store = hub.store();
+    /// ```
+    pub fn store(&self) -> &Arc<dyn ReplayStore> {
+        &self.inner.store
+    }
+
+    /// True once [`shutdown`](Hub::shutdown) has started.
+    ///
+    /// ```
+    /// assert!(!sse_server::Hub::builder().build().is_shutting_down());
+    /// ```
+    pub fn is_shutting_down(&self) -> bool {
+        self.inner.shutting_down.load(Ordering::Acquire)
+    }
+
+    /// Publishes `event` on `channel` and returns its id (the event's own, or one the store assigns).
+    ///
+    /// The event is encoded once and the same bytes go to every subscriber and into the replay window
+    /// (also when nobody listens). Never waits for subscribers: a subscriber whose queue is full is
+    /// disconnected instead.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new()?.block_on(async {
+    /// let hub = sse_server::Hub::builder().build();
+    /// let a = hub.publish("news", sse_proto::Event::message("a")).await?;
+    /// let b = hub.publish("news", sse_proto::Event::builder().id("mine").data("b").build()?).await?;
+    /// assert_ne!(a, b);
+    /// assert_eq!(b, "mine");
+    /// # Ok::<(), sse_server::Error>(()) })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub async fn publish(&self, channel: &str, event: Event) -> Result<String, Error> {
+        check_channel(channel)?;
+        self.check_size(&event)?;
+        let _gate = self.inner.gate.read().await;
+        if self.is_shutting_down() {
+            return Err(Error::ShuttingDown);
+        }
+        let ch = self.inner.channel(channel)?;
+        let result = self.append_and_fan_out(&ch, event).await;
+        self.inner.release(&ch);
+        result
+    }
+
+    async fn append_and_fan_out(&self, ch: &Arc<Channel>, event: Event) -> Result<String, Error> {
+        let _order = ch.publish.lock().await;
+        let stored = self.inner.store.append(&ch.name, event).await?;
+        bump(&self.inner.metrics.published);
+        ch.fan_out(stored.position, &stored.bytes, &self.inner.metrics);
+        Ok(stored.id.to_string())
+    }
+
+    fn check_size(&self, event: &Event) -> Result<(), Error> {
+        let size = sse_proto::encoded_len(event);
+        let limit = self.inner.config.max_event_bytes;
+        if size > limit {
+            return Err(Error::EventTooLarge { size, limit });
+        }
+        Ok(())
+    }
+
+    /// Publishes `event` on every channel that has subscribers or history, with one id for all of them
+    /// (the event's own, or a fresh one), which each channel maps to its own position. Returns the id.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new()?.block_on(async {
+    /// let hub = sse_server::Hub::builder().build();
+    /// hub.publish("a", sse_proto::Event::message("1")).await?;
+    /// hub.publish("b", sse_proto::Event::message("1")).await?;
+    /// let id = hub.broadcast(sse_proto::Event::message("to all")).await?;
+    /// for c in hub.channels().await? {
+    ///     assert_eq!(c.last_id.as_deref(), Some(id.as_str()));
+    /// }
+    /// # Ok::<(), sse_server::Error>(()) })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub async fn broadcast(&self, event: Event) -> Result<String, Error> {
+        self.check_size(&event)?;
+        if self.is_shutting_down() {
+            return Err(Error::ShuttingDown);
+        }
+        let (id, event) = match event.id() {
+            Some(id) => (id.to_owned(), event),
+            None => {
+                let id = self.inner.store.mint_id().await?;
+                let event = event.with_id(id.clone())?;
+                (id, event)
+            }
+        };
+        let mut names: Vec<String> = self
+            .inner
+            .registry()
+            .channels
+            .keys()
+            .map(|k| k.to_string())
+            .collect();
+        names.extend(
+            self.inner
+                .store
+                .channels()
+                .await?
+                .into_iter()
+                .map(|c| c.name),
+        );
+        names.sort();
+        names.dedup();
+        for name in names {
+            self.publish(&name, event.clone()).await?;
+        }
+        Ok(id)
+    }
+
+    /// Subscribes to `channel`, resuming after `last_event_id` when given (see the type docs for the
+    /// replay and `sse-reset` policy).
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new()?.block_on(async {
+    /// let hub = sse_server::Hub::builder().build();
+    /// let sub = hub.subscribe("news", None).await?;
+    /// assert_eq!(hub.channels().await?[0].subscribers, 1);
+    /// drop(sub);
+    /// assert!(hub.channels().await?.is_empty());
+    /// # Ok::<(), sse_server::Error>(()) })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub async fn subscribe(
+        &self,
+        channel: &str,
+        last_event_id: Option<&str>,
+    ) -> Result<Subscription, Error> {
+        self.subscribe_with(channel, last_event_id, None).await
+    }
+
+    /// Like [`subscribe`](Hub::subscribe), passing the HTTP request headers on to the `on_subscribe` hook.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new()?.block_on(async {
+    /// let hub = sse_server::Hub::builder().build();
+    /// let headers = http::HeaderMap::new();
+    /// let _sub = hub.subscribe_with("news", None, Some(&headers)).await?;
+    /// # Ok::<(), sse_server::Error>(()) })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub async fn subscribe_with(
+        &self,
+        channel: &str,
+        last_event_id: Option<&str>,
+        headers: Option<&HeaderMap>,
+    ) -> Result<Subscription, Error> {
+        check_channel(channel)?;
+        if self.is_shutting_down() {
+            return Err(Error::ShuttingDown);
+        }
+        let last_event_id = last_event_id.filter(|id| !id.is_empty());
+        let config = &self.inner.config;
+        let welcome = match &config.hooks.on_subscribe {
+            Some(hook) => hook(&SubscribeInfo {
+                channel,
+                last_event_id,
+                headers,
+            })?,
+            None => None,
+        };
+
+        // Register for live events before reading the window: whatever is published from now on is
+        // queued, whatever was published before is in the window, and duplicates are skipped by position.
+        let (tx, rx) = mpsc::channel(config.queue_size);
+        let kicked = Arc::new(AtomicBool::new(false));
+        let (ch, id) = self.inner.register(
+            channel,
+            Handle {
+                tx,
+                kicked: kicked.clone(),
+            },
+        )?;
+        let metrics = &self.inner.metrics;
+        metrics.connections.fetch_add(1, Ordering::Relaxed);
+        bump(&metrics.connections_total);
+        let guard = Guard {
+            hub: self.inner.clone(),
+            channel: ch,
+            id,
+            released: false,
+        };
+
+        let mut prelude = VecDeque::new();
+        if let Some(retry) = config.retry {
+            prelude.push_back(sse_proto::encode(&Event::builder().retry(retry).build()?));
+        }
+        if let Some(welcome) = welcome {
+            prelude.push_back(sse_proto::encode(&welcome));
+        }
+        let mut seen_through = None;
+        if let Some(last) = last_event_id {
+            let replay = self.inner.store.replay(channel, last).await?;
+            if let Some(reset) = &replay.reset {
+                bump(&metrics.resets);
+                let data = serde_json::json!({
+                    "reason": reset.reason.as_str(),
+                    "lastEventId": last,
+                    "oldest": reset.oldest.as_deref(),
+                });
+                let event = Event::builder()
+                    .event(RESET_EVENT)
+                    .id(reset.floor.to_string())
+                    .data(data.to_string())
+                    .build()?;
+                prelude.push_back(sse_proto::encode(&event));
+                tracing::debug!(
+                    channel,
+                    last_event_id = last,
+                    reason = reset.reason.as_str(),
+                    "sse-reset"
+                );
+            }
+            seen_through = replay.after;
+            for event in replay.events {
+                metrics.replayed.fetch_add(1, Ordering::Relaxed);
+                seen_through = Some(seen_through.map_or(event.position, |s| s.max(event.position)));
+                prelude.push_back(event.bytes);
+            }
+        }
+        Ok(Subscription::new(
+            rx,
+            kicked,
+            guard,
+            prelude,
+            seen_through,
+            config.heartbeat,
+        ))
+    }
+
+    /// Lists channels with subscribers or retained history, sorted by name.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new()?.block_on(async {
+    /// let hub = sse_server::Hub::builder().build();
+    /// assert!(hub.channels().await?.is_empty());
+    /// # Ok::<(), sse_server::Error>(()) })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub async fn channels(&self) -> Result<Vec<ChannelInfo>, Error> {
+        let stored = self.inner.store.channels().await?;
+        let mut out: BTreeMap<String, ChannelInfo> = BTreeMap::new();
+        for (name, ch) in &self.inner.registry().channels {
+            let subscribers = ch.len();
+            if subscribers > 0 {
+                out.insert(
+                    name.to_string(),
+                    ChannelInfo {
+                        name: name.to_string(),
+                        subscribers,
+                        last_id: None,
+                    },
+                );
+            }
+        }
+        for c in stored {
+            out.entry(c.name.clone())
+                .or_insert_with(|| ChannelInfo {
+                    name: c.name,
+                    subscribers: 0,
+                    last_id: None,
+                })
+                .last_id = c.last_id;
+        }
+        Ok(out.into_values().collect())
+    }
+
+    /// Ends every subscriber stream of `channel` (after what is already queued for it) and returns how
+    /// many there were. The replay window is kept, so clients that reconnect miss nothing.
+    ///
+    /// ```
+    /// use futures_util::StreamExt;
+    /// # tokio::runtime::Runtime::new()?.block_on(async {
+    /// let hub = sse_server::Hub::builder().build();
+    /// let mut sub = hub.subscribe("news", None).await?;
+    /// assert_eq!(hub.close_channel("news"), 1);
+    /// assert!(sub.next().await.is_none());
+    /// # Ok::<(), sse_server::Error>(()) })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn close_channel(&self, channel: &str) -> usize {
+        let ch = self.inner.registry().channels.get(channel).cloned();
+        ch.map_or(0, |ch| ch.close())
+    }
+
+    /// Shuts down gracefully: refuses new subscriptions and publishes, waits for in-flight publishes to
+    /// finish, then ends every stream with a randomised `retry:` (see [`HubBuilder::shutdown_retry`]) so
+    /// that clients spread their reconnects.
+    ///
+    /// ```
+    /// use futures_util::StreamExt;
+    /// # tokio::runtime::Runtime::new()?.block_on(async {
+    /// let hub = sse_server::Hub::builder().build();
+    /// let mut sub = hub.subscribe("news", None).await?;
+    /// hub.shutdown().await;
+    /// let last = sub.next().await.unwrap();
+    /// assert!(last.starts_with(b"retry: "));
+    /// assert!(sub.next().await.is_none());
+    /// assert!(hub.subscribe("news", None).await.is_err());
+    /// # Ok::<(), sse_server::Error>(()) })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub async fn shutdown(&self) {
+        let channels: Vec<Arc<Channel>> = {
+            let mut reg = self.inner.registry();
+            reg.closed = true;
+            self.inner.shutting_down.store(true, Ordering::Release);
+            reg.channels.values().cloned().collect()
+        };
+        drop(self.inner.gate.write().await);
+        let (min, max) = self.inner.config.shutdown_retry;
+        let (min, max) = (min.as_millis() as u64, max.as_millis() as u64);
+        let mut rng = rand::rng();
+        for ch in channels {
+            ch.finish(|| {
+                let ms = rng.random_range(min..=max);
+                Bytes::from(format!("retry: {ms}\n\n"))
+            });
+        }
+        tracing::info!("hub shut down: all streams ended");
+    }
+}

@@ -1,0 +1,186 @@
+use std::future::Future;
+use std::time::Duration;
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+use crate::{Error, Hub, HubService};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Serves a hub on a TCP listener: HTTP/1.1 and HTTP/2 (h2c prior knowledge, or ALPN with TLS), with
+/// a graceful shutdown.
+///
+/// When the `shutdown` future completes, the server stops accepting, calls [`Hub::shutdown`] (every stream
+/// ends with a randomised `retry:`), then waits up to the grace period (default 5 s) for connections to
+/// finish before dropping the rest.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), sse_server::Error> {
+/// let hub = sse_server::Hub::builder().build();
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+/// let service = sse_server::HubService::new(hub.clone()).publish_token("secret");
+/// sse_server::Server::new(hub)
+///     .serve(listener, service, async { let _ = tokio::signal::ctrl_c().await; })
+///     .await
+/// # }
+/// ```
+pub struct Server {
+    hub: Hub,
+    tls: Option<TlsAcceptor>,
+    grace: Duration,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("tls", &self.tls.is_some())
+            .field("grace", &self.grace)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Server {
+    /// A server for `hub` (plain TCP, 5 s grace period).
+    ///
+    /// ```
+    /// let _ = sse_server::Server::new(sse_server::Hub::builder().build());
+    /// ```
+    pub fn new(hub: Hub) -> Self {
+        Server {
+            hub,
+            tls: None,
+            grace: Duration::from_secs(5),
+        }
+    }
+
+    /// Terminates TLS with `acceptor` (see [`tls_acceptor`](crate::tls_acceptor)).
+    ///
+    /// ```no_run
+    /// let acceptor = sse_server::tls_acceptor("cert.pem", "key.pem")?;
+    /// let _ = sse_server::Server::new(sse_server::Hub::builder().build()).tls(acceptor);
+    /// # Ok::<(), sse_server::Error>(())
+    /// ```
+    pub fn tls(mut self, acceptor: TlsAcceptor) -> Self {
+        self.tls = Some(acceptor);
+        self
+    }
+
+    /// How long to wait for connections to finish after the hub shut down.
+    ///
+    /// ```
+    /// let _ = sse_server::Server::new(sse_server::Hub::builder().build())
+    ///     .grace_period(std::time::Duration::from_secs(2));
+    /// ```
+    pub fn grace_period(mut self, grace: Duration) -> Self {
+        self.grace = grace;
+        self
+    }
+
+    /// Serves `service` (a [`HubService`], or any tower service wrapping one) until `shutdown` completes.
+    pub async fn serve<S, B>(
+        self,
+        listener: TcpListener,
+        service: S,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), Error>
+    where
+        S: tower::Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<BoxError>,
+        B: http_body::Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<BoxError>,
+    {
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(Duration::from_secs(30));
+        let graceful = GracefulShutdown::new();
+        tokio::pin!(shutdown);
+        loop {
+            let (stream, peer) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(conn) => conn,
+                    Err(e) => {
+                        // Running out of file descriptors must not end the server; back off briefly.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                () = &mut shutdown => break,
+            };
+            let _ = stream.set_nodelay(true);
+            let service = TowerToHyperService::new(service.clone());
+            let builder = builder.clone();
+            let watcher = graceful.watcher();
+            let tls = self.tls.clone();
+            tokio::spawn(async move {
+                let result = match tls {
+                    None => {
+                        let conn = builder.serve_connection(TokioIo::new(stream), service);
+                        watcher.watch(conn.into_owned()).await
+                    }
+                    Some(acceptor) => {
+                        match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream))
+                            .await
+                        {
+                            Ok(Ok(tls_stream)) => {
+                                let conn =
+                                    builder.serve_connection(TokioIo::new(tls_stream), service);
+                                watcher.watch(conn.into_owned()).await
+                            }
+                            Ok(Err(e)) => {
+                                tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                                return;
+                            }
+                            Err(_) => {
+                                tracing::debug!(%peer, "TLS handshake timed out");
+                                return;
+                            }
+                        }
+                    }
+                };
+                if let Err(e) = result {
+                    tracing::debug!(%peer, error = %e, "connection ended with an error");
+                }
+            });
+        }
+        drop(listener);
+        tracing::info!("shutting down: no new connections; ending streams");
+        self.hub.shutdown().await;
+        if tokio::time::timeout(self.grace, graceful.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!(grace = ?self.grace, "some connections did not finish within the grace period; dropping them");
+        }
+        Ok(())
+    }
+
+    /// Serves a plain [`HubService`] for the hub until `shutdown` completes.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), sse_server::Error> {
+    /// let hub = sse_server::Hub::builder().build();
+    /// let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    /// sse_server::Server::new(hub).serve_hub(listener, std::future::pending()).await
+    /// # }
+    /// ```
+    pub async fn serve_hub(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), Error> {
+        let service = HubService::new(self.hub.clone());
+        self.serve(listener, service, shutdown).await
+    }
+}

@@ -1,0 +1,402 @@
+//! The HTTP face of a [`Hub`]: a `tower::Service` that mounts in hyper, axum or any tower stack.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::BodyExt;
+
+use crate::publish::{parse_publish_body, percent_decode};
+use crate::{Body, Error, Hub, headers};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Routes of the hub:
+///
+/// | Method and path            | Does                                                          |
+/// |----------------------------|---------------------------------------------------------------|
+/// | `GET /events/{channel}`    | subscribe (`Last-Event-ID` header or `lastEventId` query)     |
+/// | `POST /events/{channel}`   | publish (bearer token), answers `{"id":"..."}`                |
+/// | `POST /events`             | broadcast to every channel (bearer token), answers `{"id":"..."}` |
+/// | `DELETE /events/{channel}` | end every stream of the channel (bearer token)                |
+/// | `GET /channels`            | `[{"name","subscribers","last_id"}]`                          |
+/// | `GET /healthz`             | `{"status":"ok"}` (503 while shutting down)                   |
+/// | `GET /metrics`             | Prometheus text                                               |
+///
+/// Errors are JSON `{"error": "..."}`: 401 for a missing or wrong token (403 when publishing is
+/// disabled), 400 for a bad body or channel name, 413 over the size limit, 404/405 for unknown routes,
+/// 503 while shutting down. Without [`publish_token`](HubService::publish_token) (or
+/// [`allow_anonymous_publish`](HubService::allow_anonymous_publish)) nobody can publish over HTTP.
+///
+/// ```
+/// use tower::ServiceExt;
+/// # tokio::runtime::Runtime::new()?.block_on(async {
+/// let hub = sse_server::Hub::builder().build();
+/// let svc = sse_server::HubService::new(hub).publish_token("secret");
+/// let req = http::Request::post("/events/news")
+///     .header("authorization", "Bearer secret")
+///     .header("content-type", "text/plain")
+///     .body(http_body_util::Full::new(bytes::Bytes::from("hello")))?;
+/// let resp = svc.oneshot(req).await?;
+/// assert_eq!(resp.status(), 200);
+/// # Ok::<(), Box<dyn std::error::Error>>(()) })?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct HubService {
+    hub: Hub,
+    auth: Arc<PublishAuth>,
+}
+
+#[derive(Debug)]
+enum PublishAuth {
+    Disabled,
+    Token(String),
+    Anonymous,
+}
+
+impl HubService {
+    /// A service for `hub` that refuses publishing until a token is set.
+    ///
+    /// ```
+    /// let _svc = sse_server::HubService::new(sse_server::Hub::builder().build());
+    /// ```
+    pub fn new(hub: Hub) -> Self {
+        HubService {
+            hub,
+            auth: Arc::new(PublishAuth::Disabled),
+        }
+    }
+
+    /// Requires `Authorization: Bearer <token>` to publish, broadcast and close channels.
+    ///
+    /// ```
+    /// let _svc = sse_server::HubService::new(sse_server::Hub::builder().build()).publish_token("t0k3n");
+    /// ```
+    pub fn publish_token(mut self, token: impl Into<String>) -> Self {
+        self.auth = Arc::new(PublishAuth::Token(token.into()));
+        self
+    }
+
+    /// Lets anyone publish (for a hub behind your own authentication layer).
+    ///
+    /// ```
+    /// let _svc = sse_server::HubService::new(sse_server::Hub::builder().build()).allow_anonymous_publish();
+    /// ```
+    pub fn allow_anonymous_publish(mut self) -> Self {
+        self.auth = Arc::new(PublishAuth::Anonymous);
+        self
+    }
+
+    /// The hub this service serves.
+    ///
+    /// ```
+    /// let hub = sse_server::Hub::builder().build();
+    /// let svc = sse_server::HubService::new(hub.clone());
+    /// assert!(!svc.hub().is_shutting_down());
+    /// ```
+    pub fn hub(&self) -> &Hub {
+        &self.hub
+    }
+
+    /// True when this service answers `path` (`/events…`, `/channels`, `/healthz`, `/metrics`), so that
+    /// a host application can route everything else elsewhere.
+    ///
+    /// ```
+    /// assert!(sse_server::HubService::handles("/events/x"));
+    /// assert!(!sse_server::HubService::handles("/"));
+    /// ```
+    pub fn handles(path: &str) -> bool {
+        path == "/events"
+            || path.starts_with("/events/")
+            || matches!(path, "/channels" | "/healthz" | "/metrics")
+    }
+
+    async fn handle<B>(self, req: Request<B>) -> Response<Body>
+    where
+        B: http_body::Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<BoxError>,
+    {
+        let request_headers = req.headers().clone();
+        let mut response = self.route(req).await;
+        headers::decorate(self.hub.config(), &request_headers, response.headers_mut());
+        response
+    }
+
+    async fn route<B>(&self, req: Request<B>) -> Response<Body>
+    where
+        B: http_body::Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<BoxError>,
+    {
+        let path = req.uri().path().to_owned();
+        let method = req.method().clone();
+        if method == Method::OPTIONS {
+            let mut resp = status_only(StatusCode::NO_CONTENT);
+            headers::preflight(self.hub.config(), req.headers(), resp.headers_mut());
+            return resp;
+        }
+        if path == "/events" {
+            return match method {
+                Method::POST => self.publish(req, None).await,
+                _ => method_not_allowed("POST, OPTIONS"),
+            };
+        }
+        if let Some(raw) = path.strip_prefix("/events/") {
+            let Ok(channel) = String::from_utf8(percent_decode(raw.as_bytes(), false)) else {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "the channel name is not valid UTF-8 once percent-decoded",
+                );
+            };
+            return match method {
+                Method::GET | Method::HEAD => self.subscribe(req, &channel).await,
+                Method::POST => self.publish(req, Some(&channel)).await,
+                Method::DELETE => self.close(req, &channel),
+                _ => method_not_allowed("GET, HEAD, POST, DELETE, OPTIONS"),
+            };
+        }
+        let get = matches!(method, Method::GET | Method::HEAD);
+        match path.as_str() {
+            "/channels" if get => match self.hub.channels().await {
+                Ok(list) => json(StatusCode::OK, &list),
+                Err(e) => error(e.status(), &e.to_string()),
+            },
+            "/healthz" if get => {
+                if self.hub.is_shutting_down() {
+                    json(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        &serde_json::json!({"status": "shutting down"}),
+                    )
+                } else {
+                    json(StatusCode::OK, &serde_json::json!({"status": "ok"}))
+                }
+            }
+            "/metrics" if get => {
+                let mut resp = Response::new(Body::full(self.hub.metrics().render_prometheus()));
+                resp.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+                );
+                resp
+            }
+            "/channels" | "/healthz" | "/metrics" => method_not_allowed("GET, HEAD"),
+            _ => error(
+                StatusCode::NOT_FOUND,
+                &format!("no route for {path}: subscribe with GET /events/{{channel}}"),
+            ),
+        }
+    }
+
+    async fn subscribe<B>(&self, req: Request<B>, channel: &str) -> Response<Body> {
+        let from_header = req
+            .headers()
+            .get("last-event-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let last = from_header.or_else(|| query_param(req.uri().query(), "lastEventId"));
+        match self
+            .hub
+            .subscribe_with(channel, last.as_deref(), Some(req.headers()))
+            .await
+        {
+            Ok(sub) => {
+                let mut resp = Response::new(Body::stream(sub));
+                headers::event_stream(resp.headers_mut());
+                resp
+            }
+            Err(e) => error(e.status(), &e.to_string()),
+        }
+    }
+
+    /// The refusal to answer with, when the request may not publish.
+    fn refuse(&self, headers: &HeaderMap) -> Option<Response<Body>> {
+        match &*self.auth {
+            PublishAuth::Anonymous => None,
+            PublishAuth::Disabled => Some(error(
+                StatusCode::FORBIDDEN,
+                "publishing over HTTP is disabled on this hub: configure a publish token",
+            )),
+            PublishAuth::Token(expected) => {
+                let given = headers
+                    .get(header::AUTHORIZATION)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| {
+                        let (scheme, token) = v.trim().split_once(' ')?;
+                        scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+                    });
+                match given {
+                    Some(token) if constant_time_eq(token.as_bytes(), expected.as_bytes()) => None,
+                    Some(_) => Some(unauthorized("wrong publish token")),
+                    None => Some(unauthorized(
+                        "missing publish token: send the header Authorization: Bearer <token>",
+                    )),
+                }
+            }
+        }
+    }
+
+    async fn publish<B>(&self, req: Request<B>, channel: Option<&str>) -> Response<Body>
+    where
+        B: http_body::Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<BoxError>,
+    {
+        if let Some(resp) = self.refuse(req.headers()) {
+            return resp;
+        }
+        if let Some(channel) = channel
+            && let Err(e) = crate::hub::check_channel(channel)
+        {
+            return error(e.status(), &e.to_string());
+        }
+        let limit = self.hub.config().max_event_bytes();
+        // Forms can triple a value's size with percent-escapes; the encoded event is checked exactly later.
+        let body_limit = limit.saturating_mul(3).saturating_add(4096);
+        let too_large = || {
+            error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &format!(
+                    "the request body is over the limit ({limit} bytes per event); send smaller events"
+                ),
+            )
+        };
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        if declared.is_some_and(|n| n > body_limit) {
+            return too_large();
+        }
+        let content_type = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let query = req.uri().query().map(str::to_owned);
+        let body: Bytes = match http_body_util::Limited::new(req.into_body(), body_limit)
+            .collect()
+            .await
+        {
+            Ok(collected) => collected.to_bytes(),
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => return too_large(),
+            Err(e) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    &format!("could not read the request body: {e}"),
+                );
+            }
+        };
+        let event = match parse_publish_body(content_type.as_deref(), &body, query.as_deref()) {
+            Ok(event) => event,
+            Err(e) => return error(e.status(), &e.to_string()),
+        };
+        let result = match channel {
+            Some(channel) => self.hub.publish(channel, event).await,
+            None => self.hub.broadcast(event).await,
+        };
+        match result {
+            Ok(id) => json(StatusCode::OK, &serde_json::json!({ "id": id })),
+            Err(e) => error(e.status(), &e.to_string()),
+        }
+    }
+
+    fn close<B>(&self, req: Request<B>, channel: &str) -> Response<Body> {
+        if let Some(resp) = self.refuse(req.headers()) {
+            return resp;
+        }
+        let closed = self.hub.close_channel(channel);
+        json(
+            StatusCode::OK,
+            &serde_json::json!({ "channel": channel, "closed": closed }),
+        )
+    }
+}
+
+fn query_param(query: Option<&str>, name: &str) -> Option<String> {
+    query?.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let k = String::from_utf8(percent_decode(k.as_bytes(), true)).ok()?;
+        (k == name)
+            .then(|| String::from_utf8(percent_decode(v.as_bytes(), true)).ok())
+            .flatten()
+    })
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn status_only(status: StatusCode) -> Response<Body> {
+    let mut resp = Response::new(Body::empty());
+    *resp.status_mut() = status;
+    resp
+}
+
+fn json<T: serde::Serialize>(status: StatusCode, value: &T) -> Response<Body> {
+    let body = serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec());
+    let mut resp = Response::new(Body::full(body));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+/// A JSON error answer `{"error": message}`.
+pub(crate) fn error(status: StatusCode, message: &str) -> Response<Body> {
+    json(status, &serde_json::json!({ "error": message }))
+}
+
+fn unauthorized(message: &str) -> Response<Body> {
+    let mut resp = error(StatusCode::UNAUTHORIZED, message);
+    resp.headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    resp
+}
+
+fn method_not_allowed(allow: &'static str) -> Response<Body> {
+    let mut resp = error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        &format!("method not allowed here; allowed: {allow}"),
+    );
+    resp.headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allow));
+    resp
+}
+
+impl<B> tower::Service<Request<B>> for HubService
+where
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move { Ok(this.handle(req).await) })
+    }
+}
+
+impl From<Error> for Response<Body> {
+    fn from(e: Error) -> Self {
+        error(e.status(), &e.to_string())
+    }
+}

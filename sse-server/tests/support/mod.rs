@@ -1,0 +1,152 @@
+//! Shared helpers: a hub served on an ephemeral loopback port, and a small SSE reader over reqwest.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use futures::StreamExt;
+use sse_proto::{Item, Parser};
+use sse_server::{Hub, HubBuilder, HubService, Server};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub const TOKEN: &str = "test-token";
+/// Upper bound for any single network wait in these tests.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub hub: Hub,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<Result<(), sse_server::Error>>>,
+}
+
+impl TestServer {
+    pub async fn start(builder: HubBuilder) -> TestServer {
+        let hub = builder.build();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let service = HubService::new(hub.clone()).publish_token(TOKEN);
+        let server = Server::new(hub.clone()).grace_period(Duration::from_secs(2));
+        let task = tokio::spawn(server.serve(listener, service, async move {
+            let _ = stopped.await;
+        }));
+        TestServer {
+            addr,
+            hub,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Stops the server and waits (bounded) for it to finish.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(WAIT, task)
+                .await
+                .expect("server did not stop in time")
+                .unwrap()
+                .unwrap();
+        }
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder().build().unwrap()
+}
+
+/// Publishes `data` as a form body and returns the id the hub answered with.
+pub async fn publish(server: &TestServer, channel: &str, data: &str) -> String {
+    let resp = tokio::time::timeout(
+        WAIT,
+        client()
+            .post(server.url(&format!("/events/{channel}")))
+            .bearer_auth(TOKEN)
+            .form(&[("data", data)])
+            .send(),
+    )
+    .await
+    .expect("publish timed out")
+    .unwrap();
+    assert_eq!(resp.status(), 200, "publish failed");
+    let json: serde_json::Value = resp.json().await.unwrap();
+    json["id"].as_str().unwrap().to_owned()
+}
+
+/// A streaming SSE response parsed item by item (comments included).
+pub struct Reader {
+    pub response_headers: reqwest::header::HeaderMap,
+    pub version: reqwest::Version,
+    body: futures::stream::BoxStream<'static, reqwest::Result<bytes::Bytes>>,
+    parser: Parser,
+    ended: bool,
+}
+
+impl Reader {
+    pub async fn open(client: &reqwest::Client, url: &str, last_event_id: Option<&str>) -> Reader {
+        let mut req = client.get(url).header("accept", "text/event-stream");
+        if let Some(id) = last_event_id {
+            req = req.header("last-event-id", id);
+        }
+        Reader::from_request(req).await
+    }
+
+    pub async fn from_request(req: reqwest::RequestBuilder) -> Reader {
+        let resp = tokio::time::timeout(WAIT, req.send())
+            .await
+            .expect("subscribe timed out")
+            .unwrap();
+        assert_eq!(resp.status(), 200, "subscribe failed");
+        Reader {
+            response_headers: resp.headers().clone(),
+            version: resp.version(),
+            body: resp.bytes_stream().boxed(),
+            parser: Parser::builder().comments(true).build(),
+            ended: false,
+        }
+    }
+
+    /// The next item, or `None` when the stream ended. Panics after `WAIT`.
+    pub async fn next(&mut self) -> Option<Item> {
+        self.next_within(WAIT).await.expect("no SSE item in time")
+    }
+
+    /// `Err(())` on timeout.
+    pub async fn next_within(&mut self, wait: Duration) -> Result<Option<Item>, ()> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            if let Some(item) = self.parser.next() {
+                return Ok(Some(item.unwrap()));
+            }
+            if self.ended {
+                return Ok(None);
+            }
+            match tokio::time::timeout_at(deadline, self.body.next()).await {
+                Err(_) => return Err(()),
+                Ok(Some(Ok(chunk))) => self.parser.feed(&chunk),
+                Ok(Some(Err(_))) | Ok(None) => {
+                    self.parser.finish();
+                    self.ended = true;
+                }
+            }
+        }
+    }
+
+    /// The next dispatched message, skipping comments and retry items.
+    pub async fn message(&mut self) -> Option<sse_proto::Message> {
+        loop {
+            match self.next().await? {
+                Item::Message(m) => return Some(m),
+                _ => continue,
+            }
+        }
+    }
+}
