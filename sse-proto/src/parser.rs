@@ -313,8 +313,10 @@ impl Parser {
             } else if self.partial.is_empty() {
                 self.checked_line(line);
             } else if self.partial.len() + line.len() > self.limits.max_line_length {
+                // The line has ended here, so report it without skipping: the next line is a new one.
                 self.release_partial();
-                self.line_too_long();
+                self.at_stream_start = false;
+                self.fail(LimitError::LineTooLong(self.limits.max_line_length));
             } else {
                 let mut whole = std::mem::take(&mut self.partial);
                 whole.extend_from_slice(line);
@@ -430,6 +432,8 @@ impl Parser {
                     }
                     return;
                 }
+                // One exact reservation, so the LF never forces a second reallocation.
+                self.data.reserve(value.len() + 1);
                 self.data.push_str(&value);
                 self.data.push('\n');
             }
@@ -487,7 +491,12 @@ impl Iterator for Parser {
 /// Decodes UTF-8, replacing invalid sequences with U+FFFD exactly as the WHATWG decoder does
 /// (one replacement per maximal invalid subpart).
 fn utf8(bytes: &[u8]) -> Cow<'_, str> {
-    String::from_utf8_lossy(bytes)
+    // `from_utf8` validates valid text several times faster than the lossy path, and valid text is
+    // the common case; only invalid input pays for the replacement scan.
+    match std::str::from_utf8(bytes) {
+        Ok(text) => Cow::Borrowed(text),
+        Err(_) => String::from_utf8_lossy(bytes),
+    }
 }
 
 #[cfg(test)]
@@ -509,6 +518,14 @@ mod tests {
         let items = parse_all(&[b"data: a\r", b"\ndata: b\r", b"\n\r", b"\n"]);
         assert_eq!(items.len(), 1);
         assert!(matches!(&items[0], Ok(Item::Message(m)) if m.data == "a\nb"));
+    }
+
+    #[test]
+    fn long_line_ending_in_a_later_chunk_does_not_swallow_the_next_line() {
+        let items = parse_all(&[b"data: 0123", b"456789abcdefghijk\n\ndata: ok\n\n"]);
+        assert_eq!(items.len(), 2, "{items:?}");
+        assert!(items[0].is_err());
+        assert!(matches!(&items[1], Ok(Item::Message(m)) if m.data == "ok"));
     }
 
     #[test]
