@@ -89,9 +89,20 @@ fn deviation_rescans_a_long_line_on_every_chunk() {
     let es_ratio = es_cpu_time(large, 256).as_secs_f64() / es_cpu_time(small, 256).as_secs_f64();
     let ours_small = ours_bytes_allocated(small, 256);
     let ours_ratio = ours_bytes_allocated(large, 256) as f64 / ours_small as f64;
-    eprintln!("4x the line: eventsource-stream CPU time {es_ratio:.1}x, our allocations {ours_ratio:.1}x");
-    assert!(es_ratio > 8.0, "eventsource-stream grew only {es_ratio:.1}x: deviation gone?");
-    assert!(ours_ratio < 5.0, "our parser grew {ours_ratio:.1}x for 4x input: not linear");
+    eprintln!(
+        "4x the line: eventsource-stream CPU time {es_ratio:.1}x, our allocations {ours_ratio:.1}x"
+    );
+    assert!(
+        es_ratio > 8.0,
+        "eventsource-stream grew only {es_ratio:.1}x: deviation gone?"
+    );
+    assert!(
+        ours_ratio < 5.0,
+        "our parser grew {ours_ratio:.1}x for 4x input: not linear"
+    );
     // Bounded in absolute terms too: a few copies of the line, not one per chunk.
-    assert!(ours_small < 8 * small, "our parser allocated {ours_small} bytes for a {small}-byte line");
+    assert!(
+        ours_small < 8 * small,
+        "our parser allocated {ours_small} bytes for a {small}-byte line"
+    );
 }
