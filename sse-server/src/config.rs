@@ -1,10 +1,11 @@
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::hooks::{Hooks, OnSubscribe, OnUnsubscribe};
-use crate::{Hub, MemoryStore, ReplayStore, Retention};
+use crate::{CommitMode, DurableStore, Error, Hub, MemoryStore, ReplayStore, Retention};
 
 /// Configures a [`Hub`]. Every setting has a default suitable for a public endpoint.
 ///
@@ -28,6 +29,10 @@ pub struct HubBuilder {
     config: Config,
     retention: Retention,
     store: Option<Arc<dyn ReplayStore>>,
+    data_dir: Option<PathBuf>,
+    commit_mode: CommitMode,
+    reset_data_dir: bool,
+    redis: Option<String>,
 }
 
 /// A hub's settings, as built by [`HubBuilder`].
@@ -44,6 +49,7 @@ pub struct Config {
     pub(crate) cors_origins: Vec<String>,
     pub(crate) queue_size: usize,
     pub(crate) max_event_bytes: usize,
+    pub(crate) max_channels: usize,
     pub(crate) shutdown_retry: (Duration, Duration),
     pub(crate) hooks: Hooks,
 }
@@ -57,6 +63,7 @@ impl Default for Config {
             cors_origins: Vec::new(),
             queue_size: 256,
             max_event_bytes: 1024 * 1024,
+            max_channels: 10_000,
             shutdown_retry: (Duration::from_secs(1), Duration::from_secs(10)),
             hooks: Hooks::default(),
         }
@@ -87,6 +94,10 @@ impl Config {
     /// Largest accepted event, in encoded bytes.
     pub fn max_event_bytes(&self) -> usize {
         self.max_event_bytes
+    }
+    /// Live channels (with subscribers, or a publish in progress) the hub holds at most.
+    pub fn max_channels(&self) -> usize {
+        self.max_channels
     }
 }
 
@@ -197,6 +208,19 @@ impl HubBuilder {
         self
     }
 
+    /// Live channels (with subscribers, or a publish in progress) the hub holds at most (default
+    /// 10 000): subscribing or publishing to one more answers 503. Bounds what anonymous subscribers
+    /// can make the hub allocate; retained history is bounded per channel by the `replay_*` settings.
+    ///
+    /// ```
+    /// let hub = sse_server::Hub::builder().max_channels(100).build();
+    /// assert_eq!(hub.config().max_channels(), 100);
+    /// ```
+    pub fn max_channels(mut self, n: usize) -> Self {
+        self.config.max_channels = n.max(1);
+        self
+    }
+
     /// Range of the randomised `retry:` sent to every stream at shutdown (default 1 s to 10 s), so that
     /// clients do not all reconnect at the same instant.
     ///
@@ -254,16 +278,108 @@ impl HubBuilder {
         self
     }
 
+    /// Keeps the replay window on disk in `dir` (a [`DurableStore`], file `dir/replay.redb`) instead of in
+    /// memory, with the `replay_*` retention. Build with [`try_build`](HubBuilder::try_build) to get an
+    /// error when the store cannot be opened.
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir()?;
+    /// let hub = sse_server::Hub::builder().replay_events(100).data_dir(dir.path()).try_build()?;
+    /// # drop(hub);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.data_dir = Some(dir.into());
+        self
+    }
+
+    /// How the durable store shares `fsync`s between publishes (default: group commit without delay).
+    ///
+    /// ```
+    /// let _ = sse_server::Hub::builder().commit_mode(sse_server::CommitMode::PerPublish);
+    /// ```
+    pub fn commit_mode(mut self, mode: CommitMode) -> Self {
+        self.commit_mode = mode;
+        self
+    }
+
+    /// Discards the existing store in the data directory and starts fresh (default: keep it, and refuse
+    /// to start when it is damaged).
+    ///
+    /// ```
+    /// let _ = sse_server::Hub::builder().reset_data_dir(true);
+    /// ```
+    pub fn reset_data_dir(mut self, reset: bool) -> Self {
+        self.reset_data_dir = reset;
+        self
+    }
+
+    /// Keeps the replay window in Redis at `url` (a [`RedisStore`](crate::RedisStore), one Redis Stream
+    /// per channel, with the `replay_*` retention) so that several hubs (nodes) share channels, event
+    /// ids and replay: an event published on any node reaches the subscribers of every node. No
+    /// connection is made until first use; an invalid URL fails [`try_build`](HubBuilder::try_build).
+    ///
+    /// ```
+    /// let hub = sse_server::Hub::builder().redis("redis://127.0.0.1:6379").try_build()?;
+    /// # drop(hub);
+    /// # Ok::<(), sse_server::Error>(())
+    /// ```
+    pub fn redis(mut self, url: impl Into<String>) -> Self {
+        self.redis = Some(url.into());
+        self
+    }
+
+    fn open_store(&self) -> Result<Arc<dyn ReplayStore>, Error> {
+        if let Some(store) = &self.store {
+            return Ok(store.clone());
+        }
+        if let Some(url) = &self.redis {
+            return Ok(Arc::new(
+                crate::RedisStore::builder(url.clone())
+                    .retention(self.retention)
+                    .build()?,
+            ));
+        }
+        match &self.data_dir {
+            Some(dir) => Ok(Arc::new(
+                DurableStore::builder(dir)
+                    .retention(self.retention)
+                    .commit_mode(self.commit_mode)
+                    .reset(self.reset_data_dir)
+                    .open()?,
+            )),
+            None => Ok(Arc::new(MemoryStore::new(self.retention))),
+        }
+    }
+
+    /// Builds the hub, opening its data directory if one is set; fails with [`Error::DataDir`] when the
+    /// store cannot be used (the message names the file and what to do).
+    ///
+    /// ```
+    /// let hub = sse_server::Hub::builder().try_build()?;
+    /// # drop(hub);
+    /// # Ok::<(), sse_server::Error>(())
+    /// ```
+    pub fn try_build(self) -> Result<Hub, Error> {
+        let store = self.open_store()?;
+        Ok(Hub::from_parts(self.config, store))
+    }
+
     /// Builds the hub (no task is spawned; it can be built outside a runtime).
+    ///
+    /// With a [`data_dir`](HubBuilder::data_dir) that cannot be opened, the error is logged and the hub
+    /// refuses every publish and replay with it (503) rather than silently keeping events in memory;
+    /// prefer [`try_build`](HubBuilder::try_build) there.
     ///
     /// ```
     /// let hub = sse_server::Hub::builder().build();
     /// assert!(!hub.is_shutting_down());
     /// ```
     pub fn build(self) -> Hub {
-        let store = self
-            .store
-            .unwrap_or_else(|| Arc::new(MemoryStore::new(self.retention)));
+        let store = self.open_store().unwrap_or_else(|e| {
+            tracing::error!(error = %e, "replay store unavailable");
+            Arc::new(crate::replay::Unavailable(e.to_string()))
+        });
         Hub::from_parts(self.config, store)
     }
 }

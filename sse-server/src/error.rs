@@ -47,6 +47,31 @@ pub enum Error {
     /// The replay store failed.
     #[error("replay store error: {0}; check the store backend's health")]
     Store(String),
+    /// The durable store's data directory or file cannot be used (damaged, foreign, locked, unwritable).
+    #[error("cannot use the replay store {}: {reason}", path.display())]
+    DataDir {
+        /// The file (or directory) concerned.
+        path: std::path::PathBuf,
+        /// What is wrong and what to do about it.
+        reason: String,
+    },
+    /// The request carries no usable credentials: missing, malformed, badly signed or expired token.
+    #[error("unauthorized: {0}")]
+    Unauthorized(String),
+    /// The credentials are valid but do not grant this channel or action.
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    /// The authorization settings are unusable (for example a key file that is not PEM).
+    #[error("authorization setup failed: {0}")]
+    AuthConfig(String),
+    /// The hub already has its maximum number of live channels.
+    #[error(
+        "the hub has reached its limit of {limit} live channels; retry later or raise the limit (HubBuilder::max_channels)"
+    )]
+    TooManyChannels {
+        /// The configured limit.
+        limit: usize,
+    },
     /// The TLS certificate or key could not be loaded.
     #[error("TLS setup failed: {0}")]
     Tls(String),
@@ -64,11 +89,18 @@ impl Error {
     /// ```
     pub fn status(&self) -> StatusCode {
         match self {
-            Error::ShuttingDown | Error::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::ShuttingDown | Error::Store(_) | Error::TooManyChannels { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Error::Forbidden(_) => StatusCode::FORBIDDEN,
+            Error::AuthConfig(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Error::InvalidEvent(_) | Error::InvalidChannel { .. } => StatusCode::BAD_REQUEST,
             Error::EventTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Error::Rejected { status, .. } => *status,
-            Error::Tls(_) | Error::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Error::Tls(_) | Error::Io(_) | Error::DataDir { .. } => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
         }
     }
 }

@@ -6,13 +6,12 @@ use bytes::Bytes;
 use http::HeaderMap;
 use rand::Rng;
 use sse_proto::Event;
-use tokio::sync::mpsc;
 
 use crate::channel::{Channel, Handle};
 use crate::config::Config;
 use crate::metrics::{Metrics, bump};
 use crate::subscription::Guard;
-use crate::{Error, HubBuilder, ReplayStore, SubscribeInfo, Subscription};
+use crate::{Error, HubBuilder, LiveFeed, ReplayStore, StoredEvent, SubscribeInfo, Subscription};
 
 /// The type of the in-band event that tells a resuming subscriber its `Last-Event-ID` could not be placed.
 pub const RESET_EVENT: &str = "sse-reset";
@@ -80,6 +79,8 @@ pub(crate) struct Inner {
     pub(crate) config: Config,
     pub(crate) metrics: Metrics,
     store: Arc<dyn ReplayStore>,
+    /// Set when the store is shared with other nodes: fan-out then happens only from its feed.
+    live: Option<Arc<dyn LiveFeed>>,
     registry: Mutex<Registry>,
     shutting_down: AtomicBool,
     /// Publishes hold it shared; shutdown takes it exclusively to wait for in-flight publishes.
@@ -112,6 +113,10 @@ impl Inner {
         if reg.closed {
             return Err(Error::ShuttingDown);
         }
+        let limit = self.config.max_channels;
+        if reg.channels.len() >= limit && !reg.channels.contains_key(name) {
+            return Err(Error::TooManyChannels { limit });
+        }
         Ok(Self::entry(&mut reg, name))
     }
 
@@ -120,6 +125,10 @@ impl Inner {
         let mut reg = self.registry();
         if reg.closed {
             return Err(Error::ShuttingDown);
+        }
+        let limit = self.config.max_channels;
+        if reg.channels.len() >= limit && !reg.channels.contains_key(name) {
+            return Err(Error::TooManyChannels { limit });
         }
         let ch = Self::entry(&mut reg, name);
         let id = ch.add(handle);
@@ -141,6 +150,18 @@ impl Inner {
         let mut reg = self.registry();
         if Arc::strong_count(ch) == 2 && ch.len() == 0 {
             reg.channels.remove(&ch.name);
+            // Under the registry lock, so a subscriber registering next watches after this.
+            if let Some(live) = &self.live {
+                live.unwatch(&ch.name);
+            }
+        }
+    }
+
+    /// Fans out an event the store's live feed delivered (published on this node or another).
+    fn deliver(&self, channel: &str, event: StoredEvent) {
+        let ch = self.registry().channels.get(channel).cloned();
+        if let Some(ch) = ch {
+            ch.fan_out(event.position, &event.bytes, &self.metrics);
         }
     }
 }
@@ -157,16 +178,27 @@ impl Hub {
     }
 
     pub(crate) fn from_parts(config: Config, store: Arc<dyn ReplayStore>) -> Hub {
-        Hub {
+        let live = store.live();
+        let hub = Hub {
             inner: Arc::new(Inner {
                 config,
                 metrics: Metrics::default(),
+                live: live.clone(),
                 store,
                 registry: Mutex::new(Registry::default()),
                 shutting_down: AtomicBool::new(false),
                 gate: tokio::sync::RwLock::new(()),
             }),
+        };
+        if let Some(live) = live {
+            let inner = Arc::downgrade(&hub.inner);
+            live.attach(Arc::new(move |channel: &str, event: StoredEvent| {
+                if let Some(inner) = inner.upgrade() {
+                    inner.deliver(channel, event);
+                }
+            }));
         }
+        hub
     }
 
     /// The settings this hub was built with.
@@ -239,7 +271,9 @@ impl Hub {
         let _order = ch.publish.lock().await;
         let stored = self.inner.store.append(&ch.name, event).await?;
         bump(&self.inner.metrics.published);
-        ch.fan_out(stored.position, &stored.bytes, &self.inner.metrics);
+        if self.inner.live.is_none() {
+            ch.fan_out(stored.position, &stored.bytes, &self.inner.metrics);
+        }
         Ok(stored.id.to_string())
     }
 
@@ -357,7 +391,7 @@ impl Hub {
 
         // Register for live events before reading the window: whatever is published from now on is
         // queued, whatever was published before is in the window, and duplicates are skipped by position.
-        let (tx, rx) = mpsc::channel(config.queue_size);
+        let (tx, rx) = crate::channel::queue(config.queue_size);
         let kicked = Arc::new(AtomicBool::new(false));
         let (ch, id) = self.inner.register(
             channel,
@@ -375,6 +409,11 @@ impl Hub {
             id,
             released: false,
         };
+        // With a shared store, live events come from its feed: watch before reading the window (the
+        // seam is then an overlap, deduplicated by position, never a gap).
+        if let Some(live) = &self.inner.live {
+            live.watch(channel).await?;
+        }
 
         let mut prelude = VecDeque::new();
         if let Some(retry) = config.retry {

@@ -21,9 +21,13 @@
 //!   disconnected (and counted in [`Metrics`]) instead of slowing anybody else.
 //! * Idle streams carry a heartbeat comment (default every 15 s); shutdown ends every stream with a
 //!   randomised `retry:`.
+//! * Authorization: JWTs (HS256/RS256/ES256) granting channels to subscribe to and publish on, public
+//!   channels, expiry that ends a stream with an in-band `sse-expired` event ([`Auth`],
+//!   [`HubService::authorization`]); connection limits and header timeouts ([`Limits`],
+//!   [`Server::limits`]). SECURITY.md at the repository root lists every limit and its default.
 //!
-//! The crate does not authenticate subscribers (use an `on_subscribe` hook or a tower layer) and keeps the
-//! replay window in memory unless given another [`ReplayStore`].
+//! Without an [`Auth`], subscribing is open to anyone (add one, an `on_subscribe` hook or a tower
+//! layer); the hub keeps the replay window in memory unless given another [`ReplayStore`].
 //!
 //! ```
 //! use futures_util::StreamExt;
@@ -42,13 +46,16 @@
 #![deny(missing_debug_implementations)]
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
+mod auth;
 mod body;
 mod channel;
 mod config;
 mod error;
+mod expiry;
 mod headers;
 mod hooks;
 mod hub;
+mod limits;
 mod metrics;
 mod position;
 mod publish;
@@ -58,18 +65,21 @@ mod service;
 mod subscription;
 mod tls;
 
+pub use auth::{Auth, AuthBuilder, ChannelPattern, DEFAULT_COOKIE, EXPIRED_EVENT, JwtKey};
 pub use body::Body;
 pub use config::{Config, HubBuilder};
 pub use error::Error;
 pub use hooks::{OnSubscribe, OnUnsubscribe, SubscribeInfo};
 pub use hub::{ChannelInfo, Hub, RESET_EVENT};
+pub use limits::Limits;
 pub use metrics::Metrics;
 pub use position::{Position, PositionParseError};
 pub use publish::{BodyError, MAX_RETRY_MS, parse_publish_body};
 pub use replay::{
-    BoxFuture, MemoryStore, Replay, ReplayStore, Reset, ResetReason, Retention, StoredChannel,
-    StoredEvent,
+    BoxFuture, CommitMode, DurableStore, DurableStoreBuilder, MemoryStore, Replay, ReplayStore,
+    Reset, ResetReason, Retention, STORE_FILE, StoredChannel, StoredEvent,
 };
+pub use replay::{LiveFeed, LiveSink, RedisStore, RedisStoreBuilder};
 pub use server::Server;
 pub use service::HubService;
 pub use subscription::Subscription;

@@ -17,8 +17,15 @@ use sse_proto::Event;
 
 use crate::{Error, Position};
 
+mod durable;
+mod live;
 mod memory;
+mod redis;
 
+pub use self::redis::{RedisStore, RedisStoreBuilder};
+pub(crate) use durable::Unavailable;
+pub use durable::{CommitMode, DurableStore, DurableStoreBuilder, STORE_FILE};
+pub use live::{LiveFeed, LiveSink};
 pub use memory::MemoryStore;
 
 /// A boxed, sendable future, the return type of [`ReplayStore`] methods (so the trait stays object-safe).
@@ -251,4 +258,10 @@ pub trait ReplayStore: Send + Sync + fmt::Debug + 'static {
 
     /// The channels with history, after dropping expired events and empty channels.
     fn channels(&self) -> BoxFuture<'_, Result<Vec<StoredChannel>, Error>>;
+
+    /// The feed of events appended by other processes sharing this store (see [`LiveFeed`]). `None`
+    /// (the default) means the store is private to this process and the hub fans out on publish.
+    fn live(&self) -> Option<Arc<dyn LiveFeed>> {
+        None
+    }
 }

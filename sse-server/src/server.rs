@@ -12,6 +12,8 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::{Error, Hub, HubService};
 
+mod fast;
+
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Serves a hub on a TCP listener: HTTP/1.1 and HTTP/2 (h2c prior knowledge, or ALPN with TLS), with
@@ -34,7 +36,9 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub struct Server {
     hub: Hub,
     tls: Option<TlsAcceptor>,
+    fast: Option<HubService>,
     grace: Duration,
+    limits: crate::Limits,
 }
 
 impl std::fmt::Debug for Server {
@@ -56,7 +60,9 @@ impl Server {
         Server {
             hub,
             tls: None,
+            fast: None,
             grace: Duration::from_secs(5),
+            limits: crate::Limits::default(),
         }
     }
 
@@ -69,6 +75,34 @@ impl Server {
     /// ```
     pub fn tls(mut self, acceptor: TlsAcceptor) -> Self {
         self.tls = Some(acceptor);
+        self
+    }
+
+    /// Connection limits: totals, per client IP, header size and read timeout (see [`Limits`](crate::Limits)
+    /// for the defaults).
+    ///
+    /// ```
+    /// let _ = sse_server::Server::new(sse_server::Hub::builder().build())
+    ///     .limits(sse_server::Limits::default().max_connections_per_ip(16));
+    /// ```
+    pub fn limits(mut self, limits: crate::Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Answers `GET /events/{channel}` on plain HTTP/1.1 connections straight from `service`, on a lean
+    /// path that keeps no hyper buffers per subscriber and writes every ready event in one `writev`
+    /// (about a third of the memory per idle subscriber). Use it when the service passed to
+    /// [`serve`](Server::serve) routes those requests to an equivalent [`HubService`] (as the
+    /// `sse-server` binary does); [`serve_hub`](Server::serve_hub) turns it on by itself. Other
+    /// requests, HTTP/2 and TLS connections always go through hyper and `serve`'s service.
+    ///
+    /// ```
+    /// let hub = sse_server::Hub::builder().build();
+    /// let _ = sse_server::Server::new(hub.clone()).fast_subscribe(sse_server::HubService::new(hub));
+    /// ```
+    pub fn fast_subscribe(mut self, service: HubService) -> Self {
+        self.fast = Some(service);
         self
     }
 
@@ -99,10 +133,10 @@ impl Server {
         B::Error: Into<BoxError>,
     {
         let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder
-            .http1()
-            .timer(TokioTimer::new())
-            .header_read_timeout(Duration::from_secs(30));
+        builder.http1().timer(TokioTimer::new());
+        self.limits.configure(&mut builder);
+        let limiter = crate::limits::ConnectionLimiter::new(self.limits);
+        let head_timeout = self.limits.header_read_timeout_value();
         let graceful = GracefulShutdown::new();
         tokio::pin!(shutdown);
         loop {
@@ -119,13 +153,34 @@ impl Server {
                 () = &mut shutdown => break,
             };
             let _ = stream.set_nodelay(true);
+            let permit = match limiter.try_acquire(peer.ip()) {
+                Ok(permit) => permit,
+                Err(refusal) => {
+                    tracing::debug!(%peer, ?refusal, "connection refused: over a connection limit");
+                    tokio::spawn(refusal.serve(stream, head_timeout));
+                    continue;
+                }
+            };
             let service = TowerToHyperService::new(service.clone());
             let builder = builder.clone();
             let watcher = graceful.watcher();
             let tls = self.tls.clone();
+            let fast = self.fast.clone();
             tokio::spawn(async move {
+                let _permit = permit;
                 let result = match tls {
                     None => {
+                        if !crate::limits::first_bytes(&stream, head_timeout).await {
+                            tracing::debug!(%peer, "no request within the header read timeout");
+                            return;
+                        }
+                        let stream = match &fast {
+                            Some(hub_service) => match fast::serve(stream, hub_service).await {
+                                Ok(()) => return,
+                                Err(stream) => stream,
+                            },
+                            None => stream,
+                        };
                         let conn = builder.serve_connection(TokioIo::new(stream), service);
                         watcher.watch(conn.into_owned()).await
                     }
@@ -181,6 +236,9 @@ impl Server {
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), Error> {
         let service = HubService::new(self.hub.clone());
-        self.serve(listener, service, shutdown).await
+        let fast = service.clone();
+        self.fast_subscribe(fast)
+            .serve(listener, service, shutdown)
+            .await
     }
 }

@@ -29,7 +29,9 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 ///
 /// Errors are JSON `{"error": "..."}`: 401 for a missing or wrong token (403 when publishing is
 /// disabled), 400 for a bad body or channel name, 413 over the size limit, 404/405 for unknown routes,
-/// 503 while shutting down. Without [`publish_token`](HubService::publish_token) (or
+/// 503 while shutting down. With [`authorization`](HubService::authorization), subscribing to a channel
+/// that is not public answers 401 without a valid token and 403 when the token does not grant it.
+/// Without [`publish_token`](HubService::publish_token) (or
 /// [`allow_anonymous_publish`](HubService::allow_anonymous_publish)) nobody can publish over HTTP.
 ///
 /// ```
@@ -50,6 +52,7 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub struct HubService {
     hub: Hub,
     auth: Arc<PublishAuth>,
+    access: Option<Arc<crate::Auth>>,
 }
 
 #[derive(Debug)]
@@ -69,6 +72,7 @@ impl HubService {
         HubService {
             hub,
             auth: Arc::new(PublishAuth::Disabled),
+            access: None,
         }
     }
 
@@ -89,6 +93,20 @@ impl HubService {
     /// ```
     pub fn allow_anonymous_publish(mut self) -> Self {
         self.auth = Arc::new(PublishAuth::Anonymous);
+        self
+    }
+
+    /// Authorizes subscribers and publishers with JWTs (see [`Auth`](crate::Auth) for the claims): only
+    /// public channels can then be subscribed to without a token (401 without a valid one, 403 when the
+    /// token does not grant the channel), and a stream ends with an `sse-expired` event when its token
+    /// expires. A [`publish_token`](HubService::publish_token), if also set, still publishes anywhere.
+    ///
+    /// ```
+    /// let auth = sse_server::Auth::builder().key(sse_server::JwtKey::hs256("a-long-secret")).build();
+    /// let _svc = sse_server::HubService::new(sse_server::Hub::builder().build()).authorization(auth);
+    /// ```
+    pub fn authorization(mut self, auth: crate::Auth) -> Self {
+        self.access = Some(Arc::new(auth));
         self
     }
 
@@ -194,6 +212,23 @@ impl HubService {
     }
 
     async fn subscribe<B>(&self, req: Request<B>, channel: &str) -> Response<Body> {
+        if let Err(e) = crate::hub::check_channel(channel) {
+            return error(e.status(), &e.to_string());
+        }
+        let mut deadline = None;
+        if let Some(auth) = &self.access {
+            let presented = crate::auth::Presented {
+                headers: req.headers(),
+                query: req.uri().query(),
+            };
+            match auth.subscribe(&presented, channel) {
+                Ok(crate::auth::Access::Token { exp: Some(exp) }) => {
+                    deadline = Some((tokio::time::Instant::now() + auth.remaining(exp), exp));
+                }
+                Ok(_) => {}
+                Err(e) => return denied(&e),
+            }
+        }
         let from_header = req
             .headers()
             .get("last-event-id")
@@ -206,6 +241,10 @@ impl HubService {
             .await
         {
             Ok(sub) => {
+                let sub = match deadline {
+                    Some((at, exp)) => sub.expires_at(at, Some(exp)),
+                    None => sub,
+                };
                 let mut resp = Response::new(Body::stream(sub));
                 headers::event_stream(resp.headers_mut());
                 resp
@@ -215,7 +254,24 @@ impl HubService {
     }
 
     /// The refusal to answer with, when the request may not publish.
-    fn refuse(&self, headers: &HeaderMap) -> Option<Response<Body>> {
+    fn refuse(&self, headers: &HeaderMap, channel: Option<&str>) -> Option<Response<Body>> {
+        if let Some(auth) = &self.access
+            && !matches!(*self.auth, PublishAuth::Anonymous)
+        {
+            let given = crate::auth::bearer(headers);
+            if let (PublishAuth::Token(expected), Some(token)) = (&*self.auth, &given)
+                && constant_time_eq(token.as_bytes(), expected.as_bytes())
+            {
+                return None;
+            }
+            return match auth.publish(headers, channel) {
+                Ok(Some(_)) => None,
+                Ok(None) => Some(unauthorized(
+                    "missing token: send the header Authorization: Bearer <token>",
+                )),
+                Err(e) => Some(denied(&e)),
+            };
+        }
         match &*self.auth {
             PublishAuth::Anonymous => None,
             PublishAuth::Disabled => Some(error(
@@ -247,7 +303,7 @@ impl HubService {
         B::Data: Send,
         B::Error: Into<BoxError>,
     {
-        if let Some(resp) = self.refuse(req.headers()) {
+        if let Some(resp) = self.refuse(req.headers(), channel) {
             return resp;
         }
         if let Some(channel) = channel
@@ -308,7 +364,7 @@ impl HubService {
     }
 
     fn close<B>(&self, req: Request<B>, channel: &str) -> Response<Body> {
-        if let Some(resp) = self.refuse(req.headers()) {
+        if let Some(resp) = self.refuse(req.headers(), Some(channel)) {
             return resp;
         }
         let closed = self.hub.close_channel(channel);
@@ -363,6 +419,15 @@ fn unauthorized(message: &str) -> Response<Body> {
     resp.headers_mut()
         .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     resp
+}
+
+/// The answer to a refused authorization: 401 (with `WWW-Authenticate`) or 403.
+fn denied(e: &Error) -> Response<Body> {
+    if e.status() == StatusCode::UNAUTHORIZED {
+        unauthorized(&e.to_string())
+    } else {
+        error(e.status(), &e.to_string())
+    }
 }
 
 fn method_not_allowed(allow: &'static str) -> Response<Body> {

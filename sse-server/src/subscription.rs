@@ -8,13 +8,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_core::Stream;
-use tokio::sync::mpsc;
 use tokio::time::{Instant, Sleep};
 
 use crate::Position;
-use crate::channel::{Channel, Frame};
+use crate::channel::{Channel, Frame, QueueRx};
 use crate::hub::Inner;
-use crate::metrics::bump;
 
 /// The comment sent on idle streams so that proxies and clients see the connection alive.
 pub(crate) const HEARTBEAT: &[u8] = b": heartbeat\n\n";
@@ -38,13 +36,22 @@ pub(crate) const HEARTBEAT: &[u8] = b": heartbeat\n\n";
 /// ```
 pub struct Subscription {
     prelude: VecDeque<Bytes>,
-    rx: mpsc::Receiver<Frame>,
+    rx: QueueRx,
     kicked: Arc<AtomicBool>,
     /// Live events at or before this position were already replayed (or seen by the client).
     seen_through: Option<Position>,
     heartbeat: Option<(Duration, Pin<Box<Sleep>>)>,
+    /// When bytes last went out: the heartbeat timer is moved lazily, when it fires, not per event
+    /// (resetting a timer costs a timer-wheel update), and the clock is read once per batch (`touched`
+    /// marks that something went out since), not per event.
+    last_sent: Instant,
+    touched: bool,
+    /// Deliveries not yet added to the shared counter: it is updated once per batch, not per event.
+    unreported: u64,
     done: bool,
     guard: Guard,
+    /// Ends the stream with `sse-expired` when the subscriber's credentials expire.
+    expiry: Option<crate::expiry::Expiry>,
 }
 
 impl fmt::Debug for Subscription {
@@ -91,7 +98,7 @@ impl Drop for Guard {
 
 impl Subscription {
     pub(crate) fn new(
-        rx: mpsc::Receiver<Frame>,
+        rx: QueueRx,
         kicked: Arc<AtomicBool>,
         guard: Guard,
         prelude: VecDeque<Bytes>,
@@ -104,8 +111,12 @@ impl Subscription {
             kicked,
             seen_through,
             heartbeat: heartbeat.map(|d| (d, Box::pin(tokio::time::sleep(d)))),
+            last_sent: Instant::now(),
+            touched: false,
+            unreported: 0,
             done: false,
             guard,
+            expiry: None,
         }
     }
 
@@ -122,16 +133,47 @@ impl Subscription {
         &self.guard.channel.name
     }
 
+    /// Ends the stream at `deadline` with an in-band `sse-expired` event (see
+    /// [`EXPIRED_EVENT`](crate::EXPIRED_EVENT)), for credentials that expire then; `exp` (seconds since the
+    /// Unix epoch) is reported in the event's data. The client reconnects with fresh credentials and its
+    /// `Last-Event-ID`, and replay fills in whatever it missed.
+    ///
+    /// ```
+    /// use futures_util::StreamExt;
+    /// # tokio::runtime::Runtime::new()?.block_on(async {
+    /// let hub = sse_server::Hub::builder().build();
+    /// let sub = hub.subscribe("news", None).await?;
+    /// let mut sub = sub.expires_at(tokio::time::Instant::now(), None);
+    /// let last = sub.next().await.unwrap();
+    /// assert!(last.starts_with(b"event: sse-expired\n"));
+    /// assert!(sub.next().await.is_none());
+    /// # Ok::<(), sse_server::Error>(()) })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn expires_at(mut self, deadline: Instant, exp: Option<u64>) -> Self {
+        self.expiry = Some(crate::expiry::Expiry::new(deadline, exp));
+        self
+    }
+
+    fn report(&mut self) {
+        if self.unreported > 0 {
+            self.guard
+                .hub
+                .metrics
+                .delivered
+                .fetch_add(std::mem::take(&mut self.unreported), Ordering::Relaxed);
+        }
+    }
+
     fn end(&mut self) -> Poll<Option<Bytes>> {
+        self.report();
         self.done = true;
         self.guard.release();
         Poll::Ready(None)
     }
 
     fn rearm(&mut self) {
-        if let Some((every, sleep)) = &mut self.heartbeat {
-            sleep.as_mut().reset(Instant::now() + *every);
-        }
+        self.touched = true;
     }
 }
 
@@ -143,6 +185,12 @@ impl Stream for Subscription {
         if this.done || this.kicked.load(Ordering::Acquire) {
             return this.end();
         }
+        if let Some(expiry) = &mut this.expiry
+            && let Poll::Ready(farewell) = expiry.poll(cx)
+        {
+            this.done = true;
+            return Poll::Ready(Some(farewell));
+        }
         if let Some(bytes) = this.prelude.pop_front() {
             this.rearm();
             return Poll::Ready(Some(bytes));
@@ -153,7 +201,7 @@ impl Stream for Subscription {
                     if this.seen_through.is_some_and(|seen| position <= seen) {
                         continue;
                     }
-                    bump(&this.guard.hub.metrics.delivered);
+                    this.unreported += 1;
                     this.rearm();
                     return Poll::Ready(Some(bytes));
                 }
@@ -165,12 +213,29 @@ impl Stream for Subscription {
                 Poll::Pending => break,
             }
         }
-        if let Some((_, sleep)) = &mut this.heartbeat
-            && sleep.as_mut().poll(cx).is_ready()
-        {
-            this.rearm();
-            return Poll::Ready(Some(Bytes::from_static(HEARTBEAT)));
+        this.report();
+        if std::mem::take(&mut this.touched) && this.heartbeat.is_some() {
+            this.last_sent = Instant::now();
+        }
+        if let Some((every, sleep)) = &mut this.heartbeat {
+            while sleep.as_mut().poll(cx).is_ready() {
+                let due = this.last_sent + *every;
+                let now = Instant::now();
+                if due <= now {
+                    this.last_sent = now;
+                    sleep.as_mut().reset(now + *every);
+                    return Poll::Ready(Some(Bytes::from_static(HEARTBEAT)));
+                }
+                // Something was sent since the timer was set: idle time counts from then.
+                sleep.as_mut().reset(due);
+            }
         }
         Poll::Pending
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.report();
     }
 }

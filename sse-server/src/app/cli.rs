@@ -64,6 +64,42 @@ pub(crate) struct Args {
     )]
     pub(crate) replay_age: u64,
 
+    /// Keep the replay window on disk in DIR (file DIR/replay.redb) so that a restart or a crash loses no
+    /// acknowledged event; without it the window is in memory only.
+    #[arg(long, env = "SSE_DATA_DIR", value_name = "DIR")]
+    pub(crate) data_dir: Option<PathBuf>,
+
+    /// Keep the replay window in Redis (one Redis Stream per channel) and share channels with every
+    /// sse-server started with the same URL: a cluster behind any load balancer, where an event
+    /// published on one node reaches subscribers on all of them and Last-Event-ID resumes on any.
+    #[arg(
+        long,
+        env = "SSE_REDIS",
+        value_name = "URL",
+        conflicts_with = "data_dir"
+    )]
+    pub(crate) redis: Option<String>,
+
+    /// Discard the store in --data-dir (its events and ids) and start fresh, e.g. after it was reported
+    /// damaged.
+    #[arg(long, env = "SSE_RESET_DATA_DIR", requires = "data_dir")]
+    pub(crate) reset_data_dir: bool,
+
+    /// With --data-dir: `group` lets the publishes queued while a commit runs (plus those arriving within
+    /// --group-commit-ms) share the next commit; `per-publish` commits (fsyncs) each publish on its own.
+    /// Both answer a publish only once it is on disk.
+    #[arg(long, env = "SSE_DURABILITY", value_enum, default_value_t = Durability::Group, requires = "data_dir")]
+    pub(crate) durability: Durability,
+
+    /// With --durability group: the longest a publish waits for others to join its commit.
+    #[arg(
+        long,
+        env = "SSE_GROUP_COMMIT_MS",
+        default_value_t = 2,
+        value_name = "MS"
+    )]
+    pub(crate) group_commit_ms: u64,
+
     /// Allow cross-origin requests from ORIGIN (repeatable; `*` for any; comma-separated in the env var).
     #[arg(
         long = "cors-origin",
@@ -101,6 +137,18 @@ pub(crate) struct Args {
     /// Do not tick the clock on the `demo` channel.
     #[arg(long, env = "SSE_NO_DEMO")]
     pub(crate) no_demo: bool,
+
+    #[command(flatten)]
+    pub(crate) security: super::security::SecurityArgs,
+}
+
+/// When a publish is acknowledged relative to the disk (see `sse_server::CommitMode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Durability {
+    /// Group commit with a bounded delay (--group-commit-ms).
+    Group,
+    /// One commit and fsync per publish.
+    PerPublish,
 }
 
 /// How logs are written.

@@ -2,6 +2,7 @@
 
 pub(crate) mod cli;
 pub(crate) mod logging;
+mod security;
 mod site;
 mod stdin;
 mod tick;
@@ -9,7 +10,7 @@ mod tick;
 use std::time::Duration;
 
 use rand::Rng;
-use sse_server::{Error, Hub, HubService, Server};
+use sse_server::{CommitMode, Error, Hub, HubService, Server};
 use tokio::net::TcpListener;
 
 use cli::Args;
@@ -22,14 +23,39 @@ pub(crate) async fn run(args: Args) -> Result<(), Error> {
         .replay_age(Duration::from_secs(args.replay_age))
         .heartbeat(Some(Duration::from_secs(args.heartbeat)))
         .queue_size(args.queue_size)
-        .max_event_bytes(args.max_event_bytes);
+        .max_event_bytes(args.max_event_bytes)
+        .max_channels(args.security.max_channels);
+    let auth = args.security.auth()?;
+    if let Some(url) = &args.redis {
+        // Start anyway when Redis is down (nodes may start first): publishes answer 503 until it is up.
+        let probe = sse_server::RedisStore::builder(url.clone()).build()?;
+        match probe.ping().await {
+            Ok(()) => tracing::info!(redis = %probe.url(), "replay store: redis"),
+            Err(e) => {
+                tracing::warn!(error = %e, "Redis is not reachable yet; retrying in the background")
+            }
+        }
+        builder = builder.redis(url.clone());
+    }
+    if let Some(dir) = &args.data_dir {
+        let mode = match args.durability {
+            cli::Durability::PerPublish => CommitMode::PerPublish,
+            cli::Durability::Group => CommitMode::Group {
+                max_delay: Duration::from_millis(args.group_commit_ms),
+            },
+        };
+        builder = builder
+            .data_dir(dir.clone())
+            .commit_mode(mode)
+            .reset_data_dir(args.reset_data_dir);
+    }
     for origin in &args.cors_origin {
         builder = builder.cors_origin(origin.clone());
     }
     for (name, value) in &args.header {
         builder = builder.header(name.clone(), value.clone());
     }
-    let hub = builder.build();
+    let hub = builder.try_build()?;
 
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => Some(sse_server::tls_acceptor(cert, key)?),
@@ -76,11 +102,17 @@ pub(crate) async fn run(args: Args) -> Result<(), Error> {
         tokio::spawn(stdin::run(hub.clone(), channel));
     }
 
-    let service = site::Site::new(
-        HubService::new(hub.clone()).publish_token(token),
-        args.static_dir.clone(),
-    );
-    let mut server = Server::new(hub).grace_period(Duration::from_secs(5));
+    let hub_service = HubService::new(hub.clone()).publish_token(token);
+    let hub_service = match auth {
+        Some(auth) => hub_service.authorization(auth),
+        None => hub_service,
+    };
+    let service = site::Site::new(hub_service.clone(), args.static_dir.clone());
+    // Site hands /events/* to the same HubService, so subscriptions may take the lean path.
+    let mut server = Server::new(hub)
+        .fast_subscribe(hub_service)
+        .grace_period(Duration::from_secs(5))
+        .limits(args.security.limits());
     if let Some(tls) = tls {
         server = server.tls(tls);
     }

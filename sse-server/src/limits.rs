@@ -1,0 +1,331 @@
+//! Connection-level limits of the [`Server`](crate::Server): how many connections, from whom, and how
+//! long a client may take to send its request headers.
+//!
+//! Every limit has a default safe for a public endpoint; see SECURITY.md for the list and the tests
+//! that prove each one.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use http::{HeaderValue, Response, StatusCode, header};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpStream;
+
+use crate::Body;
+
+/// The HTTP/2 client preface; a connection that starts with part of it may still be HTTP/2.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Connection limits of a [`Server`](crate::Server).
+///
+/// | Setting                     | Default | Over the limit                                   |
+/// |-----------------------------|---------|--------------------------------------------------|
+/// | `max_connections`           | 10 000  | 503 with `Retry-After`, connection closed        |
+/// | `max_connections_per_ip`    | 256     | 429 with `Retry-After`, connection closed        |
+/// | `header_read_timeout`       | 10 s    | connection closed (also idle keep-alive ones)    |
+/// | `max_header_bytes`          | 32 KiB  | 431 (HTTP/1.1); stream reset (HTTP/2)            |
+///
+/// ```
+/// use std::time::Duration;
+/// let limits = sse_server::Limits::default()
+///     .max_connections(1000)
+///     .max_connections_per_ip(20)
+///     .header_read_timeout(Duration::from_secs(5))
+///     .max_header_bytes(16 * 1024)
+///     .retry_after(Duration::from_secs(2));
+/// assert_eq!(limits.max_connections_value(), 1000);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    max_connections: usize,
+    max_connections_per_ip: usize,
+    retry_after: Duration,
+    header_read_timeout: Duration,
+    max_header_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 10_000,
+            max_connections_per_ip: 256,
+            retry_after: Duration::from_secs(5),
+            header_read_timeout: Duration::from_secs(10),
+            max_header_bytes: 32 * 1024,
+        }
+    }
+}
+
+/// The smallest header buffer hyper accepts.
+const MIN_HEADER_BYTES: usize = 8192;
+
+impl Limits {
+    /// Open connections in total (default 10 000); beyond it new ones get 503 with `Retry-After`.
+    ///
+    /// ```
+    /// let _ = sse_server::Limits::default().max_connections(500);
+    /// ```
+    pub fn max_connections(mut self, n: usize) -> Self {
+        self.max_connections = n.max(1);
+        self
+    }
+
+    /// Open connections per client IP address (default 256); beyond it new ones get 429 with
+    /// `Retry-After`. Behind a reverse proxy every client has the proxy's address: raise it there.
+    ///
+    /// ```
+    /// let _ = sse_server::Limits::default().max_connections_per_ip(32);
+    /// ```
+    pub fn max_connections_per_ip(mut self, n: usize) -> Self {
+        self.max_connections_per_ip = n.max(1);
+        self
+    }
+
+    /// The `Retry-After` sent with 503 and 429 (default 5 s, rounded up to whole seconds).
+    ///
+    /// ```
+    /// let _ = sse_server::Limits::default().retry_after(std::time::Duration::from_secs(1));
+    /// ```
+    pub fn retry_after(mut self, after: Duration) -> Self {
+        self.retry_after = after;
+        self
+    }
+
+    /// Time a client has to send the first byte and then the whole request head (default 10 s); it also
+    /// closes HTTP/1.1 keep-alive connections idle that long between requests (slowloris, idle
+    /// publishers).
+    ///
+    /// ```
+    /// let _ = sse_server::Limits::default().header_read_timeout(std::time::Duration::from_secs(3));
+    /// ```
+    pub fn header_read_timeout(mut self, timeout: Duration) -> Self {
+        self.header_read_timeout = timeout.max(Duration::from_millis(1));
+        self
+    }
+
+    /// Largest request head (request line and headers) in bytes (default 32 KiB, at least 8 KiB).
+    ///
+    /// ```
+    /// let _ = sse_server::Limits::default().max_header_bytes(64 * 1024);
+    /// ```
+    pub fn max_header_bytes(mut self, n: usize) -> Self {
+        self.max_header_bytes = n.max(MIN_HEADER_BYTES);
+        self
+    }
+
+    /// The total connection limit.
+    ///
+    /// ```
+    /// assert_eq!(sse_server::Limits::default().max_connections_value(), 10_000);
+    /// ```
+    pub fn max_connections_value(&self) -> usize {
+        self.max_connections
+    }
+
+    /// The per-IP connection limit.
+    ///
+    /// ```
+    /// assert_eq!(sse_server::Limits::default().max_connections_per_ip_value(), 256);
+    /// ```
+    pub fn max_connections_per_ip_value(&self) -> usize {
+        self.max_connections_per_ip
+    }
+
+    /// The header read timeout.
+    ///
+    /// ```
+    /// assert_eq!(sse_server::Limits::default().header_read_timeout_value().as_secs(), 10);
+    /// ```
+    pub fn header_read_timeout_value(&self) -> Duration {
+        self.header_read_timeout
+    }
+
+    /// The request head size limit.
+    ///
+    /// ```
+    /// assert_eq!(sse_server::Limits::default().max_header_bytes_value(), 32 * 1024);
+    /// ```
+    pub fn max_header_bytes_value(&self) -> usize {
+        self.max_header_bytes
+    }
+
+    /// Applies the header limits to a hyper connection builder.
+    pub(crate) fn configure(&self, builder: &mut auto::Builder<TokioExecutor>) {
+        builder
+            .http1()
+            .header_read_timeout(self.header_read_timeout)
+            .max_buf_size(self.max_header_bytes.max(MIN_HEADER_BYTES));
+        builder
+            .http2()
+            .max_header_list_size(u32::try_from(self.max_header_bytes).unwrap_or(u32::MAX));
+    }
+}
+
+/// Counts open connections, in total and per client address.
+#[derive(Debug, Clone)]
+pub(crate) struct ConnectionLimiter {
+    limits: Limits,
+    counts: Arc<Mutex<Counts>>,
+}
+
+#[derive(Debug, Default)]
+struct Counts {
+    total: usize,
+    per_ip: HashMap<IpAddr, usize>,
+}
+
+/// One open connection; dropping it frees its place.
+#[derive(Debug)]
+pub(crate) struct Permit {
+    ip: IpAddr,
+    counts: Arc<Mutex<Counts>>,
+}
+
+/// Why a connection was refused, and the answer it gets.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Refusal {
+    status: StatusCode,
+    limit: usize,
+    retry_after: Duration,
+}
+
+fn lock(counts: &Mutex<Counts>) -> MutexGuard<'_, Counts> {
+    counts.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl ConnectionLimiter {
+    pub(crate) fn new(limits: Limits) -> Self {
+        ConnectionLimiter {
+            limits,
+            counts: Arc::default(),
+        }
+    }
+
+    pub(crate) fn try_acquire(&self, ip: IpAddr) -> Result<Permit, Refusal> {
+        let mut counts = lock(&self.counts);
+        let refuse = |status, limit| Refusal {
+            status,
+            limit,
+            retry_after: self.limits.retry_after,
+        };
+        if counts.total >= self.limits.max_connections {
+            return Err(refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                self.limits.max_connections,
+            ));
+        }
+        let mine = counts.per_ip.entry(ip).or_insert(0);
+        if *mine >= self.limits.max_connections_per_ip {
+            return Err(refuse(
+                StatusCode::TOO_MANY_REQUESTS,
+                self.limits.max_connections_per_ip,
+            ));
+        }
+        *mine += 1;
+        counts.total += 1;
+        Ok(Permit {
+            ip,
+            counts: self.counts.clone(),
+        })
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        let mut counts = lock(&self.counts);
+        counts.total = counts.total.saturating_sub(1);
+        if let Some(n) = counts.per_ip.get_mut(&self.ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                counts.per_ip.remove(&self.ip);
+            }
+        }
+    }
+}
+
+impl Refusal {
+    fn response(&self) -> Response<Body> {
+        let message = if self.status == StatusCode::TOO_MANY_REQUESTS {
+            format!(
+                "too many connections from your address (limit {}); close some or retry later",
+                self.limit
+            )
+        } else {
+            format!(
+                "the server is at its connection limit ({}); retry later",
+                self.limit
+            )
+        };
+        let mut resp = crate::service::error(self.status, &message);
+        let secs = self.retry_after.as_secs() + u64::from(self.retry_after.subsec_nanos() > 0);
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        resp
+    }
+
+    /// Answers every request of `stream` with the refusal, then closes it (bounded in time).
+    pub(crate) async fn serve(self, stream: TcpStream, timeout: Duration) {
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder.http1().keep_alive(false);
+        let service = hyper::service::service_fn(move |_req| {
+            let resp = self.response();
+            async move { Ok::<_, std::convert::Infallible>(resp) }
+        });
+        let conn = builder.serve_connection(TokioIo::new(stream), service);
+        let _ = tokio::time::timeout(timeout, conn).await;
+    }
+}
+
+/// Waits until the client has sent enough to tell HTTP/1 from HTTP/2, for at most `timeout`: before
+/// that, no timer of hyper runs, so a client that connects and sends nothing would hold its connection
+/// forever. False when the client was too slow (or the socket failed).
+pub(crate) async fn first_bytes(stream: &TcpStream, timeout: Duration) -> bool {
+    let wait = async {
+        let mut buf = [0u8; H2_PREFACE.len()];
+        loop {
+            let n = stream.peek(&mut buf).await?;
+            if n == 0 || n == buf.len() || buf[..n] != H2_PREFACE[..n] {
+                return Ok::<bool, std::io::Error>(n > 0);
+            }
+            // A strict prefix of the HTTP/2 preface: peek would return at once again, so wait a little.
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    matches!(tokio::time::timeout(timeout, wait).await, Ok(Ok(true)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limiter_counts_total_and_per_ip_and_frees_on_drop() {
+        let limiter = ConnectionLimiter::new(
+            Limits::default()
+                .max_connections(3)
+                .max_connections_per_ip(2),
+        );
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let b: IpAddr = "10.0.0.2".parse().unwrap();
+        let a1 = limiter.try_acquire(a).unwrap();
+        let _a2 = limiter.try_acquire(a).unwrap();
+        assert_eq!(
+            limiter.try_acquire(a).unwrap_err().status,
+            StatusCode::TOO_MANY_REQUESTS
+        );
+        let _b1 = limiter.try_acquire(b).unwrap();
+        assert_eq!(
+            limiter.try_acquire(b).unwrap_err().status,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        drop(a1);
+        let _b2 = limiter.try_acquire(b).unwrap();
+        let r = limiter.try_acquire(a).unwrap_err();
+        assert_eq!(r.response().headers()[header::RETRY_AFTER], "5");
+    }
+}

@@ -1,0 +1,667 @@
+//! The durable replay store: each channel's window in one redb file, so a restart (or `kill -9`) loses
+//! nothing that was acknowledged.
+
+mod format;
+mod unavailable;
+mod window;
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError, TryRecvError};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use redb::{Database, DatabaseError};
+use sse_proto::Event;
+use tokio::sync::oneshot;
+
+use self::format::{Damage, Op};
+use self::window::{Entry, State, Window};
+use super::{BoxFuture, Replay, ReplayStore, Retention, StoredChannel, StoredEvent};
+use crate::{Error, Position};
+
+pub(crate) use unavailable::Unavailable;
+
+/// The store's file inside the data directory.
+pub const STORE_FILE: &str = "replay.redb";
+
+/// Appends between two sweeps of every window (as in the memory store).
+const PRUNE_EVERY: u64 = 1024;
+
+/// redb's page cache (its default is far larger, and would duplicate the in-memory window).
+const REDB_CACHE_BYTES: usize = 16 * 1024 * 1024;
+
+/// Most publishes one group commit carries.
+const MAX_BATCH: usize = 1024;
+
+/// When a publish is acknowledged relative to the disk. Both modes acknowledge only after `fsync`; they
+/// differ in how many publishes share one.
+///
+/// ```
+/// use std::time::Duration;
+/// let mode = sse_server::CommitMode::Group { max_delay: Duration::from_millis(2) };
+/// assert_ne!(mode, sse_server::CommitMode::PerPublish);
+/// assert_eq!(sse_server::CommitMode::default(), sse_server::CommitMode::Group { max_delay: Duration::ZERO });
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommitMode {
+    /// One transaction and one `fsync` per publish.
+    PerPublish,
+    /// Group commit (the default, with no delay): every publish waiting when the writer starts a commit
+    /// (at most 1024), plus those arriving within `max_delay` of the first, share one transaction and one
+    /// `fsync`; each is acknowledged when that commit is durable. With `max_delay` zero nothing waits
+    /// longer than in [`PerPublish`](CommitMode::PerPublish): publishes that queue up while a commit is
+    /// in flight simply share the next one. The hub orders publishes per channel (one in flight per
+    /// channel), so batches form across channels.
+    Group {
+        /// The longest a publish waits for others to join its commit (zero: only those already queued).
+        max_delay: Duration,
+    },
+}
+
+impl Default for CommitMode {
+    /// Group commit without added delay.
+    fn default() -> Self {
+        CommitMode::Group {
+            max_delay: Duration::ZERO,
+        }
+    }
+}
+
+/// A [`ReplayStore`] that keeps each channel's window in a single [redb](https://docs.rs/redb) file,
+/// `DIR/replay.redb`.
+///
+/// * **Acknowledged means durable**: `append` returns (and the hub answers `{"id"}`) only after the
+///   transaction holding the event was committed with an `fsync` ([`CommitMode`]). After a crash the
+///   file reopens at the last commit; a commit cut short is rolled back by redb's checksums.
+/// * **Ids survive restarts**: the epoch is fixed when the file is created and the id counter is committed
+///   with every event, so ids issued after a restart are greater than every earlier one and earlier ids
+///   stay resumable while their events are retained.
+/// * **Retention on disk**: count, bytes and age per channel are enforced exactly as by the
+///   [`MemoryStore`](crate::MemoryStore), deleting from the file in the same commit; redb reuses the freed
+///   pages, so the file stays bounded under a steady load. A lower retention given at start-up trims the
+///   file at once.
+/// * **Damage is reported, never repaired silently**: a truncated, garbled or foreign file makes
+///   [`open`](DurableStoreBuilder::open) fail with [`Error::DataDir`] naming the file; starting fresh is
+///   explicit ([`DurableStoreBuilder::reset`], `--reset-data-dir`).
+///
+/// The window is also kept in memory (replays are answered from there); the file is the copy that
+/// survives.
+///
+/// ```
+/// use sse_server::{DurableStore, ReplayStore, Retention};
+/// # tokio::runtime::Runtime::new()?.block_on(async {
+/// let dir = tempfile::tempdir()?;
+/// let store = DurableStore::builder(dir.path()).retention(Retention::default().max_events(100)).open()?;
+/// let first = store.append("news", sse_proto::Event::message("one")).await?;
+/// store.close();
+/// // Reopened (as after a restart): the event is still there and its id still resumable.
+/// let store = DurableStore::builder(dir.path()).open()?;
+/// let next = store.append("news", sse_proto::Event::message("two")).await?;
+/// assert!(next.position > first.position);
+/// let replay = store.replay("news", &first.id).await?;
+/// assert!(replay.reset.is_none());
+/// assert_eq!(replay.events[0].id, next.id);
+/// # Ok::<(), Box<dyn std::error::Error>>(()) })?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct DurableStore {
+    shared: Arc<Shared>,
+    mode: CommitMode,
+    writer: Mutex<Option<Writer>>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    path: PathBuf,
+    epoch: u64,
+    retention: Retention,
+    /// Last position issued. Bumped by the writer and by `mint_id`; committed with every batch.
+    counter: AtomicU64,
+    state: Mutex<State>,
+    /// Set when a failed commit left the file unreadable: every later append fails with it.
+    broken: Mutex<Option<String>>,
+}
+
+#[derive(Debug)]
+struct Writer {
+    tx: mpsc::Sender<Request>,
+    thread: JoinHandle<()>,
+}
+
+#[derive(Debug)]
+struct Request {
+    channel: String,
+    event: Event,
+    reply: oneshot::Sender<Result<StoredEvent, Error>>,
+}
+
+/// Options for opening a [`DurableStore`].
+///
+/// ```
+/// use std::time::Duration;
+/// let builder = sse_server::DurableStore::builder("/var/lib/sse")
+///     .retention(sse_server::Retention::default().max_events(500))
+///     .commit_mode(sse_server::CommitMode::Group { max_delay: Duration::from_millis(2) })
+///     .reset(false);
+/// # drop(builder);
+/// ```
+#[derive(Debug, Clone)]
+#[must_use = "call .open() to open the store"]
+pub struct DurableStoreBuilder {
+    dir: PathBuf,
+    retention: Retention,
+    mode: CommitMode,
+    reset: bool,
+}
+
+impl DurableStoreBuilder {
+    /// The window kept per channel (default [`Retention::default`]).
+    ///
+    /// ```
+    /// let _ = sse_server::DurableStore::builder("d").retention(sse_server::Retention::default().max_events(9));
+    /// ```
+    pub fn retention(mut self, retention: Retention) -> Self {
+        self.retention = retention;
+        self
+    }
+
+    /// How publishes share commits (default: group commit without delay, see [`CommitMode`]).
+    ///
+    /// ```
+    /// let _ = sse_server::DurableStore::builder("d").commit_mode(sse_server::CommitMode::PerPublish);
+    /// ```
+    pub fn commit_mode(mut self, mode: CommitMode) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// Discards an existing store file (every retained event and the id epoch) and starts fresh.
+    ///
+    /// ```
+    /// let _ = sse_server::DurableStore::builder("d").reset(true);
+    /// ```
+    pub fn reset(mut self, reset: bool) -> Self {
+        self.reset = reset;
+        self
+    }
+
+    /// Opens (or creates) `DIR/replay.redb`, loads and checks it, trims it to the retention, and starts the
+    /// writer thread.
+    ///
+    /// Fails with [`Error::DataDir`] when the directory cannot be created, another process holds the
+    /// file, or the file is damaged or not a store of this format (the message says what to do).
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir()?;
+    /// std::fs::write(dir.path().join(sse_server::STORE_FILE), b"not a database")?;
+    /// let err = sse_server::DurableStore::builder(dir.path()).open().unwrap_err();
+    /// assert!(err.to_string().contains("--reset-data-dir"));
+    /// let _fresh = sse_server::DurableStore::builder(dir.path()).reset(true).open()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn open(self) -> Result<DurableStore, Error> {
+        let path = self.dir.join(STORE_FILE);
+        let fail = |reason: String| Error::DataDir {
+            path: path.clone(),
+            reason,
+        };
+        std::fs::create_dir_all(&self.dir).map_err(|e| Error::DataDir {
+            path: self.dir.clone(),
+            reason: format!("cannot create the data directory: {e}; choose another --data-dir"),
+        })?;
+        if self.reset {
+            match std::fs::remove_file(&path) {
+                Ok(()) => {
+                    tracing::warn!(path = %path.display(), "discarded the replay store (reset requested)")
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(fail(format!("cannot remove it to start fresh: {e}"))),
+            }
+        }
+        let damaged = |what: String| {
+            fail(format!(
+                "{what}. The file is damaged or is not an sse-server replay store; move it away, or \
+                 start with --reset-data-dir (DurableStoreBuilder::reset) to discard it and its events"
+            ))
+        };
+        let exists = path.exists();
+        // redb checks its invariants with debug assertions; a garbled file must still end in an error.
+        let opened = catch_unwind(AssertUnwindSafe(|| {
+            // The window is mirrored in memory and the file is read once, at start-up: a small page
+            // cache is enough for the writes.
+            let mut builder = Database::builder();
+            builder.set_cache_size(REDB_CACHE_BYTES);
+            if exists {
+                builder.open(&path)
+            } else {
+                builder.create(&path)
+            }
+        }));
+        let mut db = match opened {
+            Ok(Ok(db)) => db,
+            Ok(Err(DatabaseError::DatabaseAlreadyOpen)) => {
+                return Err(fail(
+                    "another process (or store) has it open; stop it or use another --data-dir"
+                        .into(),
+                ));
+            }
+            Ok(Err(DatabaseError::Storage(redb::StorageError::Io(e))))
+                if e.kind() == std::io::ErrorKind::PermissionDenied =>
+            {
+                return Err(fail(format!("cannot open it: {e}; fix its permissions")));
+            }
+            Ok(Err(e)) => return Err(damaged(format!("cannot open it: {e}"))),
+            Err(panic) => {
+                return Err(damaged(format!(
+                    "cannot open it: {}",
+                    panic_message(&*panic)
+                )));
+            }
+        };
+        // redb verifies page checksums on open only after an unclean shutdown; verify them always, so
+        // that bit rot in a cleanly closed file is reported instead of replayed.
+        match catch_unwind(AssertUnwindSafe(|| db.check_integrity())) {
+            Ok(Ok(true)) => {}
+            Ok(Ok(false)) => {
+                return Err(damaged(
+                    "it failed its integrity check (redb rolled it back to its last intact commit, \
+                     so recent events may be missing; restart to serve what is left)"
+                        .into(),
+                ));
+            }
+            Ok(Err(e)) => return Err(damaged(format!("it failed its integrity check: {e}"))),
+            Err(panic) => {
+                return Err(damaged(format!(
+                    "it failed its integrity check: {}",
+                    panic_message(&*panic)
+                )));
+            }
+        }
+        let loaded = catch_unwind(AssertUnwindSafe(|| {
+            format::load(&db, &self.retention, now_ms(), fresh_epoch())
+        }));
+        let loaded = match loaded {
+            Ok(Ok(loaded)) => loaded,
+            Ok(Err(Damage(what))) => return Err(damaged(format!("cannot read it: {what}"))),
+            Err(panic) => {
+                return Err(damaged(format!(
+                    "cannot read it: {}",
+                    panic_message(&*panic)
+                )));
+            }
+        };
+        format::commit(&db, &loaded.ops, loaded.counter).map_err(|e| {
+            fail(format!(
+                "cannot write it: {e}; check free space and permissions"
+            ))
+        })?;
+        let retained: usize = loaded.state.windows.values().map(|w| w.events.len()).sum();
+        tracing::info!(
+            path = %path.display(),
+            epoch = loaded.state.epoch,
+            channels = loaded.state.windows.len(),
+            events = retained,
+            mode = ?self.mode,
+            "opened the durable replay store"
+        );
+        let shared = Arc::new(Shared {
+            path: path.clone(),
+            epoch: loaded.state.epoch,
+            retention: self.retention,
+            counter: AtomicU64::new(loaded.counter),
+            state: Mutex::new(loaded.state),
+            broken: Mutex::new(None),
+        });
+        let (tx, rx) = mpsc::channel();
+        let thread = {
+            let shared = shared.clone();
+            let mode = self.mode;
+            std::thread::Builder::new()
+                .name("sse-replay-writer".into())
+                .spawn(move || write_loop(&db, &shared, &rx, mode))
+                .map_err(|e| fail(format!("cannot start its writer thread: {e}")))?
+        };
+        Ok(DurableStore {
+            shared,
+            mode: self.mode,
+            writer: Mutex::new(Some(Writer { tx, thread })),
+        })
+    }
+}
+
+impl DurableStore {
+    /// Starts configuring a store kept in directory `dir`.
+    ///
+    /// ```
+    /// let _ = sse_server::DurableStore::builder("/var/lib/sse");
+    /// ```
+    pub fn builder(dir: impl AsRef<Path>) -> DurableStoreBuilder {
+        DurableStoreBuilder {
+            dir: dir.as_ref().to_path_buf(),
+            retention: Retention::default(),
+            mode: CommitMode::default(),
+            reset: false,
+        }
+    }
+
+    /// The store file.
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir()?;
+    /// let store = sse_server::DurableStore::builder(dir.path()).open()?;
+    /// assert_eq!(store.path(), dir.path().join("replay.redb"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn path(&self) -> &Path {
+        &self.shared.path
+    }
+
+    /// The epoch fixed when the file was created: the `major` part of every position.
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir()?;
+    /// let epoch = sse_server::DurableStore::builder(dir.path()).open()?.epoch();
+    /// assert_eq!(sse_server::DurableStore::builder(dir.path()).open()?.epoch(), epoch);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn epoch(&self) -> u64 {
+        self.shared.epoch
+    }
+
+    /// The retention this store enforces.
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir()?;
+    /// let store = sse_server::DurableStore::builder(dir.path()).open()?;
+    /// assert_eq!(store.retention().events(), 1000);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn retention(&self) -> Retention {
+        self.shared.retention
+    }
+
+    /// How publishes share commits.
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir()?;
+    /// let store = sse_server::DurableStore::builder(dir.path()).open()?;
+    /// assert_eq!(store.commit_mode(), sse_server::CommitMode::default());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn commit_mode(&self) -> CommitMode {
+        self.mode
+    }
+
+    /// Finishes the pending commits and closes the file (also done on drop). Later appends fail.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new()?.block_on(async {
+    /// use sse_server::ReplayStore;
+    /// let dir = tempfile::tempdir()?;
+    /// let store = sse_server::DurableStore::builder(dir.path()).open()?;
+    /// store.close();
+    /// assert!(store.append("x", sse_proto::Event::message("late")).await.is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(()) })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn close(&self) {
+        let writer = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(Writer { tx, thread }) = writer {
+            drop(tx);
+            if thread.join().is_err() {
+                tracing::error!(path = %self.shared.path.display(), "the replay writer thread panicked");
+            }
+        }
+    }
+
+    fn sender(&self) -> Option<mpsc::Sender<Request>> {
+        self.writer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(|w| w.tx.clone())
+    }
+}
+
+impl Drop for DurableStore {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // The state is only changed together with the ops mirroring it; a panic in between is a bug
+        // that a restart (which reloads from the file) repairs, so keep serving.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn broken(&self) -> Option<String> {
+        self.broken
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+impl ReplayStore for DurableStore {
+    fn append<'a>(
+        &'a self,
+        channel: &'a str,
+        event: Event,
+    ) -> BoxFuture<'a, Result<StoredEvent, Error>> {
+        let sender = self.sender();
+        Box::pin(async move {
+            let closed = || Error::Store("the durable replay store is closed".into());
+            let sender = sender.ok_or_else(closed)?;
+            let (reply, answer) = oneshot::channel();
+            sender
+                .send(Request {
+                    channel: channel.to_owned(),
+                    event,
+                    reply,
+                })
+                .map_err(|_| closed())?;
+            answer.await.map_err(|_| closed())?
+        })
+    }
+
+    fn replay<'a>(
+        &'a self,
+        channel: &'a str,
+        last_event_id: &'a str,
+    ) -> BoxFuture<'a, Result<Replay, Error>> {
+        let shared = self.shared.clone();
+        let (channel, last_event_id) = (channel.to_owned(), last_event_id.to_owned());
+        // The writer holds the lock during a commit (so nothing undurable is ever replayed): wait for it
+        // on a blocking thread, not on a runtime worker.
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || {
+                let counter = shared.counter.load(Ordering::Acquire);
+                shared.lock().replay(
+                    &channel,
+                    &last_event_id,
+                    counter,
+                    &shared.retention,
+                    now_ms(),
+                )
+            })
+            .await
+            .map_err(|e| Error::Store(format!("replay task failed: {e}")))
+        })
+    }
+
+    fn mint_id(&self) -> BoxFuture<'_, Result<String, Error>> {
+        // Committed with the next batch; an id minted but never stored reached nobody, so reusing its
+        // number after a crash is harmless.
+        let minor = self.shared.counter.fetch_add(1, Ordering::AcqRel) + 1;
+        let id = Position::new(self.shared.epoch, minor).to_string();
+        Box::pin(async move { Ok(id) })
+    }
+
+    fn channels(&self) -> BoxFuture<'_, Result<Vec<StoredChannel>, Error>> {
+        let shared = self.shared.clone();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || shared.lock().channels(&shared.retention, now_ms()))
+                .await
+                .map_err(|e| Error::Store(format!("channel listing failed: {e}")))
+        })
+    }
+}
+
+fn write_loop(db: &Database, shared: &Shared, rx: &mpsc::Receiver<Request>, mode: CommitMode) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        if let CommitMode::Group { max_delay } = mode {
+            let deadline = Instant::now() + max_delay;
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(r) => {
+                        batch.push(r);
+                        continue;
+                    }
+                    Err(TryRecvError::Disconnected) => break,
+                    Err(TryRecvError::Empty) => {}
+                }
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                match rx.recv_timeout(left) {
+                    Ok(r) => batch.push(r),
+                    Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
+                }
+            }
+        }
+        commit_batch(db, shared, batch);
+    }
+    tracing::debug!(path = %shared.path.display(), "replay writer stopped");
+}
+
+/// Applies a batch to the in-memory state and commits the same changes, holding the state lock
+/// throughout so that a replay never sees an event before it is durable.
+fn commit_batch(db: &Database, shared: &Shared, batch: Vec<Request>) {
+    if let Some(why) = shared.broken() {
+        for req in batch {
+            let _ = req.reply.send(Err(Error::Store(why.clone())));
+        }
+        return;
+    }
+    let mut state = shared.lock();
+    let now = now_ms();
+    let mut ops = std::mem::take(&mut state.pending);
+    let mut results = Vec::with_capacity(batch.len());
+    for req in batch {
+        let stored = append_one(shared, &mut state, req.channel, req.event, now, &mut ops);
+        results.push((req.reply, stored));
+    }
+    let counter = shared.counter.load(Ordering::Acquire);
+    match format::commit(db, &ops, counter) {
+        Ok(()) => {
+            drop(state);
+            for (reply, stored) in results {
+                let _ = reply.send(stored);
+            }
+        }
+        Err(e) => {
+            let why = format!(
+                "cannot write the replay store {}: {e}; the event was not published (check free space)",
+                shared.path.display()
+            );
+            tracing::error!(error = %e, path = %shared.path.display(), "replay store commit failed");
+            // The file still holds the previous commit: make memory match it again.
+            match format::load(db, &shared.retention, now, shared.epoch) {
+                Ok(loaded) => {
+                    *state = loaded.state;
+                    state.pending = loaded.ops;
+                }
+                Err(Damage(what)) => {
+                    let fatal = format!(
+                        "the replay store {} became unreadable ({what}); restart sse-server",
+                        shared.path.display()
+                    );
+                    tracing::error!("{fatal}");
+                    *shared.broken.lock().unwrap_or_else(|p| p.into_inner()) = Some(fatal);
+                }
+            }
+            drop(state);
+            for (reply, _) in results {
+                let _ = reply.send(Err(Error::Store(why.clone())));
+            }
+        }
+    }
+}
+
+fn append_one(
+    shared: &Shared,
+    state: &mut State,
+    channel: String,
+    mut event: Event,
+    now: u64,
+    ops: &mut Vec<Op>,
+) -> Result<StoredEvent, Error> {
+    let retention = &shared.retention;
+    if shared.counter.load(Ordering::Acquire) % PRUNE_EVERY == PRUNE_EVERY - 1 {
+        state.prune(retention, now, ops);
+    }
+    let custom = event.id().is_some();
+    let minor = shared.counter.fetch_add(1, Ordering::AcqRel) + 1;
+    let position = Position::new(shared.epoch, minor);
+    if !custom {
+        event = event.with_id(position.to_string())?;
+    }
+    let id: Arc<str> = Arc::from(event.id().unwrap_or_default());
+    let stored = StoredEvent {
+        position,
+        id,
+        bytes: sse_proto::encode(&event),
+    };
+    let entry = Entry {
+        event: stored.clone(),
+        at_ms: now,
+        custom,
+    };
+    ops.push(Op::Put {
+        channel: channel.clone(),
+        minor,
+        record: format::encode_record(&entry),
+    });
+    let floor = Position::new(shared.epoch, state.dropped_through);
+    let window = state.windows.entry(channel.clone()).or_insert_with(|| {
+        ops.push(Op::Floor {
+            channel: channel.clone(),
+            minor: floor.minor(),
+        });
+        Window::new(floor)
+    });
+    window.push(entry);
+    window.enforce(&channel, retention, now, ops);
+    Ok(stored)
+}
+
+/// What a caught panic said, for the error message.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    let text = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("unknown failure");
+    format!("its structure is inconsistent ({text})")
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(1)
+}
+
+/// The epoch of a new file: creation time in milliseconds (ids then also sort after those of any
+/// earlier memory-backed run).
+fn fresh_epoch() -> u64 {
+    now_ms().max(1)
+}

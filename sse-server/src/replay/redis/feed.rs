@@ -1,0 +1,293 @@
+//! The per-node read loop: one `XREAD BLOCK` over the streams of the channels with local subscribers.
+//!
+//! Each watched channel has a cursor, a concrete entry id (never `$`, which would lose what arrives
+//! between two reads). A new watch starts at the stream's newest entry and interrupts the blocked read
+//! (`CLIENT UNBLOCK`) so the next one includes it. After a failure the loop reconnects with backoff and
+//! carries on from its cursors, so nothing still in the stream is missed.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use ::redis::aio::MultiplexedConnection;
+use ::redis::{AsyncConnectionConfig, Value};
+use rand::Rng;
+use tokio::sync::{Notify, watch};
+
+use super::Shared;
+use super::entry;
+use crate::replay::{BoxFuture, LiveFeed, LiveSink};
+use crate::{Error, Position};
+
+/// How long one `XREAD` blocks: bounds how late the loop notices a closed store or a missed nudge.
+const BLOCK: Duration = Duration::from_millis(1000);
+/// Entries per stream per read.
+const BATCH: usize = 1000;
+const MIN_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+
+pub(crate) struct Feed {
+    shared: Arc<Shared>,
+    state: Arc<State>,
+}
+
+impl fmt::Debug for Feed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisFeed")
+            .field("watched", &self.state.lock().map.len())
+            .finish_non_exhaustive()
+    }
+}
+
+struct State {
+    watched: Mutex<Watched>,
+    /// Serialises cursor resolution, so a second watch of a channel waits for the first.
+    resolve: tokio::sync::Mutex<()>,
+    sink: Mutex<Option<LiveSink>>,
+    started: AtomicBool,
+    closed: AtomicBool,
+    wake: Notify,
+    /// Bumped on every change of the watched set.
+    wanted: AtomicU64,
+    /// The generation of the watched set the loop's current read covers.
+    covered: watch::Sender<u64>,
+    /// `CLIENT ID` of the loop's connection, for `CLIENT UNBLOCK`.
+    reader: Mutex<Option<i64>>,
+}
+
+#[derive(Default)]
+struct Watched {
+    map: HashMap<String, Cursor>,
+    next_token: u64,
+}
+
+#[derive(Clone, Copy)]
+struct Cursor {
+    /// Last entry delivered (or present when the watch began).
+    at: Position,
+    /// Tells a re-watched channel from the one a read in flight was issued for.
+    token: u64,
+}
+
+impl State {
+    fn lock(&self) -> MutexGuard<'_, Watched> {
+        self.watched.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Feed {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        Feed {
+            shared,
+            state: Arc::new(State {
+                watched: Mutex::new(Watched::default()),
+                resolve: tokio::sync::Mutex::new(()),
+                sink: Mutex::new(None),
+                started: AtomicBool::new(false),
+                closed: AtomicBool::new(false),
+                wake: Notify::new(),
+                wanted: AtomicU64::new(0),
+                covered: watch::Sender::new(0),
+                reader: Mutex::new(None),
+            }),
+        }
+    }
+
+    fn start(&self) {
+        if !self.state.started.swap(true, Ordering::AcqRel) {
+            tokio::spawn(run(self.shared.clone(), self.state.clone()));
+        }
+    }
+
+    async fn watch_now(&self, channel: &str) -> Result<(), Error> {
+        self.start();
+        let generation = {
+            let _one_at_a_time = self.state.resolve.lock().await;
+            if self.state.lock().map.contains_key(channel) {
+                return Ok(());
+            }
+            let last = self.shared.last_entry(&self.shared.key(channel)).await?;
+            let at = last.map_or_else(Position::default, |e| e.position);
+            let mut w = self.state.lock();
+            w.next_token += 1;
+            let token = w.next_token;
+            w.map.insert(channel.to_owned(), Cursor { at, token });
+            self.state.wanted.fetch_add(1, Ordering::AcqRel) + 1
+        };
+        self.state.wake.notify_one();
+        self.nudge(generation).await;
+        Ok(())
+    }
+
+    /// Gets the loop to issue a read that covers `generation` (bounded: the cursor is what makes
+    /// delivery complete; this only makes it prompt).
+    async fn nudge(&self, generation: u64) {
+        let mut covered = self.state.covered.subscribe();
+        for _ in 0..50 {
+            if *covered.borrow_and_update() >= generation {
+                return;
+            }
+            let reader = *self.state.reader.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(id) = reader {
+                let _: Result<i64, Error> = self
+                    .shared
+                    .run("CLIENT UNBLOCK", |mut c| async move {
+                        ::redis::cmd("CLIENT")
+                            .arg("UNBLOCK")
+                            .arg(id)
+                            .query_async(&mut c)
+                            .await
+                    })
+                    .await;
+            }
+            let _ = tokio::time::timeout(Duration::from_millis(20), covered.changed()).await;
+        }
+    }
+}
+
+impl Drop for Feed {
+    fn drop(&mut self) {
+        self.state.closed.store(true, Ordering::Release);
+        self.state.wake.notify_one();
+    }
+}
+
+impl LiveFeed for Feed {
+    fn attach(&self, sink: LiveSink) {
+        *self.state.sink.lock().unwrap_or_else(|p| p.into_inner()) = Some(sink);
+    }
+
+    fn watch<'a>(&'a self, channel: &'a str) -> BoxFuture<'a, Result<(), Error>> {
+        Box::pin(self.watch_now(channel))
+    }
+
+    fn unwatch(&self, channel: &str) {
+        if self.state.lock().map.remove(channel).is_some() {
+            self.state.wanted.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+}
+
+async fn run(shared: Arc<Shared>, state: Arc<State>) {
+    let mut backoff = MIN_BACKOFF;
+    let mut down = false;
+    while !state.closed.load(Ordering::Acquire) {
+        let conn = match connect(&shared, &state).await {
+            Ok(conn) => conn,
+            Err(e) => {
+                if !down {
+                    tracing::warn!(redis = %shared.url, error = %e, "live feed lost Redis; reconnecting with backoff");
+                    down = true;
+                }
+                let jitter = rand::rng().random_range(0..=backoff.as_millis() as u64 / 2);
+                tokio::time::sleep(backoff + Duration::from_millis(jitter)).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                continue;
+            }
+        };
+        if std::mem::take(&mut down) {
+            tracing::info!(redis = %shared.url, "live feed reconnected to Redis; resuming from its cursors");
+        }
+        backoff = MIN_BACKOFF;
+        if let Err(e) = read(&shared, &state, conn).await {
+            tracing::warn!(redis = %shared.url, error = %e, "live feed lost Redis; reconnecting with backoff");
+            down = true;
+        }
+        *state.reader.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+}
+
+async fn connect(shared: &Shared, state: &State) -> ::redis::RedisResult<MultiplexedConnection> {
+    let config = AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(shared.timeout))
+        .set_response_timeout(Some(BLOCK + shared.timeout));
+    let mut conn = shared
+        .client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await?;
+    let id: i64 = ::redis::cmd("CLIENT")
+        .arg("ID")
+        .query_async(&mut conn)
+        .await?;
+    *state.reader.lock().unwrap_or_else(|p| p.into_inner()) = Some(id);
+    Ok(conn)
+}
+
+/// Reads until the store closes (`Ok`) or Redis fails (`Err`).
+async fn read(
+    shared: &Shared,
+    state: &State,
+    mut conn: MultiplexedConnection,
+) -> Result<(), String> {
+    loop {
+        if state.closed.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let generation = state.wanted.load(Ordering::Acquire);
+        let snapshot: Vec<(String, Cursor)> = state
+            .lock()
+            .map
+            .iter()
+            .map(|(k, c)| (k.clone(), *c))
+            .collect();
+        state.covered.send_replace(generation);
+        if snapshot.is_empty() {
+            let _ = tokio::time::timeout(BLOCK, state.wake.notified()).await;
+            continue;
+        }
+        let mut cmd = ::redis::cmd("XREAD");
+        cmd.arg("COUNT")
+            .arg(BATCH)
+            .arg("BLOCK")
+            .arg(BLOCK.as_millis() as u64)
+            .arg("STREAMS");
+        for (channel, _) in &snapshot {
+            cmd.arg(shared.key(channel));
+        }
+        for (_, cursor) in &snapshot {
+            cmd.arg(cursor.at.to_string());
+        }
+        let reply: Value =
+            match tokio::time::timeout(BLOCK + shared.timeout, cmd.query_async(&mut conn)).await {
+                Ok(Ok(v)) => v,
+                Ok(Err(e)) => return Err(e.to_string()),
+                Err(_) => return Err("XREAD timed out".into()),
+            };
+        let tokens: HashMap<&str, u64> = snapshot
+            .iter()
+            .map(|(k, c)| (k.as_str(), c.token))
+            .collect();
+        let mut deliveries = Vec::new();
+        {
+            let mut w = state.lock();
+            for (key, entries) in entry::read(&reply) {
+                let Some(channel) = key.strip_prefix(&shared.prefix) else {
+                    continue;
+                };
+                let Some(cursor) = w.map.get_mut(channel) else {
+                    continue;
+                };
+                if tokens.get(channel) != Some(&cursor.token) {
+                    continue;
+                }
+                for e in entries {
+                    if e.position > cursor.at {
+                        cursor.at = e.position;
+                        deliveries.push((channel.to_owned(), e));
+                    }
+                }
+            }
+        }
+        if deliveries.is_empty() {
+            continue;
+        }
+        let sink = state.sink.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if let Some(sink) = sink {
+            for (channel, e) in deliveries {
+                sink(&channel, e.into_stored());
+            }
+        }
+    }
+}
