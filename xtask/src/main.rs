@@ -212,31 +212,210 @@ fn ci() -> Result<(), String> {
     r.finish("ci")
 }
 
+/// The conformance crate, one test target at a time (so every result is attributed to its suite),
+/// then a suite × peer table. Tests that skip because a tool is missing print a `SKIPPED:` line, which
+/// `--show-output` surfaces; `.ci/run` sets `SSE_REQUIRE_BROWSER`/`SSE_REQUIRE_PEERS` so CI never skips.
 fn conformance() -> Result<(), String> {
     let mut r = Runner::default();
-    r.cargo(
-        "conformance",
-        &["test", "-p", "conformance", "--all-features"],
+    let base = ["test", "-p", "conformance", "--all-features"];
+    if !r.cargo(
+        "build conformance tests",
+        &[&base[..], &["--no-run"]].concat(),
         &[],
-    );
+    ) {
+        return r.finish("conformance");
+    }
+    let mut targets: Vec<(String, Vec<String>)> = vec![
+        ("lib+bins".into(), vec!["--lib".into(), "--bins".into()]),
+        ("doc".into(), vec!["--doc".into()]),
+    ];
+    let tests_dir = root().join("conformance").join("tests");
+    let mut stems: Vec<String> = std::fs::read_dir(&tests_dir)
+        .map_err(|e| format!("cannot list {}: {e}", tests_dir.display()))?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "rs"))
+        .filter_map(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .collect();
+    stems.sort();
+    for stem in stems {
+        targets.push((stem.clone(), vec!["--test".into(), stem]));
+    }
+    let mut results = Vec::new();
+    for (suite, selector) in &targets {
+        let mut cmd = Command::new(cargo());
+        cmd.current_dir(root())
+            .args(base)
+            .args(selector)
+            .args(["--", "--show-output"]);
+        let lines = run_collecting(&mut r, &format!("conformance {suite}"), cmd);
+        results.extend(conformance_results(suite, &lines));
+    }
+    print_conformance_table(&results);
     r.finish("conformance")
 }
 
+/// Like [`Runner::run`], but also returns the command's stdout lines.
+fn run_collecting(r: &mut Runner, name: &str, mut cmd: Command) -> Vec<String> {
+    eprintln!("\n==> {name}: {cmd:?}");
+    let start = Instant::now();
+    let mut tests = TestCounts::default();
+    let mut lines = Vec::new();
+    let ok = match cmd.stdout(Stdio::piped()).spawn() {
+        Err(e) => {
+            eprintln!("cannot start {cmd:?}: {e}");
+            false
+        }
+        Ok(mut child) => {
+            if let Some(out) = child.stdout.take() {
+                let stdout = std::io::stdout();
+                for line in BufReader::new(out).lines().map_while(Result::ok) {
+                    tests.add(parse_test_result(&line));
+                    let _ = writeln!(stdout.lock(), "{line}");
+                    lines.push(line);
+                }
+            }
+            child.wait().map(|s| s.success()).unwrap_or(false)
+        }
+    };
+    r.steps.push(Step {
+        name: name.to_owned(),
+        ok,
+        elapsed: start.elapsed(),
+        tests,
+    });
+    lines
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Passed,
+    Failed,
+    Skipped,
+}
+
+/// One test's outcome: (suite, peer, outcome).
+type TestOutcome = (String, &'static str, Outcome);
+
+/// Reads `test NAME ... ok|FAILED|ignored` lines, and `SKIPPED:` lines in a `---- NAME stdout ----`
+/// section (a test that returned early because its tool is missing).
+fn conformance_results(suite: &str, lines: &[String]) -> Vec<TestOutcome> {
+    let mut outcomes: Vec<(String, Outcome)> = Vec::new();
+    let mut skipped = std::collections::BTreeSet::new();
+    let mut current: Option<String> = None;
+    for line in lines {
+        if let Some(rest) = line.strip_prefix("test ")
+            && let Some((name, status)) = rest.rsplit_once(" ... ")
+        {
+            let outcome = match status.trim() {
+                "ok" => Outcome::Passed,
+                s if s.starts_with("ignored") => Outcome::Skipped,
+                _ => Outcome::Failed,
+            };
+            outcomes.push((name.to_owned(), outcome));
+        } else if let Some(name) = line
+            .strip_prefix("---- ")
+            .and_then(|l| l.strip_suffix(" stdout ----"))
+        {
+            current = Some(name.to_owned());
+        } else if line.starts_with("SKIPPED:")
+            && let Some(name) = &current
+        {
+            skipped.insert(name.clone());
+        }
+    }
+    outcomes
+        .into_iter()
+        .map(|(name, outcome)| {
+            let outcome = if outcome == Outcome::Passed && skipped.contains(&name) {
+                Outcome::Skipped
+            } else {
+                outcome
+            };
+            (suite.to_owned(), conformance_peer(suite, &name), outcome)
+        })
+        .collect()
+}
+
+/// Who the test holds our code against.
+fn conformance_peer(suite: &str, test: &str) -> &'static str {
+    match suite {
+        "browser" => "Chromium EventSource",
+        "peers" if test.contains("node_eventsource") => "npm eventsource (client)",
+        "peers" if test.contains("httpx_sse") => "python httpx-sse (client)",
+        "peers" if test.contains("axum") => "axum Sse (server)",
+        "peers" if test.contains("starlette") => "python sse-starlette (server)",
+        "peers" => "other peer",
+        "contract" => "sse-contract-tests protocol",
+        "differential" | "differential_rescan" => "eventsource-stream",
+        _ => "WHATWG spec (ours)",
+    }
+}
+
+fn print_conformance_table(results: &[TestOutcome]) {
+    let mut rows: Vec<(String, &'static str, [u64; 3])> = Vec::new();
+    for (suite, peer, outcome) in results {
+        let i = match rows.iter().position(|r| &r.0 == suite && r.1 == *peer) {
+            Some(i) => i,
+            None => {
+                rows.push((suite.clone(), peer, [0; 3]));
+                rows.len() - 1
+            }
+        };
+        rows[i].2[*outcome as usize] += 1;
+    }
+    println!("\nconformance: suite × peer");
+    println!(
+        "{:<22} {:<32} {:>7} {:>7} {:>8}",
+        "suite", "peer", "passed", "failed", "skipped"
+    );
+    for (suite, peer, [passed, failed, skipped]) in &rows {
+        println!("{suite:<22} {peer:<32} {passed:>7} {failed:>7} {skipped:>8}");
+    }
+    let skipped: u64 = rows.iter().map(|r| r.2[2]).sum();
+    if skipped > 0 {
+        println!(
+            "SKIPPED: {skipped} test(s) lacked chromium/node/python peers; run .ci/run's installs (CI sets SSE_REQUIRE_BROWSER=1 SSE_REQUIRE_PEERS=1)"
+        );
+    }
+}
+
 fn bench(args: &[String]) -> Result<(), String> {
-    let which: Vec<&str> = if args.is_empty() {
-        vec!["parser"]
-    } else {
-        args.iter().map(String::as_str).collect()
+    // Everything after `fanout` belongs to the fan-out benchmark (`cargo xtask bench fanout --help`).
+    let (names, fanout_args): (Vec<&str>, Vec<&str>) = match args.iter().position(|a| a == "fanout")
+    {
+        Some(i) => (
+            args[..=i].iter().map(String::as_str).collect(),
+            args[i + 1..].iter().map(String::as_str).collect(),
+        ),
+        None if args.is_empty() => (vec!["parser", "fanout"], Vec::new()),
+        None => (args.iter().map(String::as_str).collect(), Vec::new()),
     };
     let mut r = Runner::default();
-    for b in which {
+    for b in names {
         match b {
             "parser" => r.cargo(
                 "bench parser",
                 &["bench", "-p", "conformance", "--bench", "parser"],
                 &[],
             ),
-            other => return Err(format!("unknown benchmark `{other}` (known: parser)")),
+            // Release builds of both: the benchmark starts sse-server from next to its own binary.
+            "fanout" => {
+                r.cargo(
+                    "build fanout (release)",
+                    &["build", "--release", "-p", "sse-server", "-p", "sse-bench"],
+                    &[],
+                ) && {
+                    let mut cmd = vec!["run", "--release", "-q", "-p", "sse-bench", "--"];
+                    cmd.extend(&fanout_args);
+                    r.cargo("bench fanout", &cmd, &[])
+                }
+            }
+            other => {
+                return Err(format!(
+                    "unknown benchmark `{other}` (known: parser, fanout [ARGS])"
+                ));
+            }
         };
     }
     r.finish("bench")
@@ -330,6 +509,29 @@ fn root() -> &'static Path {
 #[cfg(test)]
 mod tests {
     use super::parse_test_result;
+
+    #[test]
+    fn conformance_results_attribute_peers_and_skips() {
+        use super::{Outcome, conformance_results};
+        let lines: Vec<String> = [
+            "test chromium_stops_for_good_on_204 ... ok",
+            "test node_eventsource_receives_x ... ok",
+            "test our_client_resumes_from_axum_sse ... FAILED",
+            "successes:",
+            "---- node_eventsource_receives_x stdout ----",
+            "SKIPPED: node not installed",
+        ]
+        .map(String::from)
+        .to_vec();
+        let browser = conformance_results("browser", &lines[..1]);
+        assert_eq!(browser[0].1, "Chromium EventSource");
+        assert_eq!(browser[0].2, Outcome::Passed);
+        let peers = conformance_results("peers", &lines[1..]);
+        assert_eq!(peers[0].1, "npm eventsource (client)");
+        assert_eq!(peers[0].2, Outcome::Skipped);
+        assert_eq!(peers[1].1, "axum Sse (server)");
+        assert_eq!(peers[1].2, Outcome::Failed);
+    }
 
     #[test]
     fn reads_libtest_summary_lines() {

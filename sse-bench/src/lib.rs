@@ -1,0 +1,20 @@
+//! The fan-out benchmark behind `cargo xtask bench fanout`.
+//!
+//! It starts a server as its own process (sse-server, or the axum `Sse` + `tokio::sync::broadcast`
+//! [`baseline`]), holds N subscriber connections from this process with a minimal HTTP/1.1 reader
+//! ([`reader`]), publishes sequence-numbered, timestamped events, and reports throughput, latency, the
+//! server's RSS and CPU from `/proc`, and lost or duplicated events ([`stats`]).
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod baseline;
+pub mod error;
+pub mod load;
+pub mod plot;
+pub mod procfs;
+pub mod reader;
+pub mod report;
+pub mod server;
+pub mod stats;
+
+pub use error::Error;

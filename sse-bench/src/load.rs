@@ -1,0 +1,618 @@
+//! The load side: a fleet of subscriber connections and one publisher.
+//!
+//! Subscribers are raw tokio sockets read with the minimal [`BodyReader`](crate::reader::BodyReader);
+//! latencies go into a few sharded histograms once per socket read, so the load side stays cheap.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio::sync::{Notify, Semaphore, watch};
+use tokio::task::JoinHandle;
+
+use crate::Error;
+use crate::reader::{BodyReader, Dechunker, parse_head, payload};
+use crate::stats::{Histogram, SeqTracker};
+
+const SHARDS: usize = 16;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Microseconds since the benchmark's epoch (shared by publisher and subscribers).
+pub fn now_us() -> u64 {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    EPOCH.get_or_init(Instant::now).elapsed().as_micros() as u64
+}
+
+/// Where subscribers connect: `http://host:port/path`.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    /// The socket address.
+    pub addr: SocketAddr,
+    /// The `Host` header.
+    pub host: String,
+    /// The request path (with query).
+    pub path: String,
+}
+
+impl Endpoint {
+    /// Parses `http://host[:port]/path` and resolves the host.
+    pub async fn parse(url: &str) -> Result<Endpoint, Error> {
+        let rest = url
+            .strip_prefix("http://")
+            .ok_or_else(|| Error::Usage(format!("--target must be an http:// URL, got `{url}`")))?;
+        let (host, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, "/"),
+        };
+        let with_port = if host.contains(':') {
+            host.to_owned()
+        } else {
+            format!("{host}:80")
+        };
+        let addr = tokio::net::lookup_host(&with_port)
+            .await?
+            .next()
+            .ok_or_else(|| Error::Usage(format!("cannot resolve `{host}`")))?;
+        Ok(Endpoint {
+            addr,
+            host: host.to_owned(),
+            path: path.to_owned(),
+        })
+    }
+}
+
+/// How events get published.
+#[derive(Debug, Clone)]
+pub enum Publish {
+    /// `POST <path>` with a bearer token and a `text/plain` body, over one keep-alive connection.
+    Http {
+        /// The endpoint (same as the subscribers').
+        endpoint: Endpoint,
+        /// The bearer token.
+        token: String,
+    },
+    /// `sh -c CMD` per event, with the payload in `$SSE_BENCH_DATA` and substituted for `{data}`.
+    Command(String),
+}
+
+#[derive(Debug, Default)]
+struct SubState {
+    high: AtomicU64,
+    alive: AtomicBool,
+}
+
+#[derive(Debug)]
+struct Shared {
+    subs: Mutex<Vec<Arc<SubState>>>,
+    hist: Vec<Mutex<Histogram>>,
+    progress: Notify,
+    connected: AtomicUsize,
+    failed: AtomicUsize,
+    changed: Notify,
+}
+
+/// What one subscriber saw.
+#[derive(Debug, Clone, Copy)]
+pub struct SubOutcome {
+    /// Its sequence tracker.
+    pub tracker: SeqTracker,
+    /// The connection failed or closed before the end.
+    pub dropped: bool,
+}
+
+/// A fleet of subscribers.
+#[derive(Debug)]
+pub struct Fleet {
+    endpoint: Arc<Endpoint>,
+    shared: Arc<Shared>,
+    tasks: Vec<JoinHandle<SubOutcome>>,
+    stop: watch::Sender<bool>,
+    gate: Arc<Semaphore>,
+}
+
+/// The outcome of a publishing run.
+#[derive(Debug, Clone)]
+pub struct RunStats {
+    /// Events published.
+    pub published: u64,
+    /// Time spent publishing.
+    pub publish_time: Duration,
+    /// From the first publish until every live subscriber had everything (or the drain timeout).
+    pub total_time: Duration,
+    /// Publish-to-receive latencies in µs.
+    pub latency: Histogram,
+}
+
+impl Fleet {
+    /// An empty fleet for `endpoint`.
+    pub fn new(endpoint: Endpoint) -> Fleet {
+        Fleet {
+            endpoint: Arc::new(endpoint),
+            shared: Arc::new(Shared {
+                subs: Mutex::new(Vec::new()),
+                hist: (0..SHARDS).map(|_| Mutex::default()).collect(),
+                progress: Notify::new(),
+                connected: AtomicUsize::new(0),
+                failed: AtomicUsize::new(0),
+                changed: Notify::new(),
+            }),
+            tasks: Vec::new(),
+            stop: watch::channel(false).0,
+            gate: Arc::new(Semaphore::new(256)),
+        }
+    }
+
+    /// Subscribers connected (response head received) so far.
+    pub fn connected(&self) -> usize {
+        self.shared.connected.load(Ordering::Acquire)
+    }
+
+    /// Connects more subscribers until there are `total`, and waits for their response heads.
+    pub async fn grow(&mut self, total: usize) -> Result<(), Error> {
+        while self.tasks.len() < total {
+            let i = self.tasks.len();
+            let state = Arc::new(SubState::default());
+            lock(&self.shared.subs).push(state.clone());
+            self.tasks.push(tokio::spawn(subscriber(
+                i,
+                self.endpoint.clone(),
+                self.shared.clone(),
+                state,
+                self.stop.subscribe(),
+                self.gate.clone(),
+            )));
+        }
+        let deadline = Instant::now() + CONNECT_TIMEOUT * 2;
+        loop {
+            let notified = self.shared.changed.notified();
+            let done = self.connected() + self.shared.failed.load(Ordering::Acquire);
+            if done >= total {
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(Error::Http(format!(
+                    "only {done} of {total} subscribers connected within {:?}",
+                    CONNECT_TIMEOUT * 2
+                )));
+            }
+            let _ = tokio::time::timeout(Duration::from_millis(100), notified).await;
+        }
+        Ok(())
+    }
+
+    fn min_high(&self) -> Option<u64> {
+        lock(&self.shared.subs)
+            .iter()
+            .filter(|s| s.alive.load(Ordering::Acquire))
+            .map(|s| s.high.load(Ordering::Acquire))
+            .min()
+    }
+
+    /// Publishes for `duration`: at `rate` events/s, or (None) as fast as the slowest live subscriber
+    /// allows with at most `window` events in flight — the highest rate that loses nothing.
+    pub async fn run(
+        &self,
+        publish: &Publish,
+        size: usize,
+        rate: Option<f64>,
+        window: u64,
+        duration: Duration,
+    ) -> Result<RunStats, Error> {
+        for h in &self.shared.hist {
+            *lock(h) = Histogram::default();
+        }
+        let mut publisher = Publisher::new(publish).await?;
+        let mut ticker = rate.map(|r| {
+            let mut t = tokio::time::interval(Duration::from_secs_f64(1.0 / r.max(0.001)));
+            t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+            t
+        });
+        let start = Instant::now();
+        let mut seq = 0u64;
+        'publishing: while start.elapsed() < duration {
+            match &mut ticker {
+                Some(t) => {
+                    t.tick().await;
+                }
+                None => loop {
+                    let notified = self.shared.progress.notified();
+                    match self.min_high() {
+                        Some(min) if seq.saturating_sub(min) >= window => {}
+                        _ => break,
+                    }
+                    if start.elapsed() >= duration {
+                        break 'publishing;
+                    }
+                    let _ = tokio::time::timeout(Duration::from_millis(5), notified).await;
+                },
+            }
+            seq += 1;
+            publisher.send(&payload(seq, now_us(), size)).await?;
+        }
+        publisher.flush().await?;
+        let publish_time = start.elapsed();
+        // Drain: wait until every live subscriber has the last event.
+        let drain_deadline = Instant::now() + Duration::from_secs(10);
+        while self.min_high().is_some_and(|m| m < seq) && Instant::now() < drain_deadline {
+            let notified = self.shared.progress.notified();
+            let _ = tokio::time::timeout(Duration::from_millis(5), notified).await;
+        }
+        let total_time = start.elapsed();
+        let mut latency = Histogram::default();
+        for h in &self.shared.hist {
+            latency.merge(&lock(h));
+        }
+        Ok(RunStats {
+            published: seq,
+            publish_time,
+            total_time,
+            latency,
+        })
+    }
+
+    /// Stops every subscriber and returns what each saw, closing the books at `last` published.
+    pub async fn finish(self, last: u64) -> Vec<SubOutcome> {
+        let _ = self.stop.send(true);
+        let mut out = Vec::with_capacity(self.tasks.len());
+        for t in self.tasks {
+            if let Ok(mut o) = t.await {
+                o.tracker.finish(last);
+                out.push(o);
+            } else {
+                let mut tracker = SeqTracker::default();
+                tracker.finish(last);
+                out.push(SubOutcome {
+                    tracker,
+                    dropped: true,
+                });
+            }
+        }
+        out
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Subscribers per loopback source address: real subscribers come from many addresses, and servers
+/// limit connections per client IP (sse-server: 256 by default).
+const PER_SOURCE_IP: usize = 200;
+
+/// The source address for subscriber `i` of a loopback target: 127.0.x.y, 200 subscribers each.
+///
+/// ```
+/// use std::net::{IpAddr, Ipv4Addr};
+/// let t: std::net::SocketAddr = "127.0.0.1:80".parse().unwrap();
+/// assert_eq!(sse_bench::load::source_ip(t, 0), Some(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2))));
+/// assert_eq!(sse_bench::load::source_ip(t, 200 * 251), Some(IpAddr::V4(Ipv4Addr::new(127, 0, 1, 3))));
+/// assert_eq!(sse_bench::load::source_ip("10.0.0.1:80".parse().unwrap(), 0), None);
+/// ```
+pub fn source_ip(target: SocketAddr, i: usize) -> Option<IpAddr> {
+    match target.ip() {
+        IpAddr::V4(v4) if v4.is_loopback() => {
+            let k = i / PER_SOURCE_IP;
+            let (hi, lo) = ((k / 250) % 250, k % 250 + 2);
+            Some(IpAddr::V4(Ipv4Addr::new(127, 0, hi as u8, lo as u8)))
+        }
+        _ => None,
+    }
+}
+
+async fn connect(endpoint: &Endpoint, i: usize) -> Result<(TcpStream, BodyReader, Vec<u8>), Error> {
+    let mut sock = match source_ip(endpoint.addr, i) {
+        Some(ip) => {
+            let socket = TcpSocket::new_v4()?;
+            socket.bind(SocketAddr::new(ip, 0))?;
+            socket.connect(endpoint.addr).await?
+        }
+        None => TcpStream::connect(endpoint.addr).await?,
+    };
+    sock.set_nodelay(true)?;
+    let req = format!(
+        "GET {} HTTP/1.1\r\nHost: {}\r\nAccept: text/event-stream\r\nCache-Control: no-cache\r\n\r\n",
+        endpoint.path, endpoint.host
+    );
+    sock.write_all(req.as_bytes()).await?;
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    loop {
+        let n = sock.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(Error::Http(
+                "connection closed before the response head".into(),
+            ));
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some((head, len)) = parse_head(&buf)? {
+            if head.status != 200 {
+                return Err(Error::Http(format!("subscribe answered {}", head.status)));
+            }
+            let rest = buf[len..].to_vec();
+            return Ok((sock, BodyReader::new(&head), rest));
+        }
+    }
+}
+
+async fn subscriber(
+    i: usize,
+    endpoint: Arc<Endpoint>,
+    shared: Arc<Shared>,
+    me: Arc<SubState>,
+    mut stop: watch::Receiver<bool>,
+    gate: Arc<Semaphore>,
+) -> SubOutcome {
+    let mut tracker = SeqTracker::default();
+    let connected = {
+        let _permit = gate.acquire().await;
+        tokio::time::timeout(CONNECT_TIMEOUT, connect(&endpoint, i)).await
+    };
+    let (mut sock, mut body, rest) = match connected {
+        Ok(Ok(c)) => c,
+        other => {
+            match &other {
+                Ok(Err(e)) => eprintln!("sse-bench: subscriber {i}: {e}"),
+                _ => eprintln!(
+                    "sse-bench: subscriber {i}: no response head within {CONNECT_TIMEOUT:?}"
+                ),
+            }
+            shared.failed.fetch_add(1, Ordering::AcqRel);
+            shared.changed.notify_one();
+            return SubOutcome {
+                tracker,
+                dropped: true,
+            };
+        }
+    };
+    me.alive.store(true, Ordering::Release);
+    shared.connected.fetch_add(1, Ordering::AcqRel);
+    shared.changed.notify_one();
+    let shard = &shared.hist[i % SHARDS];
+    let mut lats: Vec<u64> = Vec::with_capacity(256);
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut dropped = false;
+    let mut on_bytes = |bytes: &[u8], tracker: &mut SeqTracker| -> Result<(), Error> {
+        let now = now_us();
+        body.feed(bytes, |s| {
+            tracker.record(s.seq);
+            lats.push(now.saturating_sub(s.sent_us));
+        })?;
+        if !lats.is_empty() {
+            let mut h = lock(shard);
+            for l in lats.drain(..) {
+                h.record(l);
+            }
+            drop(h);
+            me.high.store(tracker.high(), Ordering::Release);
+            shared.progress.notify_one();
+        }
+        Ok(())
+    };
+    if on_bytes(&rest, &mut tracker).is_err() {
+        dropped = true;
+    }
+    while !dropped {
+        let read = tokio::select! {
+            biased;
+            _ = stop.changed() => break,
+            r = sock.read(&mut buf) => r,
+        };
+        match read {
+            Ok(0) | Err(_) => dropped = !*stop.borrow(),
+            Ok(n) => {
+                if let Err(e) = on_bytes(&buf[..n], &mut tracker) {
+                    eprintln!("sse-bench: subscriber {i}: {e}");
+                    dropped = true;
+                }
+            }
+        }
+        if dropped {
+            break;
+        }
+    }
+    me.alive.store(false, Ordering::Release);
+    shared.progress.notify_one();
+    SubOutcome { tracker, dropped }
+}
+
+enum Publisher {
+    /// Requests are pipelined on one keep-alive connection (HTTP/1.1 keeps their order), so the
+    /// publisher is limited by the server, not by a round trip per event.
+    Http {
+        writer: tokio::net::tcp::OwnedWriteHalf,
+        head: String,
+        buf: Vec<u8>,
+        sent: u64,
+        acked: Arc<AtomicU64>,
+        acks: Arc<Notify>,
+        reader: JoinHandle<Result<(), Error>>,
+    },
+    Command(String),
+}
+
+/// Requests in flight on the publishing connection.
+const PIPELINE: u64 = 16;
+
+impl Publisher {
+    async fn new(publish: &Publish) -> Result<Publisher, Error> {
+        Ok(match publish {
+            Publish::Http { endpoint, token } => {
+                let sock = TcpStream::connect(endpoint.addr).await?;
+                sock.set_nodelay(true)?;
+                let (mut read, writer) = sock.into_split();
+                let acked = Arc::new(AtomicU64::new(0));
+                let acks = Arc::new(Notify::new());
+                let reader = {
+                    let (acked, acks) = (acked.clone(), acks.clone());
+                    tokio::spawn(async move {
+                        let mut responses = Responses::default();
+                        loop {
+                            let r = responses.next(&mut read).await;
+                            if r.is_ok() {
+                                acked.fetch_add(1, Ordering::AcqRel);
+                            }
+                            acks.notify_one();
+                            r?;
+                        }
+                    })
+                };
+                Publisher::Http {
+                    writer,
+                    head: format!(
+                        "POST {} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {token}\r\nContent-Type: text/plain\r\n",
+                        endpoint.path, endpoint.host
+                    ),
+                    buf: Vec::with_capacity(4096),
+                    sent: 0,
+                    acked,
+                    acks,
+                    reader,
+                }
+            }
+            Publish::Command(cmd) => Publisher::Command(cmd.clone()),
+        })
+    }
+
+    /// Waits until fewer than `depth` requests are unanswered; fails if the connection failed.
+    async fn wait_acks(&mut self, depth: u64) -> Result<(), Error> {
+        if let Publisher::Http {
+            sent,
+            acked,
+            acks,
+            reader,
+            ..
+        } = self
+        {
+            loop {
+                let notified = acks.notified();
+                if *sent - acked.load(Ordering::Acquire) < depth.max(1) {
+                    return Ok(());
+                }
+                if reader.is_finished() {
+                    return match reader.await {
+                        Ok(Err(e)) => Err(e),
+                        _ => Err(Error::Http("publish connection closed".into())),
+                    };
+                }
+                let _ = tokio::time::timeout(Duration::from_millis(50), notified).await;
+            }
+        }
+        Ok(())
+    }
+
+    async fn send(&mut self, data: &str) -> Result<(), Error> {
+        self.wait_acks(PIPELINE).await?;
+        match self {
+            Publisher::Http {
+                writer,
+                head,
+                buf,
+                sent,
+                ..
+            } => {
+                buf.clear();
+                buf.extend_from_slice(head.as_bytes());
+                buf.extend_from_slice(format!("Content-Length: {}\r\n\r\n", data.len()).as_bytes());
+                buf.extend_from_slice(data.as_bytes());
+                writer.write_all(buf).await?;
+                *sent += 1;
+                Ok(())
+            }
+            Publisher::Command(cmd) => {
+                let status = tokio::process::Command::new("sh")
+                    .arg("-c")
+                    .arg(cmd.replace("{data}", data))
+                    .env("SSE_BENCH_DATA", data)
+                    .stdout(std::process::Stdio::null())
+                    .status()
+                    .await?;
+                if status.success() {
+                    Ok(())
+                } else {
+                    Err(Error::Usage(format!("--publish-cmd exited with {status}")))
+                }
+            }
+        }
+    }
+
+    /// Waits for every response.
+    async fn flush(&mut self) -> Result<(), Error> {
+        self.wait_acks(1).await
+    }
+}
+
+/// Reads consecutive HTTP/1.1 responses from one connection, keeping bytes of the next one.
+#[derive(Default)]
+struct Responses {
+    buf: Vec<u8>,
+}
+
+impl Responses {
+    async fn fill<R: tokio::io::AsyncRead + Unpin>(&mut self, read: &mut R) -> Result<(), Error> {
+        let mut chunk = [0u8; 4096];
+        let n = read.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(Error::Http("publish connection closed".into()));
+        }
+        self.buf.extend_from_slice(&chunk[..n]);
+        Ok(())
+    }
+
+    /// The next response; an error for a non-200 status.
+    async fn next<R: tokio::io::AsyncRead + Unpin>(&mut self, read: &mut R) -> Result<(), Error> {
+        let (head, len) = loop {
+            if let Some(h) = parse_head(&self.buf)? {
+                break h;
+            }
+            self.fill(read).await?;
+        };
+        self.buf.drain(..len);
+        if head.chunked {
+            let mut d = Dechunker::default();
+            loop {
+                // Feed byte by byte so the bytes after the body's end stay in the buffer.
+                let mut used = 0;
+                for i in 0..self.buf.len() {
+                    d.feed(&self.buf[i..=i], |_| {})?;
+                    used = i + 1;
+                    if d.is_done() {
+                        break;
+                    }
+                }
+                self.buf.drain(..used);
+                if d.is_done() {
+                    break;
+                }
+                self.fill(read).await?;
+            }
+        } else {
+            let want = head.content_length.unwrap_or(0);
+            while self.buf.len() < want {
+                self.fill(read).await?;
+            }
+            let body = self.buf.drain(..want).collect::<Vec<u8>>();
+            if head.status != 200 {
+                return Err(Error::Http(format!(
+                    "publish answered {}: {}",
+                    head.status,
+                    String::from_utf8_lossy(&body)
+                )));
+            }
+        }
+        if head.status != 200 {
+            return Err(Error::Http(format!("publish answered {}", head.status)));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        if let Publisher::Http { reader, .. } = self {
+            reader.abort();
+        }
+    }
+}

@@ -1,0 +1,124 @@
+//! The result table (Markdown, so it can be pasted into BENCHMARKS.md as printed) and the ratios.
+
+use std::fmt::Write as _;
+
+use crate::stats::Histogram;
+
+/// One measured scenario on one server.
+#[derive(Debug, Clone, Default)]
+pub struct Row {
+    /// Scenario name, e.g. `idle`, `max`, `rate`.
+    pub scenario: String,
+    /// Server label.
+    pub server: String,
+    /// Subscribers asked for.
+    pub subscribers: usize,
+    /// Event payload bytes (0 for idle rows).
+    pub size: usize,
+    /// Events published per second.
+    pub published_per_s: f64,
+    /// Events received per second, summed over subscribers.
+    pub delivered_per_s: f64,
+    /// Publish-to-receive latency (µs), for publishing rows.
+    pub latency: Option<Histogram>,
+    /// Server RSS (KiB) at the end.
+    pub rss_kib: Option<u64>,
+    /// (RSS at the end − RSS before the first subscriber) / subscribers, in KiB.
+    pub kib_per_sub: Option<f64>,
+    /// Server CPU seconds while publishing and draining.
+    pub cpu_s: Option<f64>,
+    /// Server CPU µs per delivered event.
+    pub cpu_us_per_event: Option<f64>,
+    /// Subscribers that failed to connect or were disconnected.
+    pub dropped: usize,
+    /// Events lost, summed over subscribers.
+    pub lost: u64,
+    /// Events duplicated, summed over subscribers.
+    pub duplicated: u64,
+}
+
+fn ms(us: u64) -> String {
+    format!("{:.2}", us as f64 / 1000.0)
+}
+
+fn opt(v: Option<f64>, digits: usize) -> String {
+    v.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.digits$}"))
+}
+
+/// Formats rows as a Markdown table.
+///
+/// ```
+/// let row = sse_bench::report::Row { scenario: "idle".into(), server: "x".into(), subscribers: 10, ..Default::default() };
+/// let t = sse_bench::report::table(&[row]);
+/// assert!(t.contains("| idle | x | 10 |"));
+/// ```
+pub fn table(rows: &[Row]) -> String {
+    let mut out = String::new();
+    out.push_str("| scenario | server | subs | event B | published/s | delivered/s | p50 ms | p99 ms | max ms | RSS MiB | KiB/sub | CPU s | CPU µs/event | dropped subs | lost | dup |\n");
+    out.push_str("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n");
+    for r in rows {
+        let (p50, p99, max) = match &r.latency {
+            Some(h) if h.count() > 0 => {
+                (ms(h.percentile(50.0)), ms(h.percentile(99.0)), ms(h.max()))
+            }
+            _ => ("-".into(), "-".into(), "-".into()),
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {:.0} | {:.0} | {p50} | {p99} | {max} | {} | {} | {} | {} | {} | {} | {} |",
+            r.scenario,
+            r.server,
+            r.subscribers,
+            r.size,
+            r.published_per_s,
+            r.delivered_per_s,
+            opt(r.rss_kib.map(|k| k as f64 / 1024.0), 1),
+            opt(r.kib_per_sub, 2),
+            opt(r.cpu_s, 2),
+            opt(r.cpu_us_per_event, 3),
+            r.dropped,
+            r.lost,
+            r.duplicated,
+        );
+    }
+    out
+}
+
+fn ratio(a: Option<f64>, b: Option<f64>) -> String {
+    match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
+        _ => "n/a".into(),
+    }
+}
+
+/// Our/baseline ratios for every scenario both servers ran.
+pub fn ratios(rows: &[Row], ours: &str, baseline: &str) -> String {
+    let mut out = String::new();
+    out.push_str("| scenario | subs | delivered/s ours÷base | p99 ours÷base | CPU µs/event ours÷base | KiB/sub ours÷base |\n");
+    out.push_str("|---|--:|--:|--:|--:|--:|\n");
+    for a in rows.iter().filter(|r| r.server == ours) {
+        let Some(b) = rows.iter().find(|b| {
+            b.server == baseline && b.scenario == a.scenario && b.subscribers == a.subscribers
+        }) else {
+            continue;
+        };
+        let p99 = |r: &Row| {
+            r.latency
+                .as_ref()
+                .filter(|h| h.count() > 0)
+                .map(|h| h.percentile(99.0) as f64)
+        };
+        let delivered = |r: &Row| (r.delivered_per_s > 0.0).then_some(r.delivered_per_s);
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} |",
+            a.scenario,
+            a.subscribers,
+            ratio(delivered(a), delivered(b)),
+            ratio(p99(a), p99(b)),
+            ratio(a.cpu_us_per_event, b.cpu_us_per_event),
+            ratio(a.kib_per_sub, b.kib_per_sub),
+        );
+    }
+    out
+}

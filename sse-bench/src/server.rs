@@ -1,0 +1,188 @@
+//! Starting the server under test as its own process, so its RSS and CPU can be read from `/proc`.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::Error;
+use crate::procfs::{self, ProcSample};
+
+/// The publish token both local servers are started with.
+pub const TOKEN: &str = "bench-token";
+
+/// Which server a run measures.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kind {
+    /// This project's `sse-server`.
+    Ours,
+    /// The axum `Sse` + broadcast [`baseline`](crate::baseline).
+    Baseline,
+    /// Any SSE server reached with `--target` (published to with `--publish-cmd`).
+    External,
+}
+
+impl Kind {
+    /// The label used in tables and plots.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Kind::Ours => "sse-server",
+            Kind::Baseline => "axum+broadcast",
+            Kind::External => "target",
+        }
+    }
+}
+
+/// A running server.
+#[derive(Debug)]
+pub struct ServerProc {
+    child: Option<Child>,
+    /// Its process id, when known (for `/proc`).
+    pub pid: Option<u32>,
+    /// Where it listens.
+    pub addr: SocketAddr,
+}
+
+impl ServerProc {
+    /// Starts `sse-server` (binary at `bin`) on an ephemeral port.
+    pub fn start_ours(bin: &Path, queue_size: usize) -> Result<ServerProc, Error> {
+        let mut cmd = Command::new(bin);
+        cmd.args([
+            "--listen",
+            "127.0.0.1:0",
+            "--publish-token",
+            TOKEN,
+            "--no-demo",
+            "--queue-size",
+            &queue_size.to_string(),
+        ]);
+        // Connection limits meant for public endpoints would refuse the benchmark's 10k subscribers.
+        let help = Command::new(bin).arg("--help").output()?;
+        let help = String::from_utf8_lossy(&help.stdout);
+        for flag in ["--max-connections", "--max-connections-per-ip"] {
+            if help.contains(&format!("{flag} ")) {
+                cmd.args([flag, "1000000"]);
+            }
+        }
+        Self::spawn(cmd, "sse-server listening on http://")
+    }
+
+    /// Starts the baseline (this executable's `baseline` subcommand) on an ephemeral port.
+    pub fn start_baseline(queue_size: usize) -> Result<ServerProc, Error> {
+        let mut cmd = Command::new(std::env::current_exe()?);
+        cmd.args([
+            "baseline",
+            "--listen",
+            "127.0.0.1:0",
+            "--token",
+            TOKEN,
+            "--capacity",
+            &queue_size.to_string(),
+        ]);
+        Self::spawn(cmd, "baseline listening on http://")
+    }
+
+    /// An external server: no process of ours, optionally a pid to sample.
+    pub fn external(addr: SocketAddr, pid: Option<u32>) -> ServerProc {
+        ServerProc {
+            child: None,
+            pid,
+            addr,
+        }
+    }
+
+    fn spawn(mut cmd: Command, marker: &str) -> Result<ServerProc, Error> {
+        cmd.env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| Error::Server(format!("cannot start {cmd:?}: {e}")))?;
+        let stderr = child
+            .stderr
+            .take()
+            .ok_or_else(|| Error::Server("no stderr pipe".into()))?;
+        let mut lines = BufReader::new(stderr).lines();
+        let mut addr = None;
+        for line in lines.by_ref() {
+            let line = line?;
+            if let Some(rest) = line.split(marker).nth(1) {
+                addr = rest.trim_end_matches('/').parse().ok();
+                break;
+            }
+        }
+        // Keep draining so the server never blocks on a full pipe; forward warnings.
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                eprintln!("  [server] {line}");
+            }
+        });
+        let Some(addr) = addr else {
+            let _ = child.kill();
+            return Err(Error::Server(format!(
+                "{cmd:?} exited without printing `{marker}…`"
+            )));
+        };
+        Ok(ServerProc {
+            pid: Some(child.id()),
+            child: Some(child),
+            addr,
+        })
+    }
+
+    /// Samples RSS and CPU (None without a pid).
+    pub fn sample(&self) -> Option<ProcSample> {
+        self.pid.and_then(|pid| procfs::sample(pid).ok())
+    }
+}
+
+impl Drop for ServerProc {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Finds the `sse-server` release binary: `explicit`, else next to this executable, else builds it
+/// with `cargo build --release -p sse-server`.
+pub fn locate_sse_server(explicit: Option<PathBuf>) -> Result<PathBuf, Error> {
+    if let Some(p) = explicit {
+        return Ok(p);
+    }
+    let exe = std::env::current_exe()?;
+    if let Some(dir) = exe.parent() {
+        let sibling = dir.join("sse-server");
+        if sibling.is_file() {
+            return Ok(sibling);
+        }
+    }
+    eprintln!("sse-bench: building sse-server (cargo build --release -p sse-server)…");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["build", "--release", "-p", "sse-server"])
+        .status()?;
+    if !status.success() {
+        return Err(Error::Server(
+            "cargo build --release -p sse-server failed".into(),
+        ));
+    }
+    let target = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
+    let built = Path::new(&target).join("release").join("sse-server");
+    if built.is_file() {
+        Ok(built)
+    } else {
+        Err(Error::Server(format!(
+            "sse-server not found at {}; pass --server-bin",
+            built.display()
+        )))
+    }
+}
+
+/// Waits a little so the server settles (allocations returned, timers idle) before sampling.
+pub fn settle() -> Duration {
+    Duration::from_millis(1500)
+}
