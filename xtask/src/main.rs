@@ -3,7 +3,7 @@
 //! * `ci`          — everything CI checks: format, clippy `-D warnings`, every test (conformance included),
 //!   and a short fuzz smoke when `cargo-fuzz` is installed.
 //! * `conformance` — the conformance suite alone.
-//! * `bench [parser]` — benchmarks (prints their tables).
+//! * `bench [parser] [durable] [fanout ARGS...]` — benchmarks (prints their tables); all by default.
 //! * `fuzz [--seconds N] [TARGET...]` — runs the fuzz targets (all by default) for N seconds each.
 //!
 //! Plain std on purpose: this crate is built first in CI and must cost nothing to compile.
@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 const USAGE: &str = "usage: cargo xtask <task>
   ci                           fmt check, clippy -D warnings, all tests, conformance, fuzz smoke
   conformance                  the conformance suite alone
-  bench [parser]               benchmarks (default: all of them)
+  bench [parser] [durable] [fanout ARGS...]
+                               benchmarks (default: all of them; `fanout --help` for its options)
   fuzz [--seconds N] [TARGET]  run fuzz targets (default: all, 60 s each)";
 
 fn main() -> ExitCode {
@@ -388,7 +389,7 @@ fn bench(args: &[String]) -> Result<(), String> {
             args[..=i].iter().map(String::as_str).collect(),
             args[i + 1..].iter().map(String::as_str).collect(),
         ),
-        None if args.is_empty() => (vec!["parser", "fanout"], Vec::new()),
+        None if args.is_empty() => (vec!["parser", "durable", "fanout"], Vec::new()),
         None => (args.iter().map(String::as_str).collect(), Vec::new()),
     };
     let mut r = Runner::default();
@@ -397,6 +398,11 @@ fn bench(args: &[String]) -> Result<(), String> {
             "parser" => r.cargo(
                 "bench parser",
                 &["bench", "-p", "conformance", "--bench", "parser"],
+                &[],
+            ),
+            "durable" => r.cargo(
+                "bench durable (publish throughput per backend)",
+                &["bench", "-p", "sse-server", "--bench", "durable"],
                 &[],
             ),
             // Release builds of both: the benchmark starts sse-server from next to its own binary.
@@ -413,7 +419,7 @@ fn bench(args: &[String]) -> Result<(), String> {
             }
             other => {
                 return Err(format!(
-                    "unknown benchmark `{other}` (known: parser, fanout [ARGS])"
+                    "unknown benchmark `{other}` (known: parser, durable, fanout [ARGS])"
                 ));
             }
         };
