@@ -8,6 +8,7 @@
 #![deny(missing_docs)]
 
 pub mod baseline;
+pub mod cluster;
 pub mod error;
 pub mod load;
 pub mod plot;

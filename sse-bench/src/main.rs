@@ -54,6 +54,10 @@ struct Cli {
     /// Skip sse-server (e.g. to measure only the baseline).
     #[arg(long)]
     no_ours: bool,
+    /// Also measure a cluster: two `sse-server --redis` nodes on a redis-server started here, with
+    /// subscribers on one node and publishes on the other (needs redis-server on PATH).
+    #[arg(long)]
+    redis: bool,
     /// The sse-server binary (default: next to this one, else built with cargo).
     #[arg(long)]
     server_bin: Option<PathBuf>,
@@ -131,8 +135,11 @@ async fn bench(cli: &Cli) -> Result<(), Error> {
         if !cli.no_baseline {
             kinds.push(Kind::Baseline);
         }
+        if cli.redis {
+            kinds.push(Kind::Cluster);
+        }
     }
-    let bin = if kinds.contains(&Kind::Ours) {
+    let bin = if kinds.contains(&Kind::Ours) || kinds.contains(&Kind::Cluster) {
         Some(server::locate_sse_server(cli.server_bin.clone())?)
     } else {
         None
@@ -146,6 +153,11 @@ async fn bench(cli: &Cli) -> Result<(), Error> {
             ),
             Kind::Baseline => ServerProc::start_baseline(cli.queue_size),
             Kind::External => Err(Error::Server("external server is not started here".into())),
+            Kind::Cluster => sse_bench::cluster::start(
+                bin.as_deref()
+                    .ok_or_else(|| Error::Server("no sse-server binary".into()))?,
+                cli.queue_size,
+            ),
         }
     };
     let mut rows: Vec<Row> = Vec::new();
@@ -172,7 +184,14 @@ async fn bench(cli: &Cli) -> Result<(), Error> {
             let publish = match (&cli.publish_cmd, kind) {
                 (Some(cmd), Kind::External) => Publish::Command(cmd.clone()),
                 _ => Publish::Http {
-                    endpoint: endpoint.clone(),
+                    endpoint: match proc.publish_addr {
+                        Some(addr) => Endpoint {
+                            addr,
+                            host: addr.to_string(),
+                            path: endpoint.path.clone(),
+                        },
+                        None => endpoint.clone(),
+                    },
                     token: server::TOKEN.into(),
                 },
             };

@@ -21,6 +21,9 @@ pub enum Kind {
     Baseline,
     /// Any SSE server reached with `--target` (published to with `--publish-cmd`).
     External,
+    /// Two `sse-server --redis` nodes on one redis-server: publishes go to one node, subscribers
+    /// listen on the other (see [`cluster`](crate::cluster)).
+    Cluster,
 }
 
 impl Kind {
@@ -30,6 +33,7 @@ impl Kind {
             Kind::Ours => "sse-server",
             Kind::Baseline => "axum+broadcast",
             Kind::External => "target",
+            Kind::Cluster => "sse-server/redis (cross-node)",
         }
     }
 }
@@ -42,12 +46,26 @@ pub struct ServerProc {
     pub pid: Option<u32>,
     /// Where it listens.
     pub addr: SocketAddr,
+    /// Where to publish when it is not `addr` (another node of a cluster).
+    pub publish_addr: Option<SocketAddr>,
+    /// Processes that live and die with this one (the other cluster node, redis-server).
+    pub(crate) companions: Vec<Child>,
 }
 
 impl ServerProc {
     /// Starts `sse-server` (binary at `bin`) on an ephemeral port.
     pub fn start_ours(bin: &Path, queue_size: usize) -> Result<ServerProc, Error> {
+        Self::start_ours_with(bin, queue_size, &[])
+    }
+
+    /// Like [`start_ours`](ServerProc::start_ours), with extra arguments (e.g. `--redis URL`).
+    pub fn start_ours_with(
+        bin: &Path,
+        queue_size: usize,
+        extra: &[&str],
+    ) -> Result<ServerProc, Error> {
         let mut cmd = Command::new(bin);
+        cmd.args(extra);
         cmd.args([
             "--listen",
             "127.0.0.1:0",
@@ -89,6 +107,8 @@ impl ServerProc {
             child: None,
             pid,
             addr,
+            publish_addr: None,
+            companions: Vec::new(),
         }
     }
 
@@ -129,7 +149,14 @@ impl ServerProc {
             pid: Some(child.id()),
             child: Some(child),
             addr,
+            publish_addr: None,
+            companions: Vec::new(),
         })
+    }
+
+    /// Hands over the process (it is then no longer killed on drop of this handle).
+    pub(crate) fn child_take(&mut self) -> Option<Child> {
+        self.child.take()
     }
 
     /// Samples RSS and CPU (None without a pid).
@@ -140,7 +167,7 @@ impl ServerProc {
 
 impl Drop for ServerProc {
     fn drop(&mut self) {
-        if let Some(child) = &mut self.child {
+        for child in self.child.iter_mut().chain(self.companions.iter_mut()) {
             let _ = child.kill();
             let _ = child.wait();
         }

@@ -268,12 +268,16 @@ impl Hub {
     }
 
     async fn append_and_fan_out(&self, ch: &Arc<Channel>, event: Event) -> Result<String, Error> {
+        if self.inner.live.is_some() {
+            // A shared store orders appends itself and its feed fans out: no need to serialise here.
+            let stored = self.inner.store.append(&ch.name, event).await?;
+            bump(&self.inner.metrics.published);
+            return Ok(stored.id.to_string());
+        }
         let _order = ch.publish.lock().await;
         let stored = self.inner.store.append(&ch.name, event).await?;
         bump(&self.inner.metrics.published);
-        if self.inner.live.is_none() {
-            ch.fan_out(stored.position, &stored.bytes, &self.inner.metrics);
-        }
+        ch.fan_out(stored.position, &stored.bytes, &self.inner.metrics);
         Ok(stored.id.to_string())
     }
 

@@ -20,6 +20,7 @@ use crate::{Error, Position};
 mod durable;
 mod live;
 mod memory;
+mod placement;
 mod redis;
 
 pub use self::redis::{RedisStore, RedisStoreBuilder};

@@ -28,6 +28,8 @@ pub type LiveSink = Arc<dyn Fn(&str, StoredEvent) + Send + Sync>;
 ///   position.
 /// * `unwatch` is called when the last local subscriber of a channel leaves; a feed spends nothing on
 ///   channels nobody watches.
+/// * The hub does not serialise appends of a store with a live feed (the store orders them itself), and
+///   does not fan out what it appends: only what the feed delivers.
 ///
 /// ```
 /// use sse_server::{MemoryStore, ReplayStore};

@@ -5,9 +5,8 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use sse_proto::Event;
 
-use super::{
-    BoxFuture, Replay, ReplayStore, Reset, ResetReason, Retention, StoredChannel, StoredEvent,
-};
+use super::placement::{self, Issued, WindowView};
+use super::{BoxFuture, Replay, ReplayStore, Retention, StoredChannel, StoredEvent};
 use crate::{Error, Position};
 
 /// The in-memory replay store: each channel keeps a window of encoded events bounded by [`Retention`].
@@ -178,73 +177,20 @@ impl MemoryStore {
 
     fn replay_now(&self, channel: &str, last_event_id: &str) -> Replay {
         let mut state = self.lock();
-        let counter = state.counter;
-        let dropped_through = state.dropped_through;
-        let epoch = self.epoch;
-        let Some(window) = state.windows.get_mut(channel) else {
-            // No history: an id of ours newer than anything dropped missed nothing.
-            let floor = Position::new(epoch, dropped_through);
-            return match last_event_id.parse::<Position>() {
-                Ok(p) if p.major() == epoch && p.minor() <= counter && p >= floor => Replay {
-                    events: Vec::new(),
-                    reset: None,
-                    after: Some(p),
-                },
-                parsed => Replay {
-                    events: Vec::new(),
-                    reset: Some(Reset {
-                        reason: match parsed {
-                            Ok(p) if p.major() == epoch && p.minor() <= counter => {
-                                ResetReason::Expired
-                            }
-                            _ => ResetReason::Unknown,
-                        },
-                        floor,
-                        oldest: None,
-                    }),
-                    after: None,
-                },
-            };
+        let issued = Issued {
+            epoch: self.epoch,
+            counter: state.counter,
+            dropped_through: state.dropped_through,
         };
-        window.enforce(&self.retention, Instant::now());
-        let resolved = window
-            .custom
-            .get(last_event_id)
-            .copied()
-            .map(Ok)
-            .unwrap_or_else(|| match last_event_id.parse::<Position>() {
-                Ok(p) if p.major() == epoch && p.minor() <= counter => {
-                    if p >= window.floor {
-                        Ok(p)
-                    } else {
-                        Err(ResetReason::Expired)
-                    }
-                }
-                _ => Err(ResetReason::Unknown),
-            });
-        match resolved {
-            Ok(after) => {
-                let start = window.events.partition_point(|e| e.event.position <= after);
-                Replay {
-                    events: window
-                        .events
-                        .range(start..)
-                        .map(|e| e.event.clone())
-                        .collect(),
-                    reset: None,
-                    after: Some(after),
-                }
+        let window = state.windows.get_mut(channel).map(|window| {
+            window.enforce(&self.retention, Instant::now());
+            WindowView {
+                events: &window.events,
+                floor: window.floor,
+                custom: &window.custom,
             }
-            Err(reason) => Replay {
-                events: window.events.iter().map(|e| e.event.clone()).collect(),
-                reset: Some(Reset {
-                    reason,
-                    floor: window.floor,
-                    oldest: window.events.front().map(|e| e.event.id.clone()),
-                }),
-                after: None,
-            },
-        }
+        });
+        placement::place(last_event_id, issued, window, |e: &Entry| &e.event)
     }
 }
 
@@ -319,6 +265,7 @@ fn window_bytes(store: &MemoryStore, channel: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ResetReason;
     use std::time::Duration;
 
     fn ids(r: &Replay) -> Vec<String> {

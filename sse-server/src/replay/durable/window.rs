@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use super::format::Op;
 use crate::Position;
-use crate::replay::{Replay, Reset, ResetReason, Retention, StoredChannel, StoredEvent};
+use crate::replay::placement::{self, Issued, WindowView};
+use crate::replay::{Replay, Retention, StoredChannel, StoredEvent};
 
 /// Everything the store knows, behind one lock.
 #[derive(Debug, Default)]
@@ -131,71 +132,21 @@ impl State {
         retention: &Retention,
         now_ms: u64,
     ) -> Replay {
-        let epoch = self.epoch;
-        let dropped_through = self.dropped_through;
-        let Some(window) = self.windows.get_mut(channel) else {
-            let floor = Position::new(epoch, dropped_through);
-            return match last_event_id.parse::<Position>() {
-                Ok(p) if p.major() == epoch && p.minor() <= counter && p >= floor => Replay {
-                    events: Vec::new(),
-                    reset: None,
-                    after: Some(p),
-                },
-                parsed => Replay {
-                    events: Vec::new(),
-                    reset: Some(Reset {
-                        reason: match parsed {
-                            Ok(p) if p.major() == epoch && p.minor() <= counter => {
-                                ResetReason::Expired
-                            }
-                            _ => ResetReason::Unknown,
-                        },
-                        floor,
-                        oldest: None,
-                    }),
-                    after: None,
-                },
-            };
+        let issued = Issued {
+            epoch: self.epoch,
+            counter,
+            dropped_through: self.dropped_through,
         };
-        window.enforce(channel, retention, now_ms, &mut self.pending);
-        let resolved = window
-            .custom
-            .get(last_event_id)
-            .copied()
-            .map(Ok)
-            .unwrap_or_else(|| match last_event_id.parse::<Position>() {
-                Ok(p) if p.major() == epoch && p.minor() <= counter => {
-                    if p >= window.floor {
-                        Ok(p)
-                    } else {
-                        Err(ResetReason::Expired)
-                    }
-                }
-                _ => Err(ResetReason::Unknown),
-            });
-        match resolved {
-            Ok(after) => {
-                let start = window.events.partition_point(|e| e.event.position <= after);
-                Replay {
-                    events: window
-                        .events
-                        .range(start..)
-                        .map(|e| e.event.clone())
-                        .collect(),
-                    reset: None,
-                    after: Some(after),
-                }
+        let pending = &mut self.pending;
+        let window = self.windows.get_mut(channel).map(|window| {
+            window.enforce(channel, retention, now_ms, pending);
+            WindowView {
+                events: &window.events,
+                floor: window.floor,
+                custom: &window.custom,
             }
-            Err(reason) => Replay {
-                events: window.events.iter().map(|e| e.event.clone()).collect(),
-                reset: Some(Reset {
-                    reason,
-                    floor: window.floor,
-                    oldest: window.events.front().map(|e| e.event.id.clone()),
-                }),
-                after: None,
-            },
-        }
+        });
+        placement::place(last_event_id, issued, window, |e: &Entry| &e.event)
     }
 
     /// The channels with retained events, after pruning (changes queued for the writer).
