@@ -11,7 +11,7 @@ use crate::channel::{Channel, Handle};
 use crate::config::Config;
 use crate::metrics::{Metrics, bump};
 use crate::subscription::Guard;
-use crate::{Error, HubBuilder, LiveFeed, ReplayStore, StoredEvent, SubscribeInfo, Subscription};
+use crate::{Error, HubBuilder, Live, LiveFeed, ReplayStore, SubscribeInfo, Subscription};
 
 /// The type of the in-band event that tells a resuming subscriber its `Last-Event-ID` could not be placed.
 pub const RESET_EVENT: &str = "sse-reset";
@@ -157,11 +157,22 @@ impl Inner {
         }
     }
 
-    /// Fans out an event the store's live feed delivered (published on this node or another).
-    fn deliver(&self, channel: &str, event: StoredEvent) {
+    /// Fans out what the store's live feed delivered (published on this node or another).
+    fn deliver(&self, channel: &str, live: Live) {
         let ch = self.registry().channels.get(channel).cloned();
-        if let Some(ch) = ch {
-            ch.fan_out(event.position, &event.bytes, &self.metrics);
+        let Some(ch) = ch else { return };
+        match live {
+            Live::Event(event) => ch.fan_out(event.position, &event.bytes, &self.metrics),
+            Live::Gap => {
+                // Skipping ahead would lose events silently: end the streams, and the clients'
+                // reconnects replay what is retained, with an `expired` reset if something is gone.
+                let ended = ch.close();
+                tracing::warn!(
+                    channel,
+                    ended,
+                    "this node read the shared store too late and missed events; ended the channel's streams so that clients resume through replay"
+                );
+            }
         }
     }
 }
@@ -192,9 +203,9 @@ impl Hub {
         };
         if let Some(live) = live {
             let inner = Arc::downgrade(&hub.inner);
-            live.attach(Arc::new(move |channel: &str, event: StoredEvent| {
+            live.attach(Arc::new(move |channel: &str, item: Live| {
                 if let Some(inner) = inner.upgrade() {
-                    inner.deliver(channel, event);
+                    inner.deliver(channel, item);
                 }
             }));
         }

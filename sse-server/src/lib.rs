@@ -79,7 +79,7 @@ pub use replay::{
     BoxFuture, CommitMode, DurableStore, DurableStoreBuilder, MemoryStore, Replay, ReplayStore,
     Reset, ResetReason, Retention, STORE_FILE, StoredChannel, StoredEvent,
 };
-pub use replay::{LiveFeed, LiveSink, RedisStore, RedisStoreBuilder};
+pub use replay::{Live, LiveFeed, LiveSink, RedisStore, RedisStoreBuilder};
 pub use server::Server;
 pub use service::HubService;
 pub use subscription::Subscription;

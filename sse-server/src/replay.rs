@@ -26,7 +26,7 @@ mod redis;
 pub use self::redis::{RedisStore, RedisStoreBuilder};
 pub(crate) use durable::Unavailable;
 pub use durable::{CommitMode, DurableStore, DurableStoreBuilder, STORE_FILE};
-pub use live::{LiveFeed, LiveSink};
+pub use live::{Live, LiveFeed, LiveSink};
 pub use memory::MemoryStore;
 
 /// A boxed, sendable future, the return type of [`ReplayStore`] methods (so the trait stays object-safe).

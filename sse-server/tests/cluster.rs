@@ -283,3 +283,59 @@ async fn concurrent_publishers_on_different_nodes_yield_one_order_everywhere() {
         assert_quiet(sub, Duration::from_millis(300)).await;
     }
 }
+
+/// A node whose read loop falls behind by more than the stream keeps must not skip the trimmed events
+/// silently: its streams of that channel end, and a client resuming from its last id is told through an
+/// `expired` reset. The lag is made exact with one Redis transaction that appends 300 entries to a stream
+/// capped at 100: the node's blocked XREAD is served only after the whole transaction (and the trim).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_reads_too_late_ends_its_streams_instead_of_skipping_events() {
+    if !redis_available("lagging read loop") {
+        return;
+    }
+    let (redis, nodes) = cluster(1).await;
+    let node = &nodes[0];
+    let c = client();
+    let first = publish(&c, node, "lag", "before").await;
+    let mut sub = subscribe(node, "lag", Some(&first)).await;
+    assert_quiet(&mut sub, Duration::from_millis(300)).await;
+
+    let conn_client = redis::Client::open(redis.url()).unwrap();
+    let mut conn = conn_client
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let mut pipe = redis::pipe();
+    pipe.atomic();
+    for i in 0..300 {
+        pipe.cmd("XADD")
+            .arg("sse:lag")
+            .arg("MAXLEN")
+            .arg("=")
+            .arg(100)
+            .arg("*")
+            .arg("t")
+            .arg(format!("data: burst {i}\n\n"))
+            .ignore();
+    }
+    let () = pipe.query_async(&mut conn).await.unwrap();
+
+    // The stream ends without delivering any of the 100 survivors past the hole.
+    loop {
+        match sub.next_within(Duration::from_secs(5)).await {
+            Ok(None) => break,
+            Ok(Some(Item::Comment(_) | Item::Retry(_))) => {}
+            Ok(Some(Item::Message(m))) => panic!("delivered {:?} across a gap", m.data),
+            Err(()) => panic!("the stream stayed open across a gap of trimmed events"),
+        }
+    }
+    // Resuming from the last event it saw, the client learns that events were lost, then gets the rest.
+    let mut again = subscribe(node, "lag", Some(&first)).await;
+    let reset = again.message().await.expect("a reset event");
+    assert_eq!(reset.event_type, "sse-reset");
+    let data: serde_json::Value = serde_json::from_str(&reset.data).unwrap();
+    assert_eq!(data["reason"], "expired", "{data}");
+    let rest = take(&mut again, 100).await;
+    assert_eq!(rest[0].1, "burst 200");
+    assert_eq!(rest[99].1, "burst 299");
+}

@@ -12,9 +12,21 @@ use std::sync::Arc;
 use super::{BoxFuture, StoredEvent};
 use crate::Error;
 
-/// Where a [`LiveFeed`] hands events: `(channel, event)`, called from the feed's single read loop, in the
-/// store's order for each channel. It must not block (the hub only queues the bytes).
-pub type LiveSink = Arc<dyn Fn(&str, StoredEvent) + Send + Sync>;
+/// Where a [`LiveFeed`] hands what it reads: `(channel, item)`, called from the feed's single read loop,
+/// in the store's order for each channel. It must not block (the hub only queues the bytes).
+pub type LiveSink = Arc<dyn Fn(&str, Live) + Send + Sync>;
+
+/// What a [`LiveFeed`] delivers for a channel.
+#[derive(Debug, Clone)]
+pub enum Live {
+    /// The channel's next event, in store order.
+    Event(StoredEvent),
+    /// Events of the channel left the store before this process read them (its feed fell further
+    /// behind than the window is long). The hub ends the channel's local streams so that their clients
+    /// resume through replay, which tells them (`sse-reset`, reason `expired`) instead of skipping events
+    /// silently.
+    Gap,
+}
 
 /// A per-process feed of the events appended to watched channels, by this process or any other.
 ///
@@ -22,7 +34,8 @@ pub type LiveSink = Arc<dyn Fn(&str, StoredEvent) + Send + Sync>;
 /// * [`attach`](LiveFeed::attach) is called once, by the hub that owns the store, before any watch.
 /// * After [`watch`](LiveFeed::watch) returns `Ok`, every event appended to the channel later than
 ///   the store's newest event at that moment is passed to the sink exactly once, in position order,
-///   until [`unwatch`](LiveFeed::unwatch). A `watch` of a channel already watched returns once that
+///   until [`unwatch`](LiveFeed::unwatch) — or, when the store dropped some of them before the feed
+///   read them, a [`Live::Gap`] comes before the next event delivered. A `watch` of a channel already watched returns once that
 ///   first watch is in effect. The hub registers its subscriber *before* watching and reads the replay
 ///   window *after*, so the window and the feed overlap instead of leaving a gap; it drops duplicates by
 ///   position.

@@ -379,27 +379,13 @@ impl RedisStore {
                     .await
             })
             .await?;
-        let mut info = Info::default();
-        let mut first = None;
-        let mut saw_max_deleted = false;
+        let mut info = Info {
+            max_deleted: deleted_through(&v),
+            ..Info::default()
+        };
         for (k, val) in pairs(&v) {
-            match text(k).as_deref() {
-                Some("max-deleted-entry-id") => {
-                    saw_max_deleted = true;
-                    info.max_deleted = text(val).and_then(|t| t.parse().ok()).unwrap_or_default();
-                }
-                Some("last-generated-id") => {
-                    info.last_generated =
-                        text(val).and_then(|t| t.parse().ok()).unwrap_or_default();
-                }
-                Some("first-entry") => first = entry::entry(val).map(|e| e.position),
-                _ => {}
-            }
-        }
-        if !saw_max_deleted {
-            // Redis < 7 does not report deletions: assume everything before the first entry is gone.
-            if let Some(f) = first {
-                info.max_deleted = before(f);
+            if text(k).as_deref() == Some("last-generated-id") {
+                info.last_generated = text(val).and_then(|t| t.parse().ok()).unwrap_or_default();
             }
         }
         Ok(Some(info))
@@ -549,6 +535,46 @@ impl RedisStore {
 }
 
 /// The position just before `p` (every position after it includes `p`).
+/// From an `XINFO STREAM` reply: every entry after the returned position is still in the stream.
+///
+/// `max-deleted-entry-id` alone is not enough: Redis 7.0 updates it on XDEL but not when MAXLEN or MINID
+/// trims. So when more entries were added than the stream holds (something was trimmed), everything
+/// before the first entry counts as possibly gone, and an empty stream that had entries lost all of
+/// them. This errs towards reporting a loss (a reset, a closed stream) when an id was exactly the last
+/// entry trimmed; it never hides one.
+pub(super) fn deleted_through(info: &Value) -> Position {
+    let (mut max_deleted, mut reported) = (Position::default(), false);
+    let (mut added, mut length, mut first, mut last) = (None, None, None, Position::default());
+    for (k, val) in pairs(info) {
+        match text(k).as_deref() {
+            Some("max-deleted-entry-id") => {
+                reported = true;
+                max_deleted = text(val).and_then(|t| t.parse().ok()).unwrap_or_default();
+            }
+            Some("entries-added") => added = text(val).and_then(|t| t.parse::<u64>().ok()),
+            Some("length") => length = text(val).and_then(|t| t.parse::<u64>().ok()),
+            Some("first-entry") => first = entry::entry(val).map(|e| e.position),
+            Some("last-generated-id") => {
+                last = text(val).and_then(|t| t.parse().ok()).unwrap_or_default();
+            }
+            _ => {}
+        }
+    }
+    let trimmed = match (added, length) {
+        (Some(a), Some(l)) => a > l,
+        // Redis < 7 reports neither: assume the worst.
+        _ => !reported,
+    };
+    if trimmed {
+        let gone = match first {
+            Some(f) => before(f),
+            None => last,
+        };
+        max_deleted = max_deleted.max(gone);
+    }
+    max_deleted
+}
+
 fn before(p: Position) -> Position {
     match (p.major(), p.minor()) {
         (0, 0) => p,

@@ -18,7 +18,7 @@ use tokio::sync::{Notify, watch};
 
 use super::Shared;
 use super::entry;
-use crate::replay::{BoxFuture, LiveFeed, LiveSink};
+use crate::replay::{BoxFuture, Live, LiveFeed, LiveSink};
 use crate::{Error, Position};
 
 /// How long one `XREAD` blocks: bounds how late the loop notices a closed store or a missed nudge.
@@ -283,11 +283,50 @@ async fn read(
         if deliveries.is_empty() {
             continue;
         }
+        let gaps = trimmed_past_cursors(shared, &mut conn, &snapshot, &deliveries).await?;
         let sink = state.sink.lock().unwrap_or_else(|p| p.into_inner()).clone();
         if let Some(sink) = sink {
+            for channel in &gaps {
+                sink(channel, Live::Gap);
+            }
             for (channel, e) in deliveries {
-                sink(&channel, e.into_stored());
+                sink(&channel, Live::Event(e.into_stored()));
             }
         }
     }
+}
+
+/// The channels among `deliveries` whose stream was trimmed past the cursor this read started from:
+/// entries after it were deleted before this node read them. XREAD alone cannot tell (it just returns
+/// the oldest entries still there), so ask `XINFO STREAM` ([`deleted_through`](super::deleted_through)).
+async fn trimmed_past_cursors(
+    shared: &Shared,
+    conn: &mut MultiplexedConnection,
+    snapshot: &[(String, Cursor)],
+    deliveries: &[(String, entry::Entry)],
+) -> Result<Vec<String>, String> {
+    let mut channels: Vec<&str> = deliveries.iter().map(|(c, _)| c.as_str()).collect();
+    channels.dedup();
+    let mut pipe = ::redis::pipe();
+    for channel in &channels {
+        pipe.cmd("XINFO").arg("STREAM").arg(shared.key(channel));
+    }
+    let infos: Vec<Value> = match tokio::time::timeout(shared.timeout, pipe.query_async(conn)).await
+    {
+        Ok(Ok(v)) => v,
+        Ok(Err(e)) => return Err(e.to_string()),
+        Err(_) => return Err("XINFO timed out".into()),
+    };
+    let mut gaps = Vec::new();
+    for (channel, info) in channels.iter().zip(&infos) {
+        let deleted = super::deleted_through(info);
+        let read_from = snapshot
+            .iter()
+            .find(|(c, _)| c == channel)
+            .map(|(_, cursor)| cursor.at);
+        if read_from.is_some_and(|at| deleted > at) {
+            gaps.push((*channel).to_owned());
+        }
+    }
+    Ok(gaps)
 }
