@@ -26,7 +26,7 @@ fn hs_auth() -> Auth {
 }
 
 async fn start_hs() -> Hub {
-    Hub::start(
+    security_support::start(
         sse_server::Hub::builder(),
         |s| s.authorization(hs_auth()),
         Limits::default(),
@@ -261,7 +261,7 @@ async fn rs256_and_es256_tokens_verify_and_algorithm_confusion_is_refused() {
             jsonwebtoken::EncodingKey::from_ec_pem(&fixture("jwt-es256-private.pem")).unwrap(),
         ),
     ] {
-        let hub = Hub::start(
+        let hub = security_support::start(
             sse_server::Hub::builder(),
             move |s| s.authorization(Auth::builder().key(key).build()),
             Limits::default(),
@@ -439,7 +439,7 @@ async fn an_expiring_token_ends_the_stream_with_an_in_band_sse_expired_event() {
 
 #[tokio::test]
 async fn sse_client_refreshes_its_token_and_resumes_with_nothing_lost() {
-    let hub = Hub::start(
+    let hub = security_support::start(
         sse_server::Hub::builder().retry(Some(Duration::from_millis(50))),
         |s| s.authorization(hs_auth()),
         Limits::default(),

@@ -9,7 +9,7 @@ mod support;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use security_support::{Hub, TOKEN, WAIT, raw, status_of};
+use security_support::{TOKEN, WAIT, raw, status_of};
 use sse_server::Limits;
 use support::Reader;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -81,7 +81,7 @@ async fn eventually_ok(addr: SocketAddr, source: &str, path: &str) {
 
 #[tokio::test]
 async fn connections_per_ip_get_429_and_in_total_503_with_retry_after() {
-    let hub = Hub::start(
+    let hub = security_support::start(
         sse_server::Hub::builder(),
         |s| s,
         Limits::default()
@@ -120,7 +120,7 @@ async fn connections_per_ip_get_429_and_in_total_503_with_retry_after() {
 
 #[tokio::test]
 async fn channels_names_and_sizes_have_limits_with_precise_answers() {
-    let hub = Hub::start(
+    let hub = security_support::start(
         sse_server::Hub::builder()
             .max_channels(2)
             .max_event_bytes(1024),
@@ -168,7 +168,7 @@ async fn channels_names_and_sizes_have_limits_with_precise_answers() {
 
 #[tokio::test]
 async fn oversized_request_heads_get_431() {
-    let hub = Hub::start(
+    let hub = security_support::start(
         sse_server::Hub::builder(),
         |s| s,
         Limits::default().max_header_bytes(8 * 1024),
@@ -214,7 +214,7 @@ async fn closed_by_server(s: &mut TcpStream) -> bool {
 
 #[tokio::test]
 async fn slow_and_idle_clients_are_cut_by_the_header_read_timeout_but_streams_are_not() {
-    let hub = Hub::start(
+    let hub = security_support::start(
         sse_server::Hub::builder().heartbeat(None),
         |s| s,
         Limits::default().header_read_timeout(Duration::from_millis(300)),

@@ -4,65 +4,20 @@
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use sse_server::{HubBuilder, HubService, Limits, Server};
+use sse_server::{HubBuilder, HubService, Limits};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
-pub const TOKEN: &str = "static-publish-token";
+pub use crate::support::{TOKEN, TestServer as Hub, WAIT};
 pub const SECRET: &str = "security-tests-hs256-secret-0123456789";
-pub const WAIT: Duration = Duration::from_secs(10);
 
-pub struct Hub {
-    pub addr: SocketAddr,
-    pub hub: sse_server::Hub,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<Result<(), sse_server::Error>>>,
-}
-
-impl Hub {
-    /// Serves `builder`'s hub; `service` adds authorization to the service (the static token is set).
-    pub async fn start(
-        builder: HubBuilder,
-        service: impl FnOnce(HubService) -> HubService,
-        limits: Limits,
-    ) -> Hub {
-        let hub = builder.build();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let svc = service(HubService::new(hub.clone()).publish_token(TOKEN));
-        let server = Server::new(hub.clone())
-            .grace_period(Duration::from_secs(1))
-            .limits(limits);
-        let task = tokio::spawn(server.serve(listener, svc, async move {
-            let _ = stopped.await;
-        }));
-        Hub {
-            addr,
-            hub,
-            stop: Some(stop),
-            task: Some(task),
-        }
-    }
-
-    pub fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.addr, path)
-    }
-
-    pub async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            tokio::time::timeout(WAIT, task)
-                .await
-                .expect("server did not stop in time")
-                .unwrap()
-                .unwrap();
-        }
-    }
+/// Serves `builder`'s hub; `service` adds authorization to the service (the static token is set).
+pub async fn start(
+    builder: HubBuilder,
+    service: impl FnOnce(HubService) -> HubService,
+    limits: Limits,
+) -> Hub {
+    Hub::start_with(builder, service, |server| server.limits(limits)).await
 }
 
 pub fn now() -> u64 {

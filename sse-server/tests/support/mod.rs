@@ -23,13 +23,23 @@ pub struct TestServer {
 
 impl TestServer {
     pub async fn start(builder: HubBuilder) -> TestServer {
+        Self::start_with(builder, |svc| svc, |server| server).await
+    }
+
+    /// Like [`start`](Self::start), letting the caller adjust the service (which already has the
+    /// publish token) and the server (e.g. authorization, limits).
+    pub async fn start_with(
+        builder: HubBuilder,
+        service: impl FnOnce(HubService) -> HubService,
+        server: impl FnOnce(Server) -> Server,
+    ) -> TestServer {
         let hub = builder.build();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
-        let service = HubService::new(hub.clone()).publish_token(TOKEN);
-        let server = Server::new(hub.clone()).grace_period(Duration::from_secs(2));
-        let task = tokio::spawn(server.serve(listener, service, async move {
+        let svc = service(HubService::new(hub.clone()).publish_token(TOKEN));
+        let server = server(Server::new(hub.clone()).grace_period(Duration::from_secs(2)));
+        let task = tokio::spawn(server.serve(listener, svc, async move {
             let _ = stopped.await;
         }));
         TestServer {
