@@ -19,33 +19,11 @@ struct Running {
 /// Spawns the binary with `args` (plus `envs`) and waits for its "listening on" line.
 async fn spawn(args: &[&str], envs: &[(&str, &str)]) -> Running {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_sse-server"));
-    cmd.args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .env("RUST_LOG", "info")
-        .kill_on_drop(true);
+    cmd.args(args).env("RUST_LOG", "info");
     for (k, v) in envs {
         cmd.env(k, v);
     }
-    let mut child = cmd.spawn().unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let base = tokio::time::timeout(WAIT, async {
-        loop {
-            let line = lines
-                .next_line()
-                .await
-                .unwrap()
-                .expect("binary exited before listening");
-            if let Some(rest) = line.strip_prefix("sse-server listening on ") {
-                return rest.trim_end_matches('/').to_owned();
-            }
-        }
-    })
-    .await
-    .expect("binary did not start listening");
-    // Keep draining stderr so the child never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let (child, base) = support::spawn_server(cmd, Stdio::piped()).await;
     Running { child, base }
 }
 

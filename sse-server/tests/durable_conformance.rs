@@ -11,7 +11,7 @@ use futures::StreamExt;
 use proptest::prelude::*;
 use sse_proto::Event;
 use sse_server::{CommitMode, Hub, HubBuilder, Position};
-use support::{Reader, TestServer, WAIT, client};
+use support::{TestServer, WAIT, read_resuming};
 
 #[derive(Debug, Clone, Copy)]
 enum Backend {
@@ -232,32 +232,7 @@ async fn reconnecting_reader(backend: Backend, total: usize, reads: Vec<usize>) 
             }
         }
     });
-    let c = client();
-    let mut got = Vec::new();
-    let mut last = start;
-    let mut round = 0;
-    'outer: while got.len() < total {
-        let mut reader = Reader::open(&c, &server.url("/events/seq"), Some(&last)).await;
-        let budget = reads[round % reads.len()];
-        round += 1;
-        for _ in 0..budget {
-            match reader.message().await {
-                Some(m) => {
-                    assert_ne!(
-                        m.event_type, "sse-reset",
-                        "{backend:?}: reset resuming from {last}"
-                    );
-                    got.push(m.data.parse::<usize>().unwrap());
-                    last = m.last_event_id;
-                    if got.len() == total {
-                        break 'outer;
-                    }
-                }
-                None => continue 'outer,
-            }
-        }
-        assert!(round < 10_000, "no progress");
-    }
+    let got = read_resuming(&server, "seq", &start, total, &reads).await;
     tokio::time::timeout(WAIT, publisher)
         .await
         .unwrap()

@@ -8,7 +8,7 @@ use std::time::Duration;
 use proptest::prelude::*;
 use sse_proto::Event;
 use sse_server::{BoxFuture, Hub, MemoryStore, Replay, ReplayStore, StoredChannel, StoredEvent};
-use support::{Reader, TestServer, WAIT, client};
+use support::{TestServer, WAIT, read_resuming};
 
 /// A memory store that answers replays late, like a networked store would: publishes land between the
 /// subscriber's registration and its window read, which is exactly the seam under test.
@@ -75,35 +75,9 @@ async fn run_schedule(
             }
         }
     });
-    let c = client();
-    let mut got = Vec::new();
-    let mut last_id: Option<String> = None;
-    let mut round = 0;
-    'outer: while got.len() < total {
-        // The first subscription starts before anything is published only if it wins the race; resume
-        // from "the start" explicitly so the schedule is the same whoever wins.
-        let resume = last_id.clone().unwrap_or_else(|| start.clone());
-        let mut reader = Reader::open(&c, &server.url("/events/seq"), Some(&resume)).await;
-        let budget = reads[round % reads.len()];
-        round += 1;
-        for _ in 0..budget {
-            match reader.message().await {
-                Some(m) => {
-                    assert_ne!(
-                        m.event_type, "sse-reset",
-                        "unexpected reset resuming from {resume}"
-                    );
-                    got.push(m.data.parse::<usize>().unwrap());
-                    last_id = Some(m.last_event_id);
-                    if got.len() == total {
-                        break 'outer;
-                    }
-                }
-                None => continue 'outer, // dropped as too slow: resume like a browser would
-            }
-        }
-        assert!(round < 10_000, "no progress");
-    }
+    // The first subscription starts before anything is published only if it wins the race; resume
+    // from "the start" explicitly so the schedule is the same whoever wins.
+    let got = read_resuming(&server, "seq", &start, total, &reads).await;
     tokio::time::timeout(WAIT, publisher)
         .await
         .unwrap()

@@ -14,7 +14,6 @@ use futures::StreamExt;
 use security_support::{Hub, SECRET, TOKEN, WAIT, grant, hs256, now};
 use sse_server::{Auth, JwtKey, Limits};
 use support::Reader;
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 fn hs_auth() -> Auth {
@@ -307,38 +306,15 @@ async fn rs256_and_es256_tokens_verify_and_algorithm_confusion_is_refused() {
 }
 
 async fn spawn_binary(args: &[&str]) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sse-server"))
-        .args(args)
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--no-demo",
-            "--publish-token",
-            TOKEN,
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let base = tokio::time::timeout(WAIT, async {
-        loop {
-            let line = lines
-                .next_line()
-                .await
-                .unwrap()
-                .expect("binary exited early");
-            if let Some(rest) = line.strip_prefix("sse-server listening on ") {
-                return rest.trim_end_matches('/').to_owned();
-            }
-        }
-    })
-    .await
-    .expect("binary did not start");
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, base)
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sse-server"));
+    cmd.args(args).args([
+        "--listen",
+        "127.0.0.1:0",
+        "--no-demo",
+        "--publish-token",
+        TOKEN,
+    ]);
+    support::spawn_server(cmd, Stdio::null()).await
 }
 
 #[tokio::test]

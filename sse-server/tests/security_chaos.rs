@@ -4,6 +4,8 @@
 //! hub's resident memory stays bounded.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
 
+mod support;
+
 use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -12,7 +14,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use rand::{Rng, SeedableRng};
 use sse_proto::{Item, Parser};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 
@@ -27,42 +29,15 @@ const STALLED: usize = 48;
 const EVENT_DATA: usize = 8 * 1024;
 
 async fn start(listen: &str, data_dir: &std::path::Path) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sse-server"))
-        .args(["--listen", listen, "--no-demo", "--publish-token", TOKEN])
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sse-server"));
+    cmd.args(["--listen", listen, "--no-demo", "--publish-token", TOKEN])
         // The window (300) holds every event published after the last restart (240..400), so each
         // reconnect within it resumes losslessly; older events are evicted while stalled readers run.
         .args(["--queue-size", "16", "--replay-events", "300"])
         .arg("--data-dir")
-        .arg(data_dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = tokio::time::timeout(Duration::from_secs(20), async {
-        loop {
-            let line = lines
-                .next_line()
-                .await
-                .unwrap()
-                .expect("binary exited early");
-            if let Some(rest) = line.strip_prefix("sse-server listening on http://") {
-                return rest.trim_end_matches('/').to_owned();
-            }
-        }
-    })
-    .await
-    .expect("binary did not start");
-    tokio::spawn(async move {
-        while let Ok(Some(line)) = lines.next_line().await {
-            if !line.contains(" INFO ") {
-                eprintln!("hub: {line}");
-            }
-        }
-    });
-    (child, addr)
+        .arg(data_dir);
+    let (child, base) = support::spawn_server(cmd, Stdio::null()).await;
+    (child, base.trim_start_matches("http://").to_owned())
 }
 
 async fn stop(child: &mut Child) {

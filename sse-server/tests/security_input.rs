@@ -10,7 +10,6 @@ use std::process::Stdio;
 
 use security_support::{TOKEN, WAIT, raw, status_of};
 use support::Reader;
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
 /// A raw request: `Connection: close` so the server ends the exchange.
@@ -49,37 +48,16 @@ fn message(resp: &str) -> String {
 
 #[tokio::test]
 async fn every_bad_input_gets_a_precise_answer_and_disturbs_no_subscriber() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sse-server"))
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--no-demo",
-            "--publish-token",
-            TOKEN,
-        ])
-        .args(["--max-header-bytes", "8192", "--max-event-bytes", "4096"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let base = tokio::time::timeout(WAIT, async {
-        loop {
-            let line = lines
-                .next_line()
-                .await
-                .unwrap()
-                .expect("binary exited early");
-            if let Some(rest) = line.strip_prefix("sse-server listening on ") {
-                return rest.trim_end_matches('/').to_owned();
-            }
-        }
-    })
-    .await
-    .unwrap();
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sse-server"));
+    cmd.args([
+        "--listen",
+        "127.0.0.1:0",
+        "--no-demo",
+        "--publish-token",
+        TOKEN,
+    ])
+    .args(["--max-header-bytes", "8192", "--max-event-bytes", "4096"]);
+    let (mut child, base) = support::spawn_server(cmd, Stdio::null()).await;
     let addr: SocketAddr = base.trim_start_matches("http://").parse().unwrap();
     let c = reqwest::Client::new();
     let mut watcher = Reader::open(&c, &format!("{base}/events/watch"), None).await;

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::process::Stdio;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, Command};
 
 pub const TOKEN: &str = "cluster-token";
@@ -120,37 +120,12 @@ pub struct Node {
 impl Node {
     /// Starts `sse-server --redis URL` on an ephemeral port with 1 s heartbeats.
     pub async fn start(redis_url: &str) -> Node {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_sse-server"))
-            .args(["--listen", "127.0.0.1:0", "--redis", redis_url])
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sse-server"));
+        cmd.args(["--listen", "127.0.0.1:0", "--redis", redis_url])
             .args(["--publish-token", TOKEN, "--no-demo", "--heartbeat", "1"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .env("RUST_LOG", "warn")
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let addr = tokio::time::timeout(WAIT, async {
-            loop {
-                let line = lines
-                    .next_line()
-                    .await
-                    .unwrap()
-                    .expect("sse-server exited before listening");
-                if let Some(rest) = line.strip_prefix("sse-server listening on http://") {
-                    return rest.trim_end_matches('/').parse().unwrap();
-                }
-            }
-        })
-        .await
-        .expect("sse-server did not start listening");
-        // Keep draining stderr so the node never blocks on a full pipe; show warnings on failure.
-        tokio::spawn(async move {
-            while let Ok(Some(line)) = lines.next_line().await {
-                eprintln!("[node {addr}] {line}");
-            }
-        });
+            .env("RUST_LOG", "warn");
+        let (child, base) = crate::support::spawn_server(cmd, Stdio::null()).await;
+        let addr = base.trim_start_matches("http://").parse().unwrap();
         Node { addr, child }
     }
 

@@ -160,3 +160,84 @@ impl Reader {
         }
     }
 }
+
+/// Longest wait for a spawned `sse-server` to start listening (a debug build with a store to open).
+pub const SPAWN_WAIT: Duration = Duration::from_secs(20);
+
+/// Spawns `cmd` (an `sse-server` command line) and waits, bounded, for its "listening on" line. Returns
+/// the child, killed on drop, and its base URL (`http://addr`). Its stderr keeps being drained so it
+/// never blocks on a full pipe, and every line but INFO logs is echoed, so a failing test shows the
+/// server's warnings.
+pub async fn spawn_server(
+    mut cmd: tokio::process::Command,
+    stdin: std::process::Stdio,
+) -> (tokio::process::Child, String) {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let mut child = cmd
+        .stdin(stdin)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("cannot start sse-server");
+    let mut lines = BufReader::new(child.stderr.take().expect("stderr is piped")).lines();
+    let base = tokio::time::timeout(SPAWN_WAIT, async {
+        loop {
+            let line = lines
+                .next_line()
+                .await
+                .unwrap()
+                .expect("sse-server exited before listening");
+            if let Some(rest) = line.strip_prefix("sse-server listening on ") {
+                return rest.trim_end_matches('/').to_owned();
+            }
+        }
+    })
+    .await
+    .expect("sse-server did not start listening");
+    let tag = base.clone();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if !line.contains(" INFO ") {
+                eprintln!("[sse-server {tag}] {line}");
+            }
+        }
+    });
+    (child, base)
+}
+
+/// A subscriber of `/events/{channel}` that reads `reads[i]` messages per connection, drops it and
+/// resumes with the last id it saw (from `start` at first), until it holds `total` messages; a stream
+/// ended early (a slow subscriber dropped) is resumed like a browser would. Each message's data must be
+/// a number; an `sse-reset` fails the test. Returns the numbers in the order received.
+pub async fn read_resuming(
+    server: &TestServer,
+    channel: &str,
+    start: &str,
+    total: usize,
+    reads: &[usize],
+) -> Vec<usize> {
+    let c = client();
+    let url = server.url(&format!("/events/{channel}"));
+    let mut got = Vec::new();
+    let mut last = start.to_owned();
+    let mut round = 0;
+    'outer: while got.len() < total {
+        let mut reader = Reader::open(&c, &url, Some(&last)).await;
+        let budget = reads[round % reads.len()];
+        round += 1;
+        for _ in 0..budget {
+            let Some(m) = reader.message().await else {
+                continue 'outer;
+            };
+            assert_ne!(m.event_type, "sse-reset", "reset resuming from {last}");
+            got.push(m.data.parse::<usize>().unwrap());
+            last = m.last_event_id;
+            if got.len() == total {
+                break 'outer;
+            }
+        }
+        assert!(round < 10_000, "no progress");
+    }
+    got
+}
