@@ -65,6 +65,25 @@ async fn publish(
 /// Serves the baseline on `listen` until the process is killed; prints
 /// `baseline listening on http://ADDR/` on standard error once bound.
 pub async fn serve(listen: &str, token: &str, capacity: usize) -> Result<(), Error> {
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    eprintln!("baseline listening on http://{}/", listener.local_addr()?);
+    serve_on(listener, token, capacity).await
+}
+
+/// Serves the baseline on a bound listener, HTTP/1.1 and cleartext HTTP/2 (prior knowledge) alike,
+/// until the listener fails.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), sse_bench::Error> {
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+/// sse_bench::baseline::serve_on(listener, "token", 256).await
+/// # }
+/// ```
+pub async fn serve_on(
+    listener: tokio::net::TcpListener,
+    token: &str,
+    capacity: usize,
+) -> Result<(), Error> {
     let state = AppState {
         token: Arc::from(token),
         capacity: capacity.max(1),
@@ -73,12 +92,11 @@ pub async fn serve(listen: &str, token: &str, capacity: usize) -> Result<(), Err
     let app = Router::new()
         .route("/events/{channel}", get(subscribe).post(publish))
         .with_state(state);
-    let listener = tokio::net::TcpListener::bind(listen).await?;
-    eprintln!("baseline listening on http://{}/", listener.local_addr()?);
     // Same socket option as sse-server, so Nagle's algorithm does not skew the comparison.
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
     });
+    // axum::serve uses hyper-util's auto builder: with axum's `http2` feature it also speaks h2c.
     axum::serve(listener, app).await?;
     Ok(())
 }

@@ -1,9 +1,10 @@
 //! The fan-out benchmark behind `cargo xtask bench fanout`.
 //!
 //! It starts a server as its own process (sse-server, or the axum `Sse` + `tokio::sync::broadcast`
-//! [`baseline`]), holds N subscriber connections from this process with a minimal HTTP/1.1 reader
-//! ([`reader`]), publishes sequence-numbered, timestamped events, and reports throughput, latency, the
-//! server's RSS and CPU from `/proc`, and lost or duplicated events ([`stats`]).
+//! [`baseline`]), holds N subscribers from this process — HTTP/1.1 connections read by a minimal
+//! reader ([`reader`]), or streams of cleartext HTTP/2 connections driven by the `h2` crate
+//! ([`load::Protocol`]) — publishes sequence-numbered, timestamped events, and reports throughput,
+//! latency, the server's RSS and CPU from `/proc`, and lost or duplicated events ([`stats`]).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 

@@ -1,20 +1,23 @@
 //! The load side: a fleet of subscriber connections and one publisher.
 //!
-//! Subscribers are raw tokio sockets read with the minimal [`BodyReader`](crate::reader::BodyReader);
-//! latencies go into a few sharded histograms once per socket read, so the load side stays cheap.
+//! Subscribers are raw tokio sockets read with the minimal [`BodyReader`](crate::reader::BodyReader)
+//! (HTTP/1.1), or streams of a few cleartext HTTP/2 connections driven by the `h2` crate directly
+//! ([`Protocol::Http2`]); latencies go into a few sharded histograms once per socket read or DATA
+//! frame, so the load side stays cheap.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
-use tokio::sync::{Notify, Semaphore, watch};
+use tokio::sync::{Notify, OnceCell, Semaphore, watch};
 use tokio::task::JoinHandle;
 
 use crate::Error;
-use crate::reader::{BodyReader, Dechunker, parse_head, payload};
+use crate::reader::{BodyReader, Dechunker, Head, parse_head, payload};
 use crate::stats::{Histogram, SeqTracker};
 
 const SHARDS: usize = 16;
@@ -64,6 +67,36 @@ impl Endpoint {
     }
 }
 
+/// How subscribers talk to the server. The publisher always uses HTTP/1.1.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Protocol {
+    /// One HTTP/1.1 connection per subscriber (`GET` with a chunked or identity body).
+    #[default]
+    Http1,
+    /// Cleartext HTTP/2 with prior knowledge (h2c): one stream per subscriber, `streams`
+    /// subscribers per TCP connection.
+    Http2 {
+        /// Streams (subscribers) per connection.
+        streams: usize,
+    },
+}
+
+impl Protocol {
+    /// The label used in tables and plots: `1.1` or `2`.
+    ///
+    /// ```
+    /// use sse_bench::load::Protocol;
+    /// assert_eq!(Protocol::Http1.label(), "1.1");
+    /// assert_eq!(Protocol::Http2 { streams: 100 }.label(), "2");
+    /// ```
+    pub fn label(&self) -> &'static str {
+        match self {
+            Protocol::Http1 => "1.1",
+            Protocol::Http2 { .. } => "2",
+        }
+    }
+}
+
 /// How events get published.
 #[derive(Debug, Clone)]
 pub enum Publish {
@@ -103,10 +136,28 @@ pub struct SubOutcome {
     pub dropped: bool,
 }
 
+/// One HTTP/2 connection shared by up to `streams` subscribers, opened by the first of them.
+type H2Conn = OnceCell<h2::client::SendRequest<Bytes>>;
+
+/// How one subscriber reaches the server.
+#[derive(Debug)]
+enum Link {
+    Http1,
+    Http2 {
+        conn: Arc<H2Conn>,
+        /// The connection's number, for its source address.
+        index: usize,
+        streams: usize,
+    },
+}
+
 /// A fleet of subscribers.
 #[derive(Debug)]
 pub struct Fleet {
     endpoint: Arc<Endpoint>,
+    protocol: Protocol,
+    /// HTTP/2 connections, subscriber `i` on connection `i / streams`.
+    h2_conns: Vec<Arc<H2Conn>>,
     shared: Arc<Shared>,
     tasks: Vec<JoinHandle<SubOutcome>>,
     stop: watch::Sender<bool>,
@@ -127,10 +178,17 @@ pub struct RunStats {
 }
 
 impl Fleet {
-    /// An empty fleet for `endpoint`.
+    /// An empty fleet of HTTP/1.1 subscribers for `endpoint`.
     pub fn new(endpoint: Endpoint) -> Fleet {
+        Fleet::with_protocol(endpoint, Protocol::Http1)
+    }
+
+    /// An empty fleet whose subscribers speak `protocol`.
+    pub fn with_protocol(endpoint: Endpoint, protocol: Protocol) -> Fleet {
         Fleet {
             endpoint: Arc::new(endpoint),
+            protocol,
+            h2_conns: Vec::new(),
             shared: Arc::new(Shared {
                 subs: Mutex::new(Vec::new()),
                 hist: (0..SHARDS).map(|_| Mutex::default()).collect(),
@@ -154,10 +212,26 @@ impl Fleet {
     pub async fn grow(&mut self, total: usize) -> Result<(), Error> {
         while self.tasks.len() < total {
             let i = self.tasks.len();
+            let link = match self.protocol {
+                Protocol::Http1 => Link::Http1,
+                Protocol::Http2 { streams } => {
+                    let streams = streams.max(1);
+                    let index = i / streams;
+                    if self.h2_conns.len() <= index {
+                        self.h2_conns.push(Arc::default());
+                    }
+                    Link::Http2 {
+                        conn: self.h2_conns[index].clone(),
+                        index,
+                        streams,
+                    }
+                }
+            };
             let state = Arc::new(SubState::default());
             lock(&self.shared.subs).push(state.clone());
             self.tasks.push(tokio::spawn(subscriber(
                 i,
+                link,
                 self.endpoint.clone(),
                 self.shared.clone(),
                 state,
@@ -302,16 +376,140 @@ pub fn source_ip(target: SocketAddr, i: usize) -> Option<IpAddr> {
     }
 }
 
-async fn connect(endpoint: &Endpoint, i: usize) -> Result<(TcpStream, BodyReader, Vec<u8>), Error> {
-    let mut sock = match source_ip(endpoint.addr, i) {
+/// A subscriber's response body, however it is framed on the wire.
+enum Source {
+    /// An HTTP/1.1 socket and the buffer it is read into.
+    Http1 { sock: TcpStream, buf: Box<[u8]> },
+    /// An HTTP/2 stream and the last DATA frame read from it.
+    Http2 { body: h2::RecvStream, frame: Bytes },
+}
+
+impl Source {
+    /// The next bytes of the body; `None` at its end.
+    async fn next(&mut self) -> Result<Option<&[u8]>, Error> {
+        match self {
+            Source::Http1 { sock, buf } => {
+                let n = sock.read(buf).await?;
+                Ok((n > 0).then(|| &buf[..n]))
+            }
+            Source::Http2 { body, frame } => match body.data().await {
+                None => Ok(None),
+                Some(Err(e)) => Err(e.into()),
+                Some(Ok(data)) => {
+                    // Give the window back at once: the benchmark measures the server, not flow
+                    // control.
+                    body.flow_control().release_capacity(data.len())?;
+                    *frame = data;
+                    Ok(Some(frame))
+                }
+            },
+        }
+    }
+}
+
+async fn tcp_connect(target: SocketAddr, source: Option<IpAddr>) -> Result<TcpStream, Error> {
+    let sock = match source {
         Some(ip) => {
             let socket = TcpSocket::new_v4()?;
             socket.bind(SocketAddr::new(ip, 0))?;
-            socket.connect(endpoint.addr).await?
+            socket.connect(target).await?
         }
-        None => TcpStream::connect(endpoint.addr).await?,
+        None => TcpStream::connect(target).await?,
     };
     sock.set_nodelay(true)?;
+    Ok(sock)
+}
+
+/// HTTP/2 windows large enough that flow control never makes the server wait for the load side.
+const H2_STREAM_WINDOW: u32 = 1 << 20;
+const H2_CONNECTION_WINDOW: u32 = 16 << 20;
+
+/// Opens a cleartext HTTP/2 connection with prior knowledge and drives it on its own task.
+async fn h2_connect(
+    target: SocketAddr,
+    source: Option<IpAddr>,
+) -> Result<h2::client::SendRequest<Bytes>, Error> {
+    let sock = tcp_connect(target, source).await?;
+    let (send, connection) = h2::client::Builder::new()
+        .initial_window_size(H2_STREAM_WINDOW)
+        .initial_connection_window_size(H2_CONNECTION_WINDOW)
+        .handshake(sock)
+        .await?;
+    // A connection error also ends every stream on it; the subscribers report it.
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(send)
+}
+
+/// Opens one subscriber stream on the shared connection `conn` (connecting it first if needed).
+async fn connect_h2(
+    endpoint: &Endpoint,
+    conn: &H2Conn,
+    index: usize,
+    streams: usize,
+) -> Result<(Source, BodyReader, Vec<u8>), Error> {
+    // Subscribers keep the source address they would have over HTTP/1.1 (the connection's first
+    // subscriber's), so per-address limits see the same subscribers, on fewer connections.
+    let source = source_ip(endpoint.addr, index * streams);
+    let send = conn
+        .get_or_try_init(|| h2_connect(endpoint.addr, source))
+        .await?
+        .clone();
+    let mut send = send.ready().await?;
+    let request = http::Request::get(format!("http://{}{}", endpoint.host, endpoint.path))
+        .header(http::header::ACCEPT, "text/event-stream")
+        .header(http::header::CACHE_CONTROL, "no-cache")
+        .body(())
+        .map_err(|e| Error::Usage(format!("bad subscribe URL: {e}")))?;
+    let (response, _) = send.send_request(request, true)?;
+    let response = response.await?;
+    if response.status() != http::StatusCode::OK {
+        return Err(Error::Http(format!(
+            "subscribe answered {} (HTTP/2)",
+            response.status().as_u16()
+        )));
+    }
+    let content_type = response
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if !content_type.starts_with("text/event-stream") {
+        return Err(Error::Http(format!(
+            "subscribe answered content-type `{content_type}` (HTTP/2), not text/event-stream"
+        )));
+    }
+    let body = Source::Http2 {
+        body: response.into_body(),
+        frame: Bytes::new(),
+    };
+    // HTTP/2 frames the body itself: no chunked encoding inside DATA frames.
+    let head = Head {
+        status: 200,
+        chunked: false,
+        content_length: None,
+    };
+    Ok((body, BodyReader::new(&head), Vec::new()))
+}
+
+async fn connect(
+    endpoint: &Endpoint,
+    i: usize,
+    link: &Link,
+) -> Result<(Source, BodyReader, Vec<u8>), Error> {
+    match link {
+        Link::Http1 => connect_h1(endpoint, i).await,
+        Link::Http2 {
+            conn,
+            index,
+            streams,
+        } => connect_h2(endpoint, conn, *index, *streams).await,
+    }
+}
+
+async fn connect_h1(endpoint: &Endpoint, i: usize) -> Result<(Source, BodyReader, Vec<u8>), Error> {
+    let mut sock = tcp_connect(endpoint.addr, source_ip(endpoint.addr, i)).await?;
     let req = format!(
         "GET {} HTTP/1.1\r\nHost: {}\r\nAccept: text/event-stream\r\nCache-Control: no-cache\r\n\r\n",
         endpoint.path, endpoint.host
@@ -332,13 +530,18 @@ async fn connect(endpoint: &Endpoint, i: usize) -> Result<(TcpStream, BodyReader
                 return Err(Error::Http(format!("subscribe answered {}", head.status)));
             }
             let rest = buf[len..].to_vec();
-            return Ok((sock, BodyReader::new(&head), rest));
+            let source = Source::Http1 {
+                sock,
+                buf: vec![0u8; 16 * 1024].into_boxed_slice(),
+            };
+            return Ok((source, BodyReader::new(&head), rest));
         }
     }
 }
 
 async fn subscriber(
     i: usize,
+    link: Link,
     endpoint: Arc<Endpoint>,
     shared: Arc<Shared>,
     me: Arc<SubState>,
@@ -348,15 +551,22 @@ async fn subscriber(
     let mut tracker = SeqTracker::default();
     let connected = {
         let _permit = gate.acquire().await;
-        tokio::time::timeout(CONNECT_TIMEOUT, connect(&endpoint, i)).await
+        tokio::time::timeout(CONNECT_TIMEOUT, connect(&endpoint, i, &link)).await
     };
-    let (mut sock, mut body, rest) = match connected {
+    let (mut source, mut body, rest) = match connected {
         Ok(Ok(c)) => c,
         other => {
             match &other {
                 Ok(Err(e)) => eprintln!("sse-bench: subscriber {i}: {e}"),
                 _ => eprintln!(
-                    "sse-bench: subscriber {i}: no response head within {CONNECT_TIMEOUT:?}"
+                    "sse-bench: subscriber {i}: no response head within {CONNECT_TIMEOUT:?}{}",
+                    match link {
+                        Link::Http1 => "",
+                        // Streams over the server's limit queue in the client until one closes.
+                        Link::Http2 { .. } => {
+                            " (HTTP/2: is --h2-streams above the server's SETTINGS_MAX_CONCURRENT_STREAMS?)"
+                        }
+                    }
                 ),
             }
             shared.failed.fetch_add(1, Ordering::AcqRel);
@@ -372,7 +582,6 @@ async fn subscriber(
     shared.changed.notify_one();
     let shard = &shared.hist[i % SHARDS];
     let mut lats: Vec<u64> = Vec::with_capacity(256);
-    let mut buf = vec![0u8; 16 * 1024];
     let mut dropped = false;
     let mut on_bytes = |bytes: &[u8], tracker: &mut SeqTracker| -> Result<(), Error> {
         let now = now_us();
@@ -398,12 +607,12 @@ async fn subscriber(
         let read = tokio::select! {
             biased;
             _ = stop.changed() => break,
-            r = sock.read(&mut buf) => r,
+            r = source.next() => r,
         };
         match read {
-            Ok(0) | Err(_) => dropped = !*stop.borrow(),
-            Ok(n) => {
-                if let Err(e) = on_bytes(&buf[..n], &mut tracker) {
+            Ok(None) | Err(_) => dropped = !*stop.borrow(),
+            Ok(Some(bytes)) => {
+                if let Err(e) = on_bytes(bytes, &mut tracker) {
                     eprintln!("sse-bench: subscriber {i}: {e}");
                     dropped = true;
                 }

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use sse_bench::load::{Endpoint, Fleet, Publish};
+use sse_bench::load::{Endpoint, Fleet, Protocol, Publish};
 use sse_bench::report::{self, Row};
 use sse_bench::server::{self, Kind, ServerProc};
 use sse_bench::{Error, plot};
@@ -18,9 +18,18 @@ use sse_bench::{Error, plot};
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
-    /// Scenarios to run: idle (RSS per subscriber), max (highest lossless rate), rate (fixed rate).
-    #[arg(long, value_delimiter = ',', default_value = "idle,max,rate")]
+    /// Scenarios to run: idle (RSS per subscriber), max (highest lossless rate), max-h2 (max with
+    /// HTTP/2 subscribers), rate (fixed rate).
+    #[arg(long, value_delimiter = ',', default_value = "idle,max,max-h2,rate")]
     scenarios: Vec<String>,
+    /// Subscribers speak cleartext HTTP/2 with prior knowledge (h2c) in every scenario, one stream
+    /// each, --h2-streams per connection (the publisher stays HTTP/1.1).
+    #[arg(long)]
+    http2: bool,
+    /// HTTP/2 streams (subscribers) per connection, for --http2 and max-h2. Keep it at or below the
+    /// server's SETTINGS_MAX_CONCURRENT_STREAMS (hyper: 200), or the excess streams wait.
+    #[arg(long, default_value_t = 100, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    h2_streams: usize,
     /// Idle subscriber counts, measured in one server process as it grows.
     #[arg(long, value_delimiter = ',', default_value = "1000,2500,5000,10000")]
     idle: Vec<usize>,
@@ -125,6 +134,10 @@ fn main() -> ExitCode {
 }
 
 async fn bench(cli: &Cli) -> Result<(), Error> {
+    let h2 = Protocol::Http2 {
+        streams: cli.h2_streams,
+    };
+    let protocol = if cli.http2 { h2 } else { Protocol::Http1 };
     let mut kinds = Vec::new();
     if cli.target.is_some() {
         kinds.push(Kind::External);
@@ -197,7 +210,7 @@ async fn bench(cli: &Cli) -> Result<(), Error> {
             };
             eprintln!("sse-bench: {scenario} on {} ({})", kind.label(), proc.addr);
             match scenario.as_str() {
-                "idle" => rows.extend(idle(cli, kind, &proc, endpoint).await?),
+                "idle" => rows.extend(idle(cli, kind, &proc, endpoint, protocol).await?),
                 "max" => rows.push(
                     publishing(
                         cli,
@@ -206,6 +219,21 @@ async fn bench(cli: &Cli) -> Result<(), Error> {
                         endpoint,
                         &publish,
                         "max",
+                        protocol,
+                        cli.max_subscribers,
+                        cli.max_rate,
+                    )
+                    .await?,
+                ),
+                "max-h2" => rows.push(
+                    publishing(
+                        cli,
+                        kind,
+                        &proc,
+                        endpoint,
+                        &publish,
+                        "max-h2",
+                        h2,
                         cli.max_subscribers,
                         cli.max_rate,
                     )
@@ -219,6 +247,7 @@ async fn bench(cli: &Cli) -> Result<(), Error> {
                         endpoint,
                         &publish,
                         "rate",
+                        protocol,
                         cli.rate_subscribers,
                         Some(cli.rate),
                     )
@@ -226,7 +255,7 @@ async fn bench(cli: &Cli) -> Result<(), Error> {
                 ),
                 other => {
                     return Err(Error::Usage(format!(
-                        "unknown scenario `{other}` (known: idle, max, rate)"
+                        "unknown scenario `{other}` (known: idle, max, max-h2, rate)"
                     )));
                 }
             }
@@ -235,17 +264,22 @@ async fn bench(cli: &Cli) -> Result<(), Error> {
     }
     let table = report::table(&rows);
     let ratios = report::ratios(&rows, Kind::Ours.label(), Kind::Baseline.label());
+    let notes = report::notes(cli.h2_streams);
     println!(
         "\nfan-out benchmark ({} s per publishing scenario, {} B events)\n",
         cli.duration, cli.size
     );
     println!("{table}");
+    println!("{notes}");
     if kinds.contains(&Kind::Ours) && kinds.contains(&Kind::Baseline) {
         println!("ours / baseline\n\n{ratios}");
     }
     std::fs::create_dir_all(&cli.out)?;
-    std::fs::write(cli.out.join("results.md"), format!("{table}\n{ratios}"))?;
-    for scenario in ["max", "rate"] {
+    std::fs::write(
+        cli.out.join("results.md"),
+        format!("{table}\n{notes}\n{ratios}"),
+    )?;
+    for scenario in ["max", "max-h2", "rate"] {
         plot::latency_cdf(
             &rows,
             scenario,
@@ -266,16 +300,18 @@ async fn idle(
     kind: &Kind,
     proc: &ServerProc,
     endpoint: Endpoint,
+    protocol: Protocol,
 ) -> Result<Vec<Row>, Error> {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let base = proc.sample();
     let mut rows = vec![Row {
         scenario: "idle".into(),
         server: kind.label().into(),
+        protocol,
         rss_kib: base.map(|s| s.rss_kib),
         ..Row::default()
     }];
-    let mut fleet = Fleet::new(endpoint);
+    let mut fleet = Fleet::with_protocol(endpoint, protocol);
     let mut steps = cli.idle.clone();
     steps.sort_unstable();
     for n in steps {
@@ -285,6 +321,7 @@ async fn idle(
         rows.push(Row {
             scenario: "idle".into(),
             server: kind.label().into(),
+            protocol,
             subscribers: n,
             rss_kib: now.map(|s| s.rss_kib),
             kib_per_sub: match (base, now) {
@@ -312,12 +349,13 @@ async fn publishing(
     endpoint: Endpoint,
     publish: &Publish,
     scenario: &str,
+    protocol: Protocol,
     subscribers: usize,
     rate: Option<f64>,
 ) -> Result<Row, Error> {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let base = proc.sample();
-    let mut fleet = Fleet::new(endpoint);
+    let mut fleet = Fleet::with_protocol(endpoint, protocol);
     fleet.grow(subscribers).await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let before = proc.sample();
@@ -341,6 +379,7 @@ async fn publishing(
     Ok(Row {
         scenario: scenario.into(),
         server: kind.label().into(),
+        protocol,
         subscribers,
         size: cli.size,
         published_per_s: stats.published as f64 / stats.publish_time.as_secs_f64().max(1e-9),

@@ -5,6 +5,7 @@ use std::path::Path;
 use plotters::prelude::*;
 
 use crate::Error;
+use crate::load::Protocol;
 use crate::report::Row;
 
 const COLORS: [RGBColor; 4] = [RGBColor(31, 119, 180), RGBColor(214, 39, 40), GREEN, BLACK];
@@ -18,7 +19,7 @@ fn plot_err(path: &Path, e: impl std::fmt::Display) -> Error {
 
 /// Latency CDF (log-scale ms) of every publishing row of `scenario`, one line per server.
 pub fn latency_cdf(rows: &[Row], scenario: &str, path: &Path) -> Result<(), Error> {
-    let series: Vec<(&str, Vec<(f64, f64)>)> = rows
+    let series: Vec<(String, Vec<(f64, f64)>)> = rows
         .iter()
         .filter(|r| r.scenario == scenario)
         .filter_map(|r| {
@@ -28,7 +29,11 @@ pub fn latency_cdf(rows: &[Row], scenario: &str, path: &Path) -> Result<(), Erro
                 .into_iter()
                 .map(|(us, f)| ((us.max(1) as f64) / 1000.0, f * 100.0))
                 .collect();
-            Some((r.server.as_str(), pts))
+            let name = match r.protocol {
+                Protocol::Http1 => r.server.clone(),
+                Protocol::Http2 { .. } => format!("{} (HTTP/2)", r.server),
+            };
+            Some((name, pts))
         })
         .collect();
     if series.is_empty() {

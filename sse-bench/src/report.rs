@@ -2,6 +2,7 @@
 
 use std::fmt::Write as _;
 
+use crate::load::Protocol;
 use crate::stats::Histogram;
 
 /// One measured scenario on one server.
@@ -11,6 +12,8 @@ pub struct Row {
     pub scenario: String,
     /// Server label.
     pub server: String,
+    /// The subscribers' protocol (the publisher always uses HTTP/1.1).
+    pub protocol: Protocol,
     /// Subscribers asked for.
     pub subscribers: usize,
     /// Event payload bytes (0 for idle rows).
@@ -50,12 +53,12 @@ fn opt(v: Option<f64>, digits: usize) -> String {
 /// ```
 /// let row = sse_bench::report::Row { scenario: "idle".into(), server: "x".into(), subscribers: 10, ..Default::default() };
 /// let t = sse_bench::report::table(&[row]);
-/// assert!(t.contains("| idle | x | 10 |"));
+/// assert!(t.contains("| idle | x | 1.1 | 10 |"));
 /// ```
 pub fn table(rows: &[Row]) -> String {
     let mut out = String::new();
-    out.push_str("| scenario | server | subs | event B | published/s | delivered/s | p50 ms | p99 ms | max ms | RSS MiB | KiB/sub | CPU s | CPU µs/event | dropped subs | lost | dup |\n");
-    out.push_str("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n");
+    out.push_str("| scenario | server | HTTP | subs | event B | published/s | delivered/s | p50 ms | p99 ms | max ms | RSS MiB | KiB/sub | CPU s | CPU µs/event | dropped subs | lost | dup |\n");
+    out.push_str("|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n");
     for r in rows {
         let (p50, p99, max) = match &r.latency {
             Some(h) if h.count() > 0 => {
@@ -65,9 +68,10 @@ pub fn table(rows: &[Row]) -> String {
         };
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {:.0} | {:.0} | {p50} | {p99} | {max} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {:.0} | {:.0} | {p50} | {p99} | {max} | {} | {} | {} | {} | {} | {} | {} |",
             r.scenario,
             r.server,
+            r.protocol.label(),
             r.subscribers,
             r.size,
             r.published_per_s,
@@ -94,11 +98,14 @@ fn ratio(a: Option<f64>, b: Option<f64>) -> String {
 /// Our/baseline ratios for every scenario both servers ran.
 pub fn ratios(rows: &[Row], ours: &str, baseline: &str) -> String {
     let mut out = String::new();
-    out.push_str("| scenario | subs | delivered/s ours÷base | p99 ours÷base | CPU µs/event ours÷base | KiB/sub ours÷base |\n");
-    out.push_str("|---|--:|--:|--:|--:|--:|\n");
+    out.push_str("| scenario | HTTP | subs | delivered/s ours÷base | p99 ours÷base | CPU µs/event ours÷base | KiB/sub ours÷base |\n");
+    out.push_str("|---|---|--:|--:|--:|--:|--:|\n");
     for a in rows.iter().filter(|r| r.server == ours) {
         let Some(b) = rows.iter().find(|b| {
-            b.server == baseline && b.scenario == a.scenario && b.subscribers == a.subscribers
+            b.server == baseline
+                && b.scenario == a.scenario
+                && b.protocol == a.protocol
+                && b.subscribers == a.subscribers
         }) else {
             continue;
         };
@@ -111,8 +118,9 @@ pub fn ratios(rows: &[Row], ours: &str, baseline: &str) -> String {
         let delivered = |r: &Row| (r.delivered_per_s > 0.0).then_some(r.delivered_per_s);
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} |",
             a.scenario,
+            a.protocol.label(),
             a.subscribers,
             ratio(delivered(a), delivered(b)),
             ratio(p99(a), p99(b)),
@@ -121,4 +129,18 @@ pub fn ratios(rows: &[Row], ours: &str, baseline: &str) -> String {
         );
     }
     out
+}
+
+/// The notes printed under the tables: what the `HTTP` column means.
+///
+/// ```
+/// let n = sse_bench::report::notes(100);
+/// assert!(n.contains("100 streams per connection"));
+/// ```
+pub fn notes(h2_streams: usize) -> String {
+    format!(
+        "HTTP: the subscribers' protocol. 1.1 = one HTTP/1.1 connection per subscriber; 2 = cleartext \
+         HTTP/2 with prior knowledge (h2c), one stream per subscriber, {h2_streams} streams per \
+         connection. The publisher always uses HTTP/1.1 (pipelined POSTs).\n"
+    )
 }
