@@ -76,6 +76,16 @@ impl Body {
     }
 }
 
+impl Body {
+    /// The subscription this body streams, if it is one (the lean HTTP/1.1 path lends its socket).
+    pub(crate) fn subscription_mut(&mut self) -> Option<&mut Subscription> {
+        match &mut self.kind {
+            Kind::Stream(sub) => Some(sub),
+            Kind::Full(_) => None,
+        }
+    }
+}
+
 impl http_body::Body for Body {
     type Data = Bytes;
     type Error = Infallible;

@@ -36,6 +36,11 @@ impl Expiry {
         }
     }
 
+    /// Ready once the deadline has passed (and again on every later poll).
+    pub(crate) fn poll_due(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        self.sleep.as_mut().poll(cx)
+    }
+
     /// The farewell event once the deadline has passed.
     pub(crate) fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Bytes> {
         match self.sleep.as_mut().poll(cx) {

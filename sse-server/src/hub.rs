@@ -78,6 +78,8 @@ pub struct ChannelInfo {
 pub(crate) struct Inner {
     pub(crate) config: Config,
     pub(crate) metrics: Metrics,
+    /// Write live events straight to lean-path subscribers' sockets.
+    pub(crate) flushers: crate::flush::Flushers,
     store: Arc<dyn ReplayStore>,
     /// Set when the store is shared with other nodes: fan-out then happens only from its feed.
     live: Option<Arc<dyn LiveFeed>>,
@@ -162,7 +164,9 @@ impl Inner {
         let ch = self.registry().channels.get(channel).cloned();
         let Some(ch) = ch else { return };
         match live {
-            Live::Event(event) => ch.fan_out(event.position, &event.bytes, &self.metrics),
+            Live::Event(event) => {
+                ch.fan_out(event.position, &event.bytes, &self.metrics, &self.flushers)
+            }
             Live::Gap => {
                 // Skipping ahead would lose events silently: end the streams, and the clients'
                 // reconnects replay what is retained, with an `expired` reset if something is gone.
@@ -190,10 +194,12 @@ impl Hub {
 
     pub(crate) fn from_parts(config: Config, store: Arc<dyn ReplayStore>) -> Hub {
         let live = store.live();
+        let metrics = Metrics::default();
         let hub = Hub {
             inner: Arc::new(Inner {
                 config,
-                metrics: Metrics::default(),
+                flushers: crate::flush::Flushers::new(metrics.delivered.clone()),
+                metrics,
                 live: live.clone(),
                 store,
                 registry: Mutex::new(Registry::default()),
@@ -288,7 +294,12 @@ impl Hub {
         let _order = ch.publish.lock().await;
         let stored = self.inner.store.append(&ch.name, event).await?;
         bump(&self.inner.metrics.published);
-        ch.fan_out(stored.position, &stored.bytes, &self.inner.metrics);
+        ch.fan_out(
+            stored.position,
+            &stored.bytes,
+            &self.inner.metrics,
+            &self.inner.flushers,
+        );
         Ok(stored.id.to_string())
     }
 

@@ -52,6 +52,7 @@ mod channel;
 mod config;
 mod error;
 mod expiry;
+mod flush;
 mod headers;
 mod hooks;
 mod hub;

@@ -14,7 +14,8 @@ pub struct Metrics {
     pub(crate) connections: AtomicU64,
     pub(crate) connections_total: AtomicU64,
     pub(crate) published: AtomicU64,
-    pub(crate) delivered: AtomicU64,
+    /// Shared with the hub's flushers, which count what they write.
+    pub(crate) delivered: std::sync::Arc<AtomicU64>,
     pub(crate) replayed: AtomicU64,
     pub(crate) resets: AtomicU64,
     pub(crate) dropped_slow: AtomicU64,

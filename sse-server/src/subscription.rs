@@ -175,6 +175,47 @@ impl Subscription {
     fn rearm(&mut self) {
         self.touched = true;
     }
+
+    /// Lends the subscriber's socket to one of the hub's flushers, which then writes live events to
+    /// it as HTTP/1.1 chunks (see `flush.rs`). Only when nothing is pending here; `false` otherwise.
+    pub(crate) fn enter_direct(&mut self, sink: Arc<dyn crate::flush::Sink>) -> bool {
+        if self.done || self.kicked.load(Ordering::Acquire) || !self.prelude.is_empty() {
+            return false;
+        }
+        let Some(flusher) = self.guard.hub.flushers.pick(self.guard.id) else {
+            return false;
+        };
+        self.rx.enter_direct(sink, flusher, self.seen_through)
+    }
+
+    /// While a flusher has the socket: ready when the task must take it back (a heartbeat or expiry
+    /// is due, the subscriber was dropped, the flusher handed it back).
+    pub(crate) fn poll_direct(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut take = self.kicked.load(Ordering::Acquire);
+        if let Some(expiry) = &mut self.expiry
+            && expiry.poll_due(cx).is_ready()
+        {
+            take = true;
+        }
+        if let Some((_, sleep)) = &mut self.heartbeat
+            && sleep.as_mut().poll(cx).is_ready()
+        {
+            take = true;
+        }
+        self.rx.poll_handback(cx, take)
+    }
+
+    /// Once [`Subscription::poll_direct`] is ready: the socket is back. Returns bytes of a chunk the
+    /// flusher only partly wrote: they must go out first, as they are.
+    pub(crate) fn leave_direct(&mut self) -> Option<Bytes> {
+        let handback = self.rx.leave_direct();
+        if let Some(t) = handback.last_write
+            && t > self.last_sent
+        {
+            self.last_sent = t;
+        }
+        handback.raw
+    }
 }
 
 impl Stream for Subscription {

@@ -6,13 +6,15 @@
 //! it is parsed from a `peek` (nothing consumed unless it qualifies), answered by the very same
 //! [`HubService`] (status codes, headers, CORS, hooks, replay are unchanged), and its body is written
 //! with one chunk per wake-up: every event that is ready goes out in one `writev`, with no buffer kept
-//! between writes. Anything else — other methods and paths, HTTP/1.0, upgrades, bodies, a head split
+//! between writes. While it waits for live events, the connection's task lends the socket to one of
+//! the hub's flushers (`flush.rs`), which write live events without waking it. Anything else — other methods and paths, HTTP/1.0, upgrades, bodies, a head split
 //! over several segments — goes to hyper untouched.
 
 use std::future::poll_fn;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
-use std::task::Poll;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::{Request, Response};
@@ -21,6 +23,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tower::Service;
 
+use crate::flush::Sink;
 use crate::{Body, HubService};
 
 /// Longest request head taken on this path; longer ones go to hyper (which enforces its own limit).
@@ -39,7 +42,7 @@ pub(crate) async fn serve(stream: TcpStream, service: &HubService) -> Result<(),
         return Ok(());
     }
     let Ok(response) = service.clone().call(request).await;
-    if let Err(e) = respond(&mut stream, response).await {
+    if let Err(e) = respond(stream, response).await {
         tracing::debug!(error = %e, "subscriber connection ended");
     }
     Ok(())
@@ -120,44 +123,91 @@ fn head_bytes(response: &Response<Body>, length: Option<u64>) -> Vec<u8> {
     out
 }
 
-async fn respond(stream: &mut TcpStream, response: Response<Body>) -> io::Result<()> {
+async fn respond(stream: TcpStream, response: Response<Body>) -> io::Result<()> {
     let length = response.body().size_hint().exact();
-    stream.write_all(&head_bytes(&response, length)).await?;
+    // Shared with a flusher while it writes live events to this subscriber (see `flush.rs`).
+    let stream = Arc::new(stream);
+    write_all(&stream, &head_bytes(&response, length)).await?;
     let mut body = response.into_body();
     if length.is_some() {
-        while let Some(data) = next_batch(stream, &mut body).await? {
+        while let Some(data) = next_batch(&stream, &mut body, false).await? {
             for b in data {
-                stream.write_all(&b).await?;
+                write_all(&stream, &b).await?;
             }
         }
-        return stream.shutdown().await;
-    }
-    while let Some(batch) = next_batch(stream, &mut body).await? {
-        write_chunk(stream, &batch).await?;
-    }
-    stream.write_all(b"0\r\n\r\n").await?;
-    stream.shutdown().await
-}
-
-/// Waits for the next body frames (as many as are ready) while watching the client: `Ok(None)` at the
-/// end of the body, an error when the client went away.
-async fn next_batch(stream: &TcpStream, body: &mut Body) -> io::Result<Option<Vec<Bytes>>> {
-    poll_fn(|cx| {
-        // A subscriber sends nothing after its request; readable means it closed (or misbehaves).
+    } else {
+        // Whether to report "nothing pending" (and try lending the socket) before waiting.
+        let mut lend = true;
         loop {
-            match stream.poll_read_ready(cx) {
-                Poll::Pending => break,
-                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                Poll::Ready(Ok(())) => {
-                    let mut probe = [0u8; 64];
-                    match stream.try_read(&mut probe) {
-                        Ok(0) => return Poll::Ready(Err(io::ErrorKind::ConnectionReset.into())),
-                        Ok(_) => {}
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                        Err(e) => return Poll::Ready(Err(e)),
+            match next_batch(&stream, &mut body, lend).await? {
+                Some(batch) if !batch.is_empty() => {
+                    write_chunk(&stream, &batch).await?;
+                    lend = true;
+                }
+                Some(_) => {
+                    // Nothing pending: a flusher writes live events until this task is needed.
+                    let Some(sub) = body.subscription_mut() else {
+                        lend = false;
+                        continue;
+                    };
+                    let sink: Arc<dyn Sink> = stream.clone();
+                    if !sub.enter_direct(sink) {
+                        lend = false;
+                        continue;
+                    }
+                    // A client that went away ends the task; dropping the subscription takes
+                    // the socket back from the flusher.
+                    poll_fn(|cx| match client_gone(&stream, cx) {
+                        Poll::Ready(e) => Poll::Ready(Err(e)),
+                        Poll::Pending => sub.poll_direct(cx).map(Ok),
+                    })
+                    .await?;
+                    if let Some(raw) = sub.leave_direct() {
+                        write_all(&stream, &raw).await?;
                     }
                 }
+                None => break,
             }
+        }
+        write_all(&stream, b"0\r\n\r\n").await?;
+    }
+    drop(body);
+    if let Ok(mut stream) = Arc::try_unwrap(stream) {
+        stream.shutdown().await?;
+    }
+    Ok(())
+}
+
+/// A subscriber sends nothing after its request: readable means it closed (or misbehaves).
+fn client_gone(stream: &TcpStream, cx: &mut Context<'_>) -> Poll<io::Error> {
+    loop {
+        match stream.poll_read_ready(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(Err(e)) => return Poll::Ready(e),
+            Poll::Ready(Ok(())) => {
+                let mut probe = [0u8; 64];
+                match stream.try_read(&mut probe) {
+                    Ok(0) => return Poll::Ready(io::ErrorKind::ConnectionReset.into()),
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Poll::Ready(e),
+                }
+            }
+        }
+    }
+}
+
+/// Waits for body frames while watching the client: `Some(frames)` with as many as are ready,
+/// `Some(empty)` when the body has nothing now (a subscription may then lend its socket),
+/// `None` at the end of the body, an error when the client went away.
+async fn next_batch(
+    stream: &TcpStream,
+    body: &mut Body,
+    mut lend: bool,
+) -> io::Result<Option<Vec<Bytes>>> {
+    poll_fn(|cx| {
+        if let Poll::Ready(e) = client_gone(stream, cx) {
+            return Poll::Ready(Err(e));
         }
         let mut batch: Vec<Bytes> = Vec::new();
         while batch.len() < MAX_BATCH {
@@ -174,17 +224,35 @@ async fn next_batch(stream: &TcpStream, body: &mut Body) -> io::Result<Option<Ve
                 Poll::Ready(None) | Poll::Pending => break,
             }
         }
-        if batch.is_empty() {
-            Poll::Pending
-        } else {
-            Poll::Ready(Ok(Some(batch)))
+        if !batch.is_empty() {
+            return Poll::Ready(Ok(Some(batch)));
         }
+        // Report "nothing now" once, right after the body registered its waker, so the caller can
+        // lend the socket; after that (no subscription, or not lendable) just wait.
+        if std::mem::take(&mut lend) && body.subscription_mut().is_some() {
+            return Poll::Ready(Ok(Some(Vec::new())));
+        }
+        Poll::Pending
     })
     .await
 }
 
+/// Writes all of `buf`.
+async fn write_all(stream: &TcpStream, mut buf: &[u8]) -> io::Result<()> {
+    while !buf.is_empty() {
+        stream.writable().await?;
+        match stream.try_write(buf) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => buf = &buf[n..],
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 /// Writes `batch` as one HTTP/1.1 chunk with vectored writes (no copy of the shared event bytes).
-async fn write_chunk(stream: &mut TcpStream, batch: &[Bytes]) -> io::Result<()> {
+async fn write_chunk(stream: &TcpStream, batch: &[Bytes]) -> io::Result<()> {
     let total: usize = batch.iter().map(Bytes::len).sum();
     let size = format!("{total:x}\r\n");
     let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(batch.len() + 2);
@@ -193,11 +261,13 @@ async fn write_chunk(stream: &mut TcpStream, batch: &[Bytes]) -> io::Result<()> 
     slices.push(IoSlice::new(b"\r\n"));
     let mut slices = &mut slices[..];
     while !slices.is_empty() {
-        let n = stream.write_vectored(slices).await?;
-        if n == 0 {
-            return Err(io::ErrorKind::WriteZero.into());
+        stream.writable().await?;
+        match stream.try_write_vectored(slices) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(&mut slices, n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
         }
-        IoSlice::advance_slices(&mut slices, n);
     }
     Ok(())
 }

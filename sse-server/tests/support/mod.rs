@@ -38,7 +38,12 @@ impl TestServer {
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
         let svc = service(HubService::new(hub.clone()).publish_token(TOKEN));
-        let server = server(Server::new(hub.clone()).grace_period(Duration::from_secs(2)));
+        // The lean subscribe path on, as in `serve_hub` and the binary: the tests cover what users run.
+        let server = server(
+            Server::new(hub.clone())
+                .grace_period(Duration::from_secs(2))
+                .fast_subscribe(svc.clone()),
+        );
         let task = tokio::spawn(server.serve(listener, svc, async move {
             let _ = stopped.await;
         }));

@@ -1,0 +1,168 @@
+//! Flushers: a few tasks (one per core) that write live events straight to subscribers' sockets.
+//!
+//! Why: a subscriber served by the lean HTTP/1.1 path spends nearly all its life waiting for the next
+//! event. Waking its task for every event (schedule it, poll its stream, pop its queue, then `writev`)
+//! costs more user-space time than the write, and touches a dozen cold cache lines per subscriber. So,
+//! once such a task has nothing queued, it lends its socket to a flusher
+//! ([`QueueRx::enter_direct`](crate::channel::QueueRx::enter_direct)): the fan-out then only queues
+//! the event and puts the subscriber on its flusher's list (once per round, not per event), and the
+//! flusher writes every subscriber's whole backlog in one `writev` each. Rounds batch by themselves:
+//! whatever is published during a round goes out in the next one. Under load (a round that took 1 ms
+//! or more), a flusher also rests as long as the round took, at most 5 ms, before the next: more
+//! events per `writev` and fewer `writev`s, the system call and TCP segment being what a delivery
+//! costs. The fan-out benchmark measured 30–40 % less CPU per delivered event with it at 1,000
+//! subscribers, and no worse latency, since the writes it saves are what delayed events before.
+//!
+//! The task takes its socket back for anything only it can do (a heartbeat, an expiry, the last
+//! bytes), and a flusher hands it back whenever the socket does not take a write whole, so a slow
+//! subscriber is never written by a flusher twice: its task waits for the socket, and a full queue
+//! disconnects it as before.
+
+use std::io::{self, IoSlice};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::channel::Queue;
+
+/// Subscribers written per flusher before it lets other tasks on its worker run.
+const YIELD_EVERY: usize = 256;
+/// Rounds shorter than this are never followed by a pause (tokio's timer has 1 ms resolution).
+const MIN_PAUSE: Duration = Duration::from_millis(1);
+/// The longest pause between two rounds: the most latency pacing adds to an event.
+const MAX_PAUSE: Duration = Duration::from_millis(5);
+
+/// Where a flusher writes: a subscriber's socket, without waiting.
+pub(crate) trait Sink: Send + Sync {
+    /// Writes what the socket takes now; `WouldBlock` when it takes nothing.
+    fn try_write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize>;
+}
+
+impl Sink for tokio::net::TcpStream {
+    fn try_write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        tokio::net::TcpStream::try_write_vectored(self, bufs)
+    }
+}
+
+/// A hub's flushers. Their tasks start on first use, on the runtime of the task that needs them.
+pub(crate) struct Flushers {
+    flushers: Vec<Arc<Flusher>>,
+    tasks: Mutex<Vec<Option<JoinHandle<()>>>>,
+}
+
+impl std::fmt::Debug for Flushers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Flushers")
+            .field("count", &self.flushers.len())
+            .finish_non_exhaustive()
+    }
+}
+
+struct Flusher {
+    /// Subscribers with something new since their last round.
+    pending: Mutex<Vec<Arc<Queue>>>,
+    wake: Notify,
+    closed: AtomicBool,
+    delivered: Arc<AtomicU64>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Flushers {
+    /// One flusher per core; `delivered` counts the events they write.
+    pub(crate) fn new(delivered: Arc<AtomicU64>) -> Flushers {
+        let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Flushers {
+            flushers: (0..n)
+                .map(|_| {
+                    Arc::new(Flusher {
+                        pending: Mutex::new(Vec::new()),
+                        wake: Notify::new(),
+                        closed: AtomicBool::new(false),
+                        delivered: delivered.clone(),
+                    })
+                })
+                .collect(),
+            tasks: Mutex::new((0..n).map(|_| None).collect()),
+        }
+    }
+
+    /// The flusher for subscriber `id`, its task running; `None` outside a tokio runtime.
+    pub(crate) fn pick(&self, id: u64) -> Option<usize> {
+        let i = (id % self.flushers.len() as u64) as usize;
+        let mut tasks = lock(&self.tasks);
+        let slot = tasks.get_mut(i)?;
+        if slot.as_ref().is_none_or(JoinHandle::is_finished) {
+            // First use, or the runtime it ran on is gone (a hub can outlive a runtime in tests).
+            let runtime = tokio::runtime::Handle::try_current().ok()?;
+            *slot = Some(runtime.spawn(run(self.flushers[i].clone())));
+        }
+        Some(i)
+    }
+
+    /// Puts subscribers with new events on flusher `i`'s list.
+    pub(crate) fn schedule(&self, i: usize, mut queues: Vec<Arc<Queue>>) {
+        let Some(flusher) = self.flushers.get(i) else {
+            return;
+        };
+        let mut pending = lock(&flusher.pending);
+        let idle = pending.is_empty();
+        if idle {
+            std::mem::swap(&mut *pending, &mut queues);
+        } else {
+            pending.append(&mut queues);
+        }
+        drop(pending);
+        if idle {
+            flusher.wake.notify_one();
+        }
+    }
+}
+
+impl Drop for Flushers {
+    fn drop(&mut self) {
+        for f in &self.flushers {
+            f.closed.store(true, Ordering::Release);
+            f.wake.notify_one();
+        }
+    }
+}
+
+async fn run(flusher: Arc<Flusher>) {
+    let mut scratch = Vec::new();
+    let mut last_round: Option<(Instant, Duration)> = None;
+    loop {
+        if lock(&flusher.pending).is_empty() {
+            if flusher.closed.load(Ordering::Acquire) {
+                return;
+            }
+            flusher.wake.notified().await;
+            continue;
+        }
+        // Under load, rest as long as the last round took before the next one: the events published
+        // meanwhile go out together, in one `writev` per subscriber instead of several. Rounds
+        // shorter than the timer's 1 ms resolution (few subscribers, or light load) never wait.
+        if let Some((start, took)) = last_round
+            && took >= MIN_PAUSE
+        {
+            tokio::time::sleep_until(start + took + took.min(MAX_PAUSE)).await;
+        }
+        let round = std::mem::take(&mut *lock(&flusher.pending));
+        let now = Instant::now();
+        let mut delivered = 0;
+        for (i, queue) in round.into_iter().enumerate() {
+            delivered += queue.flush(now, &mut scratch);
+            if i % YIELD_EVERY == YIELD_EVERY - 1 {
+                tokio::task::yield_now().await;
+            }
+        }
+        flusher.delivered.fetch_add(delivered, Ordering::Relaxed);
+        last_round = Some((now, now.elapsed()));
+    }
+}

@@ -1,0 +1,122 @@
+//! Subscribers on the lean HTTP/1.1 path lend their socket to a flusher while they wait (see
+//! `flush.rs`). These tests cover the hand-overs: a socket that does not take a write whole, and the
+//! heartbeat, which only the subscriber's own task sends.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
+
+mod support;
+
+use std::time::Duration;
+
+use sse_proto::{Event, Item};
+use sse_server::Hub;
+use support::{Reader, TestServer, WAIT, client};
+
+async fn wait_for_subscribers(server: &TestServer, channel: &str, n: usize) {
+    tokio::time::timeout(WAIT, async {
+        loop {
+            let channels = server.hub.channels().await.unwrap();
+            if channels
+                .iter()
+                .any(|c| c.name == channel && c.subscribers == n)
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("subscribers registered");
+}
+
+/// A subscriber that stops reading long enough for its socket buffers to fill makes the flusher's
+/// writes partial (the rest of a chunk goes back to its task, which waits for the socket). When it
+/// reads again it gets every event, whole and in order, in well-formed chunks (reqwest rejects a
+/// broken chunked body), and is never disconnected while its queue has room.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paused_subscriber_resumes_with_every_event_intact() {
+    let server = TestServer::start(
+        Hub::builder()
+            .queue_size(4096)
+            .max_event_bytes(64 * 1024)
+            .retry(None),
+    )
+    .await;
+    let mut paused = Reader::open(&client(), &server.url("/events/p"), None).await;
+    let mut healthy = Reader::open(&client(), &server.url("/events/p"), None).await;
+    wait_for_subscribers(&server, "p", 2).await;
+
+    // 400 × 32 KiB = 12.5 MiB: more than loopback socket buffers hold, bounded.
+    const N: usize = 400;
+    let body = |i: usize| {
+        format!(
+            "{i} {}",
+            char::from(b'a' + (i % 26) as u8)
+                .to_string()
+                .repeat(32 * 1024)
+        )
+    };
+    for i in 0..N {
+        server
+            .hub
+            .publish("p", Event::message(body(i)))
+            .await
+            .unwrap();
+        // In lockstep with the healthy reader, so only the paused one falls behind.
+        assert_eq!(healthy.message().await.unwrap().data, body(i));
+    }
+    for i in 0..N {
+        let m = paused
+            .message()
+            .await
+            .expect("paused subscriber's stream ended");
+        assert!(
+            m.data == body(i),
+            "event {i} arrived damaged or out of order"
+        );
+    }
+    assert_eq!(server.hub.metrics().dropped_subscribers(), 0);
+    // Both go on with live events after the catch-up.
+    server
+        .hub
+        .publish("p", Event::message("after"))
+        .await
+        .unwrap();
+    assert_eq!(paused.message().await.unwrap().data, "after");
+    assert_eq!(healthy.message().await.unwrap().data, "after");
+    server.stop().await;
+}
+
+/// Events written by a flusher count as traffic: no heartbeat while they flow, one once the stream
+/// has been idle for the interval.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeats_only_when_idle_while_a_flusher_writes() {
+    let every = Duration::from_millis(800);
+    let server = TestServer::start(Hub::builder().heartbeat(Some(every)).retry(None)).await;
+    let mut reader = Reader::open(&client(), &server.url("/events/h"), None).await;
+    wait_for_subscribers(&server, "h", 1).await;
+
+    // 2.4 s of events every 100 ms: three heartbeat intervals, never idle for one.
+    for i in 0..24 {
+        server
+            .hub
+            .publish("h", Event::message(i.to_string()))
+            .await
+            .unwrap();
+        match reader.next().await.unwrap() {
+            Item::Message(m) => assert_eq!(m.data, i.to_string()),
+            other => panic!("expected event {i}, got {other:?} while events were flowing"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Idle: a heartbeat comes after about one interval.
+    let started = tokio::time::Instant::now();
+    match reader.next().await.unwrap() {
+        Item::Comment(_) => {}
+        other => panic!("expected a heartbeat, got {other:?}"),
+    }
+    assert!(
+        started.elapsed() >= every / 2,
+        "heartbeat came too early: the flusher's writes were not counted"
+    );
+    server.stop().await;
+}
