@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
-use tokio::sync::{Notify, OnceCell, Semaphore, watch};
+use tokio::sync::{Notify, OnceCell, Semaphore};
 use tokio::task::JoinHandle;
 
 use crate::Error;
@@ -115,6 +115,11 @@ pub enum Publish {
 struct SubState {
     high: AtomicU64,
     alive: AtomicBool,
+    /// Kept here, not in the task, so that stopping the fleet can simply abort the tasks: a reader
+    /// that also watched a stop signal paid a shared waiter-list lock on every read.
+    tracker: Mutex<SeqTracker>,
+    /// The stream failed or ended before the fleet was stopped.
+    dropped: AtomicBool,
 }
 
 #[derive(Debug)]
@@ -122,6 +127,11 @@ struct Shared {
     subs: Mutex<Vec<Arc<SubState>>>,
     hist: Vec<Mutex<Histogram>>,
     progress: Notify,
+    /// Whether anyone waits on `progress` (the closed loop, the drain): otherwise readers skip the
+    /// notification, a compare-and-swap on a line every reader shares.
+    watched: AtomicBool,
+    /// Set before the tasks are aborted: what ends after it is not a dropped subscriber.
+    stopping: AtomicBool,
     connected: AtomicUsize,
     failed: AtomicUsize,
     changed: Notify,
@@ -159,8 +169,7 @@ pub struct Fleet {
     /// HTTP/2 connections, subscriber `i` on connection `i / streams`.
     h2_conns: Vec<Arc<H2Conn>>,
     shared: Arc<Shared>,
-    tasks: Vec<JoinHandle<SubOutcome>>,
-    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
     gate: Arc<Semaphore>,
 }
 
@@ -193,12 +202,13 @@ impl Fleet {
                 subs: Mutex::new(Vec::new()),
                 hist: (0..SHARDS).map(|_| Mutex::default()).collect(),
                 progress: Notify::new(),
+                watched: AtomicBool::new(false),
+                stopping: AtomicBool::new(false),
                 connected: AtomicUsize::new(0),
                 failed: AtomicUsize::new(0),
                 changed: Notify::new(),
             }),
             tasks: Vec::new(),
-            stop: watch::channel(false).0,
             gate: Arc::new(Semaphore::new(256)),
         }
     }
@@ -235,7 +245,6 @@ impl Fleet {
                 self.endpoint.clone(),
                 self.shared.clone(),
                 state,
-                self.stop.subscribe(),
                 self.gate.clone(),
             )));
         }
@@ -284,6 +293,7 @@ impl Fleet {
             t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
             t
         });
+        self.shared.watched.store(rate.is_none(), Ordering::Release);
         let start = Instant::now();
         let mut seq = 0u64;
         'publishing: while start.elapsed() < duration {
@@ -309,12 +319,14 @@ impl Fleet {
         publisher.flush().await?;
         let publish_time = start.elapsed();
         // Drain: wait until every live subscriber has the last event.
+        self.shared.watched.store(true, Ordering::Release);
         let drain_deadline = Instant::now() + Duration::from_secs(10);
         while self.min_high().is_some_and(|m| m < seq) && Instant::now() < drain_deadline {
             let notified = self.shared.progress.notified();
             let _ = tokio::time::timeout(Duration::from_millis(5), notified).await;
         }
         let total_time = start.elapsed();
+        self.shared.watched.store(false, Ordering::Release);
         let mut latency = Histogram::default();
         for h in &self.shared.hist {
             latency.merge(&lock(h));
@@ -329,20 +341,20 @@ impl Fleet {
 
     /// Stops every subscriber and returns what each saw, closing the books at `last` published.
     pub async fn finish(self, last: u64) -> Vec<SubOutcome> {
-        let _ = self.stop.send(true);
+        self.shared.stopping.store(true, Ordering::Release);
+        for t in &self.tasks {
+            t.abort();
+        }
+        let subs = lock(&self.shared.subs).clone();
         let mut out = Vec::with_capacity(self.tasks.len());
-        for t in self.tasks {
-            if let Ok(mut o) = t.await {
-                o.tracker.finish(last);
-                out.push(o);
-            } else {
-                let mut tracker = SeqTracker::default();
-                tracker.finish(last);
-                out.push(SubOutcome {
-                    tracker,
-                    dropped: true,
-                });
-            }
+        for (t, state) in self.tasks.into_iter().zip(subs) {
+            let panicked = t.await.err().is_some_and(|e| e.is_panic());
+            let mut tracker = *lock(&state.tracker);
+            tracker.finish(last);
+            out.push(SubOutcome {
+                tracker,
+                dropped: panicked || state.dropped.load(Ordering::Acquire),
+            });
         }
         out
     }
@@ -545,10 +557,8 @@ async fn subscriber(
     endpoint: Arc<Endpoint>,
     shared: Arc<Shared>,
     me: Arc<SubState>,
-    mut stop: watch::Receiver<bool>,
     gate: Arc<Semaphore>,
-) -> SubOutcome {
-    let mut tracker = SeqTracker::default();
+) {
     let connected = {
         let _permit = gate.acquire().await;
         tokio::time::timeout(CONNECT_TIMEOUT, connect(&endpoint, i, &link)).await
@@ -569,12 +579,10 @@ async fn subscriber(
                     }
                 ),
             }
+            me.dropped.store(true, Ordering::Release);
             shared.failed.fetch_add(1, Ordering::AcqRel);
             shared.changed.notify_one();
-            return SubOutcome {
-                tracker,
-                dropped: true,
-            };
+            return;
         }
     };
     me.alive.store(true, Ordering::Release);
@@ -582,49 +590,44 @@ async fn subscriber(
     shared.changed.notify_one();
     let shard = &shared.hist[i % SHARDS];
     let mut lats: Vec<u64> = Vec::with_capacity(256);
-    let mut dropped = false;
-    let mut on_bytes = |bytes: &[u8], tracker: &mut SeqTracker| -> Result<(), Error> {
+    let mut on_bytes = |bytes: &[u8]| -> Result<(), Error> {
         let now = now_us();
+        let mut tracker = lock(&me.tracker);
         body.feed(bytes, |s| {
             tracker.record(s.seq);
             lats.push(now.saturating_sub(s.sent_us));
         })?;
         if !lats.is_empty() {
+            me.high.store(tracker.high(), Ordering::Release);
+            drop(tracker);
             let mut h = lock(shard);
             for l in lats.drain(..) {
                 h.record(l);
             }
             drop(h);
-            me.high.store(tracker.high(), Ordering::Release);
-            shared.progress.notify_one();
+            if shared.watched.load(Ordering::Acquire) {
+                shared.progress.notify_one();
+            }
         }
         Ok(())
     };
-    if on_bytes(&rest, &mut tracker).is_err() {
-        dropped = true;
-    }
-    while !dropped {
-        let read = tokio::select! {
-            biased;
-            _ = stop.changed() => break,
-            r = source.next() => r,
+    // Runs until the stream ends or fails, or the fleet aborts the task (see `Fleet::finish`).
+    let mut result = on_bytes(&rest);
+    while result.is_ok() {
+        result = match source.next().await {
+            Ok(Some(bytes)) => on_bytes(bytes),
+            Ok(None) => Err(Error::Http("the server ended the stream".into())),
+            Err(e) => Err(e),
         };
-        match read {
-            Ok(None) | Err(_) => dropped = !*stop.borrow(),
-            Ok(Some(bytes)) => {
-                if let Err(e) = on_bytes(bytes, &mut tracker) {
-                    eprintln!("sse-bench: subscriber {i}: {e}");
-                    dropped = true;
-                }
-            }
+    }
+    if !shared.stopping.load(Ordering::Acquire) {
+        if let Err(e) = result {
+            eprintln!("sse-bench: subscriber {i}: {e}");
         }
-        if dropped {
-            break;
-        }
+        me.dropped.store(true, Ordering::Release);
     }
     me.alive.store(false, Ordering::Release);
     shared.progress.notify_one();
-    SubOutcome { tracker, dropped }
 }
 
 enum Publisher {

