@@ -359,6 +359,7 @@ async fn publishing(
     fleet.grow(subscribers).await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let before = proc.sample();
+    let load_before = sse_bench::procfs::sample(std::process::id()).ok();
     let stats = fleet
         .run(
             publish,
@@ -369,6 +370,7 @@ async fn publishing(
         )
         .await?;
     let after = proc.sample();
+    let load_after = sse_bench::procfs::sample(std::process::id()).ok();
     let outcomes = fleet.finish(stats.published).await;
     let delivered: u64 = outcomes.iter().map(|o| o.tracker.received()).sum();
     let secs = stats.total_time.as_secs_f64().max(1e-9);
@@ -396,6 +398,12 @@ async fn publishing(
         cpu_us_per_event: cpu_s
             .filter(|_| delivered > 0)
             .map(|c| c * 1e6 / delivered as f64),
+        load_us_per_event: match (load_before, load_after) {
+            (Some(b), Some(a)) if delivered > 0 => {
+                Some(a.cpu.saturating_sub(b.cpu).as_secs_f64() * 1e6 / delivered as f64)
+            }
+            _ => None,
+        },
         dropped: outcomes.iter().filter(|o| o.dropped).count(),
         lost: outcomes.iter().map(|o| o.tracker.lost()).sum(),
         duplicated: outcomes.iter().map(|o| o.tracker.duplicated()).sum(),

@@ -32,6 +32,9 @@ pub struct Row {
     pub cpu_s: Option<f64>,
     /// Server CPU µs per delivered event.
     pub cpu_us_per_event: Option<f64>,
+    /// The load side's own CPU µs per delivered event (this process: subscribers and publisher), over
+    /// the same interval: with the server's figure, what one delivery costs the machine.
+    pub load_us_per_event: Option<f64>,
     /// Subscribers that failed to connect or were disconnected.
     pub dropped: usize,
     /// Events lost, summed over subscribers.
@@ -57,8 +60,8 @@ fn opt(v: Option<f64>, digits: usize) -> String {
 /// ```
 pub fn table(rows: &[Row]) -> String {
     let mut out = String::new();
-    out.push_str("| scenario | server | HTTP | subs | event B | published/s | delivered/s | p50 ms | p99 ms | max ms | RSS MiB | KiB/sub | CPU s | CPU µs/event | dropped subs | lost | dup |\n");
-    out.push_str("|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n");
+    out.push_str("| scenario | server | HTTP | subs | event B | published/s | delivered/s | p50 ms | p99 ms | max ms | RSS MiB | KiB/sub | CPU s | CPU µs/event | load µs/event | dropped subs | lost | dup |\n");
+    out.push_str("|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n");
     for r in rows {
         let (p50, p99, max) = match &r.latency {
             Some(h) if h.count() > 0 => {
@@ -68,7 +71,7 @@ pub fn table(rows: &[Row]) -> String {
         };
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {:.0} | {:.0} | {p50} | {p99} | {max} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {:.0} | {:.0} | {p50} | {p99} | {max} | {} | {} | {} | {} | {} | {} | {} | {} |",
             r.scenario,
             r.server,
             r.protocol.label(),
@@ -80,6 +83,7 @@ pub fn table(rows: &[Row]) -> String {
             opt(r.kib_per_sub, 2),
             opt(r.cpu_s, 2),
             opt(r.cpu_us_per_event, 3),
+            opt(r.load_us_per_event, 3),
             r.dropped,
             r.lost,
             r.duplicated,
