@@ -54,6 +54,10 @@ struct Cli {
     /// Seconds of publishing per scenario.
     #[arg(long, default_value_t = 10)]
     duration: u64,
+    /// Runs of each publishing scenario, servers alternating; ratios then compare medians (this
+    /// machine's noise moves single runs by ±20 %).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=20))]
+    repeat: u64,
     /// Per-subscriber queue of both servers (sse-server --queue-size, broadcast capacity).
     #[arg(long, default_value_t = 256)]
     queue_size: usize,
@@ -175,91 +179,99 @@ async fn bench(cli: &Cli) -> Result<(), Error> {
     };
     let mut rows: Vec<Row> = Vec::new();
     for scenario in &cli.scenarios {
-        for kind in &kinds {
-            let proc = match kind {
-                Kind::External => {
-                    let url = cli.target.as_deref().unwrap_or_default();
-                    let ep = Endpoint::parse(url).await?;
-                    ServerProc::external(ep.addr, cli.target_pid)
-                }
-                k => start(k)?,
-            };
-            let endpoint = match kind {
-                Kind::External => {
-                    Endpoint::parse(cli.target.as_deref().unwrap_or_default()).await?
-                }
-                _ => Endpoint {
-                    addr: proc.addr,
-                    host: proc.addr.to_string(),
-                    path: "/events/bench".into(),
-                },
-            };
-            let publish = match (&cli.publish_cmd, kind) {
-                (Some(cmd), Kind::External) => Publish::Command(cmd.clone()),
-                _ => Publish::Http {
-                    endpoint: match proc.publish_addr {
-                        Some(addr) => Endpoint {
-                            addr,
-                            host: addr.to_string(),
-                            path: endpoint.path.clone(),
-                        },
-                        None => endpoint.clone(),
+        let runs = if scenario == "idle" { 1 } else { cli.repeat };
+        for run in 1..=runs {
+            for kind in &kinds {
+                let proc = match kind {
+                    Kind::External => {
+                        let url = cli.target.as_deref().unwrap_or_default();
+                        let ep = Endpoint::parse(url).await?;
+                        ServerProc::external(ep.addr, cli.target_pid)
+                    }
+                    k => start(k)?,
+                };
+                let endpoint = match kind {
+                    Kind::External => {
+                        Endpoint::parse(cli.target.as_deref().unwrap_or_default()).await?
+                    }
+                    _ => Endpoint {
+                        addr: proc.addr,
+                        host: proc.addr.to_string(),
+                        path: "/events/bench".into(),
                     },
-                    token: server::TOKEN.into(),
-                },
-            };
-            eprintln!("sse-bench: {scenario} on {} ({})", kind.label(), proc.addr);
-            match scenario.as_str() {
-                "idle" => rows.extend(idle(cli, kind, &proc, endpoint, protocol).await?),
-                "max" => rows.push(
-                    publishing(
-                        cli,
-                        kind,
-                        &proc,
-                        endpoint,
-                        &publish,
-                        "max",
-                        protocol,
-                        cli.max_subscribers,
-                        cli.max_rate,
-                    )
-                    .await?,
-                ),
-                "max-h2" => rows.push(
-                    publishing(
-                        cli,
-                        kind,
-                        &proc,
-                        endpoint,
-                        &publish,
-                        "max-h2",
-                        h2,
-                        cli.max_subscribers,
-                        cli.max_rate,
-                    )
-                    .await?,
-                ),
-                "rate" => rows.push(
-                    publishing(
-                        cli,
-                        kind,
-                        &proc,
-                        endpoint,
-                        &publish,
-                        "rate",
-                        protocol,
-                        cli.rate_subscribers,
-                        Some(cli.rate),
-                    )
-                    .await?,
-                ),
-                other => {
-                    return Err(Error::Usage(format!(
-                        "unknown scenario `{other}` (known: idle, max, max-h2, rate)"
-                    )));
+                };
+                let publish = match (&cli.publish_cmd, kind) {
+                    (Some(cmd), Kind::External) => Publish::Command(cmd.clone()),
+                    _ => Publish::Http {
+                        endpoint: match proc.publish_addr {
+                            Some(addr) => Endpoint {
+                                addr,
+                                host: addr.to_string(),
+                                path: endpoint.path.clone(),
+                            },
+                            None => endpoint.clone(),
+                        },
+                        token: server::TOKEN.into(),
+                    },
+                };
+                eprintln!("sse-bench: {scenario} on {} ({})", kind.label(), proc.addr);
+                match scenario.as_str() {
+                    "idle" => rows.extend(idle(cli, kind, &proc, endpoint, protocol).await?),
+                    "max" => rows.push(
+                        publishing(
+                            cli,
+                            kind,
+                            &proc,
+                            endpoint,
+                            &publish,
+                            "max",
+                            protocol,
+                            cli.max_subscribers,
+                            cli.max_rate,
+                        )
+                        .await?,
+                    ),
+                    "max-h2" => rows.push(
+                        publishing(
+                            cli,
+                            kind,
+                            &proc,
+                            endpoint,
+                            &publish,
+                            "max-h2",
+                            h2,
+                            cli.max_subscribers,
+                            cli.max_rate,
+                        )
+                        .await?,
+                    ),
+                    "rate" => rows.push(
+                        publishing(
+                            cli,
+                            kind,
+                            &proc,
+                            endpoint,
+                            &publish,
+                            "rate",
+                            protocol,
+                            cli.rate_subscribers,
+                            Some(cli.rate),
+                        )
+                        .await?,
+                    ),
+                    other => {
+                        return Err(Error::Usage(format!(
+                            "unknown scenario `{other}` (known: idle, max, max-h2, rate)"
+                        )));
+                    }
                 }
+                if runs > 1
+                    && let Some(last) = rows.last_mut()
+                {
+                    last.run = run as usize;
+                }
+                drop(proc);
             }
-            drop(proc);
         }
     }
     let table = report::table(&rows);
@@ -380,6 +392,7 @@ async fn publishing(
     };
     Ok(Row {
         scenario: scenario.into(),
+        run: 0,
         server: kind.label().into(),
         protocol,
         subscribers,

@@ -17,23 +17,32 @@ fn plot_err(path: &Path, e: impl std::fmt::Display) -> Error {
     }
 }
 
-/// Latency CDF (log-scale ms) of every publishing row of `scenario`, one line per server.
+/// Latency CDF (log-scale ms) of every publishing row of `scenario`, one line per server (repeated
+/// runs merged).
 pub fn latency_cdf(rows: &[Row], scenario: &str, path: &Path) -> Result<(), Error> {
-    let series: Vec<(String, Vec<(f64, f64)>)> = rows
-        .iter()
-        .filter(|r| r.scenario == scenario)
-        .filter_map(|r| {
-            let h = r.latency.as_ref().filter(|h| h.count() > 0)?;
+    let mut merged: Vec<(String, crate::stats::Histogram)> = Vec::new();
+    for r in rows.iter().filter(|r| r.scenario == scenario) {
+        let Some(h) = r.latency.as_ref().filter(|h| h.count() > 0) else {
+            continue;
+        };
+        let name = match r.protocol {
+            Protocol::Http1 => r.server.clone(),
+            Protocol::Http2 { .. } => format!("{} (HTTP/2)", r.server),
+        };
+        match merged.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, m)) => m.merge(h),
+            None => merged.push((name, h.clone())),
+        }
+    }
+    let series: Vec<(String, Vec<(f64, f64)>)> = merged
+        .into_iter()
+        .map(|(name, h)| {
             let pts = h
                 .cdf()
                 .into_iter()
                 .map(|(us, f)| ((us.max(1) as f64) / 1000.0, f * 100.0))
                 .collect();
-            let name = match r.protocol {
-                Protocol::Http1 => r.server.clone(),
-                Protocol::Http2 { .. } => format!("{} (HTTP/2)", r.server),
-            };
-            Some((name, pts))
+            (name, pts)
         })
         .collect();
     if series.is_empty() {

@@ -10,6 +10,8 @@ use crate::stats::Histogram;
 pub struct Row {
     /// Scenario name, e.g. `idle`, `max`, `rate`.
     pub scenario: String,
+    /// Which of the repeated runs (`--repeat`) this row is, from 1; 0 when there is only one.
+    pub run: usize,
     /// Server label.
     pub server: String,
     /// The subscribers' protocol (the publisher always uses HTTP/1.1).
@@ -69,10 +71,14 @@ pub fn table(rows: &[Row]) -> String {
             }
             _ => ("-".into(), "-".into(), "-".into()),
         };
+        let scenario = match r.run {
+            0 => r.scenario.clone(),
+            n => format!("{} #{n}", r.scenario),
+        };
         let _ = writeln!(
             out,
             "| {} | {} | {} | {} | {} | {:.0} | {:.0} | {p50} | {p99} | {max} | {} | {} | {} | {} | {} | {} | {} | {} |",
-            r.scenario,
+            scenario,
             r.server,
             r.protocol.label(),
             r.subscribers,
@@ -99,37 +105,71 @@ fn ratio(a: Option<f64>, b: Option<f64>) -> String {
     }
 }
 
-/// Our/baseline ratios for every scenario both servers ran.
+/// The median of the values present (the upper one of the middle two for an even count).
+fn median(mut values: Vec<f64>) -> Option<f64> {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied()
+}
+
+/// Our/baseline ratios for every scenario both servers ran. With repeated runs (`--repeat`), each
+/// figure is the ratio of the two servers' medians over their runs.
+///
+/// ```
+/// use sse_bench::report::{Row, ratios};
+/// let row = |server: &str, run, delivered| Row {
+///     scenario: "max".into(), server: server.into(), run, subscribers: 10,
+///     delivered_per_s: delivered, ..Default::default()
+/// };
+/// let rows = [row("a", 1, 10.0), row("b", 1, 5.0), row("a", 2, 40.0), row("b", 2, 5.0),
+///             row("a", 3, 20.0), row("b", 3, 10.0)];
+/// // medians 20 and 5
+/// assert!(ratios(&rows, "a", "b").contains("| max | 1.1 | 10 | 4.00 |"));
+/// ```
 pub fn ratios(rows: &[Row], ours: &str, baseline: &str) -> String {
     let mut out = String::new();
     out.push_str("| scenario | HTTP | subs | delivered/s ours÷base | p99 ours÷base | CPU µs/event ours÷base | KiB/sub ours÷base |\n");
     out.push_str("|---|---|--:|--:|--:|--:|--:|\n");
+    let same = |a: &Row, b: &Row| {
+        b.scenario == a.scenario && b.protocol == a.protocol && b.subscribers == a.subscribers
+    };
+    let p99 = |r: &Row| {
+        r.latency
+            .as_ref()
+            .filter(|h| h.count() > 0)
+            .map(|h| h.percentile(99.0) as f64)
+    };
+    let delivered = |r: &Row| (r.delivered_per_s > 0.0).then_some(r.delivered_per_s);
+    let mut done: Vec<&Row> = Vec::new();
     for a in rows.iter().filter(|r| r.server == ours) {
-        let Some(b) = rows.iter().find(|b| {
-            b.server == baseline
-                && b.scenario == a.scenario
-                && b.protocol == a.protocol
-                && b.subscribers == a.subscribers
-        }) else {
+        if done.iter().any(|d| same(d, a)) {
             continue;
+        }
+        done.push(a);
+        let ours_runs: Vec<&Row> = rows
+            .iter()
+            .filter(|r| r.server == ours && same(a, r))
+            .collect();
+        let base_runs: Vec<&Row> = rows
+            .iter()
+            .filter(|r| r.server == baseline && same(a, r))
+            .collect();
+        if base_runs.is_empty() {
+            continue;
+        }
+        let m = |runs: &[&Row], f: &dyn Fn(&Row) -> Option<f64>| {
+            median(runs.iter().filter_map(|r| f(r)).collect())
         };
-        let p99 = |r: &Row| {
-            r.latency
-                .as_ref()
-                .filter(|h| h.count() > 0)
-                .map(|h| h.percentile(99.0) as f64)
-        };
-        let delivered = |r: &Row| (r.delivered_per_s > 0.0).then_some(r.delivered_per_s);
+        let r = |f: &dyn Fn(&Row) -> Option<f64>| ratio(m(&ours_runs, f), m(&base_runs, f));
         let _ = writeln!(
             out,
             "| {} | {} | {} | {} | {} | {} | {} |",
             a.scenario,
             a.protocol.label(),
             a.subscribers,
-            ratio(delivered(a), delivered(b)),
-            ratio(p99(a), p99(b)),
-            ratio(a.cpu_us_per_event, b.cpu_us_per_event),
-            ratio(a.kib_per_sub, b.kib_per_sub),
+            r(&delivered),
+            r(&p99),
+            r(&|r: &Row| r.cpu_us_per_event),
+            r(&|r: &Row| r.kib_per_sub),
         );
     }
     out
