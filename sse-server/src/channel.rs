@@ -1,4 +1,15 @@
 //! One channel's live subscribers. History lives in the replay store; this is only the fan-out side.
+//!
+//! A subscriber is reached one of two ways. By default, through its own bounded queue, which its
+//! stream's task reads. Or, while a lean-path HTTP/1.1 subscriber waits for events, *directly*: the
+//! channel keeps a short log of live events, and one of the hub's flushers (`flush.rs`) writes each
+//! direct subscriber's unseen part of it straight to the socket, once per round. The fan-out then does
+//! no per-subscriber work for direct subscribers at all (no queue lock, no reference count, no wake-up):
+//! profiling showed those three, paid per subscriber per event, as the top user-space costs.
+//!
+//! Every switch between the two ways happens under the channel lock (then the queue lock), and moves
+//! the events the subscriber has not seen from the log into its queue, in order, so nothing is lost
+//! or repeated.
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, IoSlice};
@@ -25,9 +36,21 @@ pub(crate) enum Frame {
 
 #[derive(Debug)]
 pub(crate) struct Handle {
-    pub(crate) tx: QueueTx,
+    tx: QueueTx,
     /// Set when the hub drops a slow subscriber: its stream ends without draining the queue.
-    pub(crate) kicked: Arc<AtomicBool>,
+    kicked: Arc<AtomicBool>,
+    /// The flusher that writes this subscriber, while one does.
+    direct: Option<usize>,
+}
+
+impl Handle {
+    pub(crate) fn new(tx: QueueTx, kicked: Arc<AtomicBool>) -> Handle {
+        Handle {
+            tx,
+            kicked,
+            direct: None,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -42,6 +65,117 @@ pub(crate) struct Channel {
 struct Subscribers {
     next: u64,
     map: HashMap<u64, Handle>,
+    /// Live events some direct subscriber may not have yet: `log[k]` has sequence `log_base + k`.
+    log: VecDeque<(Position, Bytes)>,
+    log_base: u64,
+    /// Per flusher (by index).
+    shards: Vec<Shard>,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Shard {
+    /// Direct subscribers it writes here.
+    count: usize,
+    /// This channel is on its list.
+    scheduled: bool,
+    /// Every direct subscriber of it has seen the log up to this sequence.
+    done: u64,
+}
+
+impl Subscribers {
+    fn head(&self) -> u64 {
+        self.log_base + self.log.len() as u64
+    }
+
+    fn shard(&mut self, i: usize) -> &mut Shard {
+        if self.shards.len() <= i {
+            self.shards.resize(i + 1, Shard::default());
+        }
+        &mut self.shards[i]
+    }
+
+    /// Drops log entries every direct subscriber has seen.
+    fn trim(&mut self) {
+        let head = self.head();
+        let keep_from = self
+            .shards
+            .iter()
+            .filter(|s| s.count > 0)
+            .map(|s| s.done)
+            .min()
+            .unwrap_or(head)
+            .clamp(self.log_base, head);
+        let n = (keep_from - self.log_base) as usize;
+        self.log.drain(..n);
+        self.log_base = keep_from;
+        if self.log.is_empty() && self.log.capacity() > KEEP_CAPACITY {
+            self.log = VecDeque::new();
+        }
+    }
+
+    /// The log from sequence `from` up to `until`, for a subscriber that saw everything up to
+    /// `seen_through`.
+    fn unseen(
+        &self,
+        from: u64,
+        until: u64,
+        seen_through: Option<Position>,
+    ) -> impl Iterator<Item = &(Position, Bytes)> {
+        let len = self.log.len();
+        let start = (from.saturating_sub(self.log_base) as usize).min(len);
+        let end = (until.saturating_sub(self.log_base) as usize).clamp(start, len);
+        self.log
+            .range(start..end)
+            .filter(move |(p, _)| seen_through.is_none_or(|s| *p > s))
+    }
+
+    /// Takes a direct subscriber back to its queue (under both locks): the part of the log it has not
+    /// seen goes in front of its queue, and its task gets the socket back (at once, or when the write
+    /// in progress ends).
+    fn detach(&mut self, handle: &mut Handle) {
+        let Some(i) = handle.direct.take() else {
+            return;
+        };
+        let mut state = handle.tx.0.lock();
+        let writing = state.direct.as_ref().is_some_and(|d| d.writing);
+        let waker = detach_locked(self, &mut state);
+        if let Some(direct) = state.direct.as_mut()
+            && writing
+        {
+            direct.deferred = true;
+        }
+        drop(state);
+        if !writing {
+            let shard = self.shard(i);
+            shard.count = shard.count.saturating_sub(1);
+        }
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+}
+
+/// [`Subscribers::detach`] with the queue already locked; returns the waker to call once unlocked.
+fn detach_locked(subs: &Subscribers, state: &mut QueueState) -> Option<Waker> {
+    let head = subs.head();
+    let direct = state.direct.as_mut()?;
+    if direct.writing {
+        // The flusher's write ends first; it then finishes the hand-back (`Channel::end_round`).
+        direct.leave = true;
+        direct.until.get_or_insert(head);
+        return None;
+    }
+    let (cursor, seen_through) = (direct.cursor, direct.seen_through);
+    let until = direct.until.unwrap_or(head);
+    let unseen: Vec<Frame> = subs
+        .unseen(cursor, until, seen_through)
+        .map(|(p, b)| Frame::Event(*p, b.clone()))
+        .collect();
+    for frame in unseen.into_iter().rev() {
+        state.frames.push_front(frame);
+    }
+    let last_write = direct.last_write;
+    hand_back(state, None, last_write)
 }
 
 impl Channel {
@@ -66,35 +200,36 @@ impl Channel {
     }
 
     pub(crate) fn remove(&self, id: u64) {
-        self.lock().map.remove(&id);
+        let mut subs = self.lock();
+        if let Some(mut handle) = subs.map.remove(&id) {
+            subs.detach(&mut handle);
+            subs.trim();
+        }
     }
 
     pub(crate) fn len(&self) -> usize {
         self.lock().map.len()
     }
 
-    /// Never waits: a full queue disconnects its subscriber instead of slowing the publisher.
-    /// Subscribers whose socket a flusher writes ([`QueueRx::enter_direct`]) are handed to their
-    /// flusher once per round, not woken one by one.
+    /// Never waits: a full queue disconnects its subscriber instead of slowing the publisher. Direct
+    /// subscribers cost nothing here: the event goes into the log once, and their flushers are
+    /// scheduled once per round.
     pub(crate) fn fan_out(
-        &self,
+        self: &Arc<Self>,
         position: Position,
         bytes: &Bytes,
         metrics: &Metrics,
         flushers: &Flushers,
     ) {
-        let mut dirty: Vec<Vec<Arc<Queue>>> = Vec::new();
         let mut subs = self.lock();
+        let mut direct = false;
         subs.map.retain(|_, h| {
+            if h.direct.is_some() {
+                direct = true;
+                return true;
+            }
             match h.tx.try_send(Frame::Event(position, bytes.clone())) {
-                Ok(None) => true,
-                Ok(Some(flusher)) => {
-                    if dirty.len() <= flusher {
-                        dirty.resize_with(flusher + 1, Vec::new);
-                    }
-                    dirty[flusher].push(h.tx.0.clone());
-                    true
-                }
+                Ok(()) => true,
                 Err(TrySendError::Full(_)) => {
                     h.kicked.store(true, Ordering::Release);
                     bump(&metrics.dropped_slow);
@@ -104,31 +239,247 @@ impl Channel {
                 Err(TrySendError::Closed(_)) => false,
             }
         });
-        drop(subs);
-        for (i, queues) in dirty.into_iter().enumerate() {
-            if !queues.is_empty() {
-                flushers.schedule(i, queues);
+        if !direct {
+            return;
+        }
+        subs.log.push_back((position, bytes.clone()));
+        let mut schedule = Vec::new();
+        for (i, shard) in subs.shards.iter_mut().enumerate() {
+            if shard.count > 0 && !shard.scheduled {
+                shard.scheduled = true;
+                schedule.push(i);
             }
         }
+        let capacity = subs
+            .map
+            .values()
+            .next()
+            .map_or(usize::MAX, |h| h.tx.0.capacity);
+        if subs.log.len() > capacity {
+            self.drop_laggards(&mut subs, capacity, metrics);
+        }
+        drop(subs);
+        for i in schedule {
+            flushers.schedule(i, self);
+        }
+    }
+
+    /// A flusher fell `capacity` events behind (its worker starved): its subscribers are as slow as
+    /// a full queue, and are disconnected the same way; they resume through replay.
+    fn drop_laggards(&self, subs: &mut Subscribers, capacity: usize, metrics: &Metrics) {
+        let threshold = subs.head().saturating_sub(capacity as u64);
+        let lagging: Vec<usize> = (0..subs.shards.len())
+            .filter(|&i| subs.shards[i].count > 0 && subs.shards[i].done < threshold)
+            .collect();
+        let ids: Vec<u64> = subs
+            .map
+            .iter()
+            .filter(|(_, h)| h.direct.is_some_and(|i| lagging.contains(&i)))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            if let Some(mut h) = subs.map.remove(&id) {
+                h.kicked.store(true, Ordering::Release);
+                bump(&metrics.dropped_slow);
+                subs.detach(&mut h);
+            }
+        }
+        tracing::info!(channel = %self.name, "disconnected subscribers of a flusher that fell behind");
+        subs.trim();
     }
 
     /// Ends every stream after what is already queued. Returns how many there were.
     pub(crate) fn close(&self) -> usize {
-        let drained: Vec<Handle> = self.lock().map.drain().map(|(_, h)| h).collect();
+        let mut subs = self.lock();
+        let mut drained: Vec<Handle> = subs.map.drain().map(|(_, h)| h).collect();
+        for h in &mut drained {
+            subs.detach(h);
+        }
+        subs.trim();
+        drop(subs);
         drained.len()
     }
 
     /// Ends every stream with a final frame (or at once when its queue is full).
     pub(crate) fn finish(&self, mut last: impl FnMut() -> Bytes) {
-        let drained: Vec<Handle> = self.lock().map.drain().map(|(_, h)| h).collect();
+        let mut subs = self.lock();
+        let mut drained: Vec<Handle> = subs.map.drain().map(|(_, h)| h).collect();
+        for h in &mut drained {
+            subs.detach(h);
+        }
+        subs.trim();
+        drop(subs);
         for h in drained {
             if h.tx.try_send(Frame::Final(last())).is_err() {
                 h.kicked.store(true, Ordering::Release);
             }
         }
     }
+
+    /// Lets flusher `flusher` write subscriber `id`'s live events straight to `sink`, if its queue is
+    /// empty and its stream goes on. Its task then waits in [`QueueRx::poll_handback`].
+    pub(crate) fn enter_direct(
+        &self,
+        id: u64,
+        rx: &QueueRx,
+        sink: Arc<dyn Sink>,
+        flusher: usize,
+        seen_through: Option<Position>,
+    ) -> bool {
+        let mut subs = self.lock();
+        let head = subs.head();
+        let Some(handle) = subs.map.get_mut(&id) else {
+            return false;
+        };
+        if handle.direct.is_some() {
+            return false;
+        }
+        {
+            let mut state = rx.0.lock();
+            if !state.frames.is_empty() || !state.sender_alive || state.direct.is_some() {
+                return false;
+            }
+            state.handback = None;
+            state.direct = Some(Box::new(Direct {
+                sink,
+                id,
+                cursor: head,
+                seen_through,
+                writing: false,
+                leave: false,
+                deferred: false,
+                until: None,
+                last_write: None,
+            }));
+        }
+        handle.direct = Some(flusher);
+        let shard = subs.shard(flusher);
+        if shard.count == 0 {
+            shard.done = head;
+        }
+        shard.count += 1;
+        true
+    }
+
+    /// Takes subscriber `id`'s socket back from its flusher (see [`Subscribers::detach`]).
+    pub(crate) fn leave_direct(&self, id: u64, rx: &QueueRx) {
+        let mut subs = self.lock();
+        let mut handle = subs.map.remove(&id);
+        match &mut handle {
+            Some(h) if h.direct.is_some() => subs.detach(h),
+            _ => {
+                // Already detached (closing, or a hand-back is on its way): nothing to move.
+                let state = rx.0.lock();
+                debug_assert!(state.direct.as_ref().is_none_or(|d| d.leave));
+            }
+        }
+        if let Some(h) = handle {
+            subs.map.insert(id, h);
+        }
+        subs.trim();
+    }
+
+    /// Starts a round of flusher `flusher` on this channel: every direct subscriber it writes here
+    /// gets the part of the log it has not seen, as one HTTP/1.1 chunk in one `writev`
+    /// ([`Round::write`]), written with no lock held; then [`Channel::end_round`]. `None` when it
+    /// has nobody to write here.
+    pub(crate) fn start_round(&self, flusher: usize) -> Option<Round> {
+        let mut subs = self.lock();
+        let head = subs.head();
+        let shard = subs.shard(flusher);
+        shard.scheduled = false;
+        if shard.count == 0 {
+            return None;
+        }
+        let from = shard.done;
+        // The events are shared `Bytes`: cloned once per round, not per subscriber.
+        let events: Vec<(Position, Bytes)> = subs.unseen(from, head, None).cloned().collect();
+        let queues: Vec<Arc<Queue>> = subs
+            .map
+            .values()
+            .filter(|h| h.direct == Some(flusher))
+            .map(|h| h.tx.0.clone())
+            .collect();
+        Some(Round {
+            queues,
+            events,
+            from,
+            head,
+        })
+    }
+
+    /// Ends a round: subscribers whose socket did not take their chunk whole (or whose task asked
+    /// for the socket meanwhile) go back to their queues, with the part of the log they have not
+    /// seen in front; then the log forgets what every direct subscriber has.
+    pub(crate) fn end_round(&self, flusher: usize, head: u64, handbacks: Vec<Arc<Queue>>) {
+        let mut subs = self.lock();
+        for queue in handbacks {
+            let mut state = queue.lock();
+            let Some((id, deferred)) = state.direct.as_ref().map(|d| (d.id, d.deferred)) else {
+                continue;
+            };
+            let waker = detach_locked(&subs, &mut state);
+            drop(state);
+            if let Some(w) = waker {
+                w.wake();
+            }
+            // Out of its flusher's count: now (a partial write), or as the channel deferred it.
+            let counted = match subs.map.get_mut(&id) {
+                Some(h) if h.direct == Some(flusher) => h.direct.take().is_some(),
+                _ => deferred,
+            };
+            if counted {
+                let shard = subs.shard(flusher);
+                shard.count = shard.count.saturating_sub(1);
+            }
+        }
+        let shard = subs.shard(flusher);
+        shard.done = shard.done.max(head);
+        subs.trim();
+    }
 }
 
+/// One flusher round on one channel (see [`Channel::start_round`]).
+pub(crate) struct Round {
+    /// The direct subscribers to write.
+    pub(crate) queues: Vec<Arc<Queue>>,
+    events: Vec<(Position, Bytes)>,
+    from: u64,
+    /// The log sequence the round writes up to.
+    pub(crate) head: u64,
+}
+
+impl Round {
+    /// Whether there is anything to write.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.events.is_empty()
+    }
+
+    /// The chunk for a subscriber that needs every event of the round: built once, written to most.
+    /// `buf` holds its size line.
+    pub(crate) fn chunk<'a>(&'a self, buf: &'a mut [u8; 20]) -> Vec<IoSlice<'a>> {
+        let total: usize = self.events.iter().map(|(_, b)| b.len()).sum();
+        let mut slices = Vec::with_capacity(self.events.len() + 2);
+        slices.push(IoSlice::new(chunk_head(total, buf)));
+        slices.extend(self.events.iter().map(|(_, b)| IoSlice::new(b)));
+        slices.push(IoSlice::new(b"\r\n"));
+        slices
+    }
+
+    /// Writes one subscriber's part of the round; `chunk` is [`Round::chunk`].
+    pub(crate) fn write(&self, queue: &Queue, chunk: &[IoSlice<'_>], now: Instant) -> Wrote {
+        queue.write_direct(&self.events, self.from, self.head, chunk, now)
+    }
+}
+
+/// What a flusher's write did for one subscriber.
+pub(crate) enum Wrote {
+    Events(u64),
+    Nothing,
+    /// The socket goes back to the task (partial write, or the task asked for it meanwhile), after
+    /// delivering this many events.
+    HandBack(u64),
+}
 /// A subscriber's bounded queue (publisher side). Dropping it ends the stream after what is queued.
 ///
 /// Why not `tokio::sync::mpsc`: its bounded channel allocates a 32-slot block per subscriber up front
@@ -161,23 +512,25 @@ struct QueueState {
     handback: Option<Handback>,
 }
 
-/// A subscriber whose live events a flusher writes straight to its socket (HTTP/1.1 chunks), so the
-/// subscriber's own task sleeps until something only it can do: a heartbeat, an expiry, the end.
-///
-/// Why: with thousands of subscribers, waking one task per subscriber per event (schedule, poll,
-/// queue, `writev`) costs more user-space time than the write itself; a flusher walks the subscribers
-/// that have something new and writes each one's whole backlog in one `writev`.
+/// A direct subscriber (see the module docs): its socket, and how far into its channel's log it is.
 struct Direct {
     sink: Arc<dyn Sink>,
-    flusher: usize,
+    /// Its id in the channel.
+    id: u64,
+    /// The next log sequence it has not been written.
+    cursor: u64,
     /// Live events at or before this were replayed already.
     seen_through: Option<Position>,
-    /// On its flusher's list for the next round.
-    scheduled: bool,
-    /// A flusher is writing (outside the lock, so that publishers never wait for a syscall).
+    /// A flusher is writing (outside every lock, so that publishers never wait for a syscall).
     writing: bool,
     /// The socket must go back to the task once the write in progress ends.
     leave: bool,
+    /// Set with `leave` by the channel: it took the subscriber out of its flusher's count but the
+    /// write in progress still counts, until the flusher ends the hand-back.
+    deferred: bool,
+    /// With `leave`: the log sequence the channel stopped logging for it (later events went to
+    /// its queue), so the hand-back moves only the log before it.
+    until: Option<u64>,
     /// When a flusher last wrote (the heartbeat counts idle time from it).
     last_write: Option<Instant>,
 }
@@ -185,8 +538,9 @@ struct Direct {
 impl std::fmt::Debug for Direct {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Direct")
-            .field("flusher", &self.flusher)
-            .field("scheduled", &self.scheduled)
+            .field("id", &self.id)
+            .field("cursor", &self.cursor)
+            .field("writing", &self.writing)
             .finish_non_exhaustive()
     }
 }
@@ -221,62 +575,71 @@ impl Queue {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// One flusher round for this subscriber: writes every queued event as one HTTP/1.1 chunk with
-    /// one `writev`. The lock is not held during the write (publishers would wait for the syscall);
-    /// `writing` keeps the task from taking the socket back meanwhile. Anything the socket does not
-    /// take at once goes back to the task, which waits for the socket to drain; a full queue then
-    /// disconnects the subscriber as usual. Returns the events delivered.
-    pub(crate) fn flush(&self, now: Instant, scratch: &mut Vec<(Position, Bytes)>) -> u64 {
+    /// A flusher's write to this direct subscriber: `events` are the log from sequence `from` to
+    /// `head`, `common` their chunk for a subscriber that needs all of them. The socket is written
+    /// with no lock held; `writing` keeps the task from taking it back meanwhile.
+    fn write_direct(
+        &self,
+        events: &[(Position, Bytes)],
+        from: u64,
+        head: u64,
+        common: &[IoSlice<'_>],
+        now: Instant,
+    ) -> Wrote {
         let mut state = self.lock();
-        let QueueState { frames, direct, .. } = &mut *state;
-        let Some(direct) = direct.as_mut() else {
-            return 0;
+        let Some(direct) = state.direct.as_mut() else {
+            return Wrote::Nothing;
         };
-        direct.scheduled = false;
-        if direct.writing {
-            return 0;
+        if direct.writing || direct.cursor >= head {
+            return Wrote::Nothing;
         }
+        let skip = direct.cursor.saturating_sub(from) as usize;
         let seen_through = direct.seen_through;
-        scratch.clear();
-        while let Some(frame) = frames.pop_front() {
-            match frame {
-                Frame::Event(position, _) if seen_through.is_some_and(|s| position <= s) => {}
-                Frame::Event(position, bytes) => scratch.push((position, bytes)),
-                Frame::Final(bytes) => {
-                    // Never queued in direct mode (see `try_send`); the task writes it.
-                    frames.push_front(Frame::Final(bytes));
-                    break;
-                }
-            }
-        }
-        if scratch.is_empty() {
-            return 0;
-        }
         direct.writing = true;
         let sink = direct.sink.clone();
         drop(state);
 
-        let total: usize = scratch.iter().map(|(_, b)| b.len()).sum();
-        let mut head_buf = [0u8; 20];
-        let head = chunk_head(total, &mut head_buf);
-        let len = head.len() + total + 2;
-        let mut slices = Vec::with_capacity(scratch.len() + 2);
-        slices.push(IoSlice::new(head));
-        slices.extend(scratch.iter().map(|(_, b)| IoSlice::new(b)));
-        slices.push(IoSlice::new(b"\r\n"));
-        let written = match sink.try_write_vectored(&slices) {
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
-            Err(e) => {
-                // The task sees the same error on its next write and ends the stream.
-                tracing::debug!(error = %e, "direct write failed; handing the subscriber back");
-                0
+        // Rarely (it joined mid-round, or resumed over live events): its own slice of the log.
+        let own: Vec<&Bytes>;
+        let mut own_head = [0u8; 20];
+        let mut own_slices = Vec::new();
+        let slices = if skip == 0 && seen_through.is_none() {
+            common
+        } else {
+            own = events
+                .get(skip..)
+                .unwrap_or_default()
+                .iter()
+                .filter(|(p, _)| seen_through.is_none_or(|s| *p > s))
+                .map(|(_, b)| b)
+                .collect();
+            if !own.is_empty() {
+                let total = own.iter().map(|b| b.len()).sum();
+                own_slices.push(IoSlice::new(chunk_head(total, &mut own_head)));
+                own_slices.extend(own.iter().map(|b| IoSlice::new(b)));
+                own_slices.push(IoSlice::new(b"\r\n"));
+            }
+            &own_slices[..]
+        };
+        let count = slices.len().saturating_sub(2) as u64;
+        let len: usize = slices.iter().map(|s| s.len()).sum();
+        let written = if len == 0 {
+            0
+        } else {
+            match sink.try_write_vectored(slices) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+                Err(e) => {
+                    // The task sees the same error on its next write and ends the stream.
+                    tracing::debug!(error = %e, "direct write failed; handing the subscriber back");
+                    0
+                }
             }
         };
         let raw = (written > 0 && written < len).then(|| {
             let mut rest = BytesMut::with_capacity(len - written);
             let mut skip = written;
-            for s in &slices {
+            for s in slices {
                 if skip >= s.len() {
                     skip -= s.len();
                 } else {
@@ -286,39 +649,37 @@ impl Queue {
             }
             rest.freeze()
         });
-        drop(slices);
         drop(sink);
 
         let mut state = self.lock();
-        let QueueState { frames, direct, .. } = &mut *state;
-        let Some(d) = direct.as_mut() else {
-            // The subscriber is gone.
-            scratch.clear();
-            return 0;
+        let Some(direct) = state.direct.as_mut() else {
+            return Wrote::Nothing;
         };
-        d.writing = false;
+        direct.writing = false;
+        if written > 0 || len == 0 {
+            // Written (whole or in part: the rest travels as `raw`), or all filtered out.
+            direct.cursor = head;
+        }
         if written > 0 {
-            d.last_write = Some(now);
+            direct.last_write = Some(now);
         }
-        let delivered = if written > 0 { scratch.len() as u64 } else { 0 };
-        if written == 0 {
-            // Nothing went out: the events go back in front, in order, for the task to write.
-            for (position, bytes) in scratch.drain(..).rev() {
-                frames.push_front(Frame::Event(position, bytes));
-            }
+        let delivered = if written > 0 { count } else { 0 };
+        if written == len && !direct.leave {
+            return if delivered > 0 {
+                Wrote::Events(delivered)
+            } else {
+                Wrote::Nothing
+            };
         }
-        scratch.clear();
-        let waker = if written == len && !d.leave {
-            None
-        } else {
-            let last_write = d.last_write;
-            hand_back(&mut state, raw, last_write)
-        };
-        drop(state);
-        if let Some(w) = waker {
-            w.wake();
+        // Partial, nothing taken, or the task asked for its socket: the channel finishes the
+        // hand-back under its lock (`Channel::end_round`); keep the unwritten bytes for the task.
+        if let Some(raw) = raw {
+            state.handback = Some(Handback {
+                raw: Some(raw),
+                last_write: Some(now),
+            });
         }
-        delivered
+        Wrote::HandBack(delivered)
     }
 }
 
@@ -339,36 +700,25 @@ fn chunk_head(len: usize, buf: &mut [u8; 20]) -> &[u8] {
     &buf[i..]
 }
 
-/// Asks for the socket back: at once, or when the flusher's write in progress ends.
-fn release(state: &mut QueueState) -> Option<Waker> {
-    match state.direct.as_mut() {
-        Some(direct) if direct.writing => {
-            direct.leave = true;
-            None
-        }
-        Some(direct) => {
-            let last_write = direct.last_write;
-            hand_back(state, None, last_write)
-        }
-        None => state.waker.take(),
-    }
-}
-
-/// Gives the socket back to the task; returns the waker to call once the lock is released.
+/// Gives the socket back to the task; returns the waker to call once the lock is released. Bytes a
+/// partial write left (already in `handback`) are kept.
 fn hand_back(
     state: &mut QueueState,
     raw: Option<Bytes>,
     last_write: Option<Instant>,
 ) -> Option<Waker> {
     state.direct = None;
-    state.handback = Some(Handback { raw, last_write });
+    let previous = state.handback.take().unwrap_or_default();
+    state.handback = Some(Handback {
+        raw: raw.or(previous.raw),
+        last_write: last_write.max(previous.last_write),
+    });
     state.waker.take()
 }
 
 impl QueueTx {
-    /// Queues `frame` without waiting. `Ok(Some(flusher))`: the subscriber is written by that flusher
-    /// and now has something new; the caller schedules it (once per round, see [`Channel::fan_out`]).
-    pub(crate) fn try_send(&self, frame: Frame) -> Result<Option<usize>, TrySendError<Frame>> {
+    /// Queues `frame` without waiting.
+    pub(crate) fn try_send(&self, frame: Frame) -> Result<(), TrySendError<Frame>> {
         let mut state = self.0.lock();
         if !state.receiver_alive {
             return Err(TrySendError::Closed(frame));
@@ -376,23 +726,18 @@ impl QueueTx {
         if state.frames.len() >= self.0.capacity {
             return Err(TrySendError::Full(frame));
         }
-        let last = matches!(frame, Frame::Final(_));
         state.frames.push_back(frame);
-        let waker = match state.direct.as_mut() {
-            Some(direct) if !last => {
-                if direct.scheduled {
-                    return Ok(None);
-                }
-                direct.scheduled = true;
-                return Ok(Some(direct.flusher));
-            }
-            _ => release(&mut state),
+        // A direct subscriber's task is woken by the hand-back, after the flusher's write.
+        let waker = if state.direct.is_some() {
+            None
+        } else {
+            state.waker.take()
         };
         drop(state);
         if let Some(w) = waker {
             w.wake();
         }
-        Ok(None)
+        Ok(())
     }
 }
 
@@ -400,7 +745,18 @@ impl Drop for QueueTx {
     fn drop(&mut self) {
         let mut state = self.0.lock();
         state.sender_alive = false;
-        let waker = release(&mut state);
+        // The channel detached it first (`Subscribers::detach`) unless it is ending anyway.
+        let waker = match state.direct.as_mut() {
+            Some(direct) if direct.writing => {
+                direct.leave = true;
+                None
+            }
+            Some(direct) => {
+                let last_write = direct.last_write;
+                hand_back(&mut state, None, last_write)
+            }
+            None => state.waker.take(),
+        };
         drop(state);
         if let Some(w) = waker {
             w.wake();
@@ -431,41 +787,10 @@ impl QueueRx {
         }
         Poll::Pending
     }
-}
 
-impl QueueRx {
-    /// Lets flusher `flusher` write live events straight to `sink` from now on, if nothing is queued
-    /// and the stream goes on. The task then waits in [`QueueRx::poll_handback`].
-    pub(crate) fn enter_direct(
-        &mut self,
-        sink: Arc<dyn Sink>,
-        flusher: usize,
-        seen_through: Option<Position>,
-    ) -> bool {
+    /// Ready once the socket is back with the task (see [`Channel::leave_direct`]).
+    pub(crate) fn poll_handback(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         let mut state = self.0.lock();
-        if !state.frames.is_empty() || !state.sender_alive || state.direct.is_some() {
-            return false;
-        }
-        state.handback = None;
-        state.direct = Some(Box::new(Direct {
-            sink,
-            flusher,
-            seen_through,
-            scheduled: false,
-            writing: false,
-            leave: false,
-            last_write: None,
-        }));
-        true
-    }
-
-    /// Ready once the socket is back with the task: a flusher handed it back (backpressure, the end
-    /// of the stream), or `take` asked for it and no write was in progress (or it has ended).
-    pub(crate) fn poll_handback(&mut self, cx: &mut Context<'_>, take: bool) -> Poll<()> {
-        let mut state = self.0.lock();
-        if take {
-            let _ = release(&mut state);
-        }
         if state.direct.is_none() {
             return Poll::Ready(());
         }
@@ -490,7 +815,7 @@ impl Drop for QueueRx {
         state.receiver_alive = false;
         state.waker = None;
         let frames = std::mem::take(&mut state.frames);
-        // The socket closes with its task, not when a flusher's list lets go of the queue.
+        // The socket closes with its task, not when a flusher's snapshot lets go of the queue.
         let direct = state.direct.take();
         let handback = state.handback.take();
         drop(state);
@@ -542,7 +867,7 @@ mod queue_tests {
         let mut cx = Context::from_waker(&waker);
         let (tx, mut rx) = queue(2);
         assert!(rx.poll_recv(&mut cx).is_pending());
-        assert_eq!(tx.try_send(ev(1)).unwrap(), None);
+        tx.try_send(ev(1)).unwrap();
         tx.try_send(ev(2)).unwrap();
         assert!(matches!(tx.try_send(ev(3)), Err(TrySendError::Full(_))));
         assert_eq!(

@@ -4,20 +4,20 @@
 //! event. Waking its task for every event (schedule it, poll its stream, pop its queue, then `writev`)
 //! costs more user-space time than the write, and touches a dozen cold cache lines per subscriber. So,
 //! once such a task has nothing queued, it lends its socket to a flusher
-//! ([`QueueRx::enter_direct`](crate::channel::QueueRx::enter_direct)): the fan-out then only queues
-//! the event and puts the subscriber on its flusher's list (once per round, not per event), and the
-//! flusher writes every subscriber's whole backlog in one `writev` each. Rounds batch by themselves:
-//! whatever is published during a round goes out in the next one. Under load (a round that took 1 ms
-//! or more), a flusher also rests twice as long as the round took, at most
-//! [`HubBuilder::coalesce`](crate::HubBuilder::coalesce) (10 ms by default), before the next: more
-//! events per `writev` and fewer `writev`s, the system call and TCP segment being what a delivery
-//! costs. The fan-out benchmark measured about 40 % less CPU per delivered event with it at 1,000
-//! subscribers, and no worse latency, since the writes it saves are what delayed events before.
+//! ([`Channel::enter_direct`](crate::channel::Channel::enter_direct)). The fan-out then appends the
+//! event to the channel's log once and puts the channel on the flusher's list once per round; the
+//! flusher writes each of its subscribers the part of the log it has not seen, as one chunk in one
+//! `writev`. Rounds batch by themselves: whatever is published during a round goes out in the next
+//! one. Under load (a round that took 1 ms or more), a flusher also rests twice as long as the round
+//! took, at most [`HubBuilder::coalesce`](crate::HubBuilder::coalesce) (5 ms by default), before
+//! the next: more events per `writev` and fewer `writev`s, the system call and TCP segment being
+//! what a delivery costs.
 //!
 //! The task takes its socket back for anything only it can do (a heartbeat, an expiry, the last
 //! bytes), and a flusher hands it back whenever the socket does not take a write whole, so a slow
 //! subscriber is never written by a flusher twice: its task waits for the socket, and a full queue
-//! disconnects it as before.
+//! disconnects it as before. Either way the events it has not seen move from the log to the front of
+//! its queue, under the channel's lock, so none is lost or repeated.
 
 use std::io::{self, IoSlice};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -28,7 +28,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::channel::Queue;
+use crate::channel::{Channel, Wrote};
 
 /// Subscribers written per flusher before it lets other tasks on its worker run.
 const YIELD_EVERY: usize = 256;
@@ -47,6 +47,9 @@ impl Sink for tokio::net::TcpStream {
     }
 }
 
+/// Called after a round on a channel that has no subscribers left (the hub then forgets it).
+type OnIdle = Box<dyn Fn(&Arc<Channel>) + Send + Sync>;
+
 /// A hub's flushers. Their tasks start on first use, on the runtime of the task that needs them.
 pub(crate) struct Flushers {
     flushers: Vec<Arc<Flusher>>,
@@ -62,8 +65,9 @@ impl std::fmt::Debug for Flushers {
 }
 
 struct Flusher {
-    /// Subscribers with something new since their last round.
-    pending: Mutex<Vec<Arc<Queue>>>,
+    /// Channels with something new for this flusher's subscribers.
+    pending: Mutex<Vec<Arc<Channel>>>,
+    on_idle: std::sync::OnceLock<OnIdle>,
     wake: Notify,
     closed: AtomicBool,
     delivered: Arc<AtomicU64>,
@@ -84,6 +88,7 @@ impl Flushers {
                 .map(|_| {
                     Arc::new(Flusher {
                         pending: Mutex::new(Vec::new()),
+                        on_idle: std::sync::OnceLock::new(),
                         wake: Notify::new(),
                         closed: AtomicBool::new(false),
                         delivered: delivered.clone(),
@@ -103,23 +108,27 @@ impl Flushers {
         if slot.as_ref().is_none_or(JoinHandle::is_finished) {
             // First use, or the runtime it ran on is gone (a hub can outlive a runtime in tests).
             let runtime = tokio::runtime::Handle::try_current().ok()?;
-            *slot = Some(runtime.spawn(run(self.flushers[i].clone())));
+            *slot = Some(runtime.spawn(run(i, self.flushers[i].clone())));
         }
         Some(i)
     }
 
-    /// Puts subscribers with new events on flusher `i`'s list.
-    pub(crate) fn schedule(&self, i: usize, mut queues: Vec<Arc<Queue>>) {
+    /// Sets what to do with a channel whose last subscriber left while a flusher held it (a flusher
+    /// holding it keeps the hub from forgetting it then).
+    pub(crate) fn on_idle(&self, f: impl Fn(&Arc<Channel>) + Send + Sync + Clone + 'static) {
+        for flusher in &self.flushers {
+            let _ = flusher.on_idle.set(Box::new(f.clone()));
+        }
+    }
+
+    /// Puts `channel` on flusher `i`'s list (the channel makes sure it is there at most once).
+    pub(crate) fn schedule(&self, i: usize, channel: &Arc<Channel>) {
         let Some(flusher) = self.flushers.get(i) else {
             return;
         };
         let mut pending = lock(&flusher.pending);
         let idle = pending.is_empty();
-        if idle {
-            std::mem::swap(&mut *pending, &mut queues);
-        } else {
-            pending.append(&mut queues);
-        }
+        pending.push(channel.clone());
         drop(pending);
         if idle {
             flusher.wake.notify_one();
@@ -136,8 +145,36 @@ impl Drop for Flushers {
     }
 }
 
-async fn run(flusher: Arc<Flusher>) {
-    let mut scratch = Vec::new();
+/// One round on one channel: its subscribers in slices of [`YIELD_EVERY`], letting the worker's
+/// other tasks run in between (a round over thousands of sockets takes milliseconds).
+async fn flush_channel(index: usize, channel: &Arc<Channel>, now: Instant) -> u64 {
+    let Some(round) = channel.start_round(index) else {
+        return 0;
+    };
+    let mut delivered = 0;
+    let mut handbacks = Vec::new();
+    if !round.is_empty() {
+        let mut buf = [0u8; 20];
+        let chunk = round.chunk(&mut buf);
+        for (i, queue) in round.queues.iter().enumerate() {
+            match round.write(queue, &chunk, now) {
+                Wrote::Events(n) => delivered += n,
+                Wrote::Nothing => {}
+                Wrote::HandBack(n) => {
+                    delivered += n;
+                    handbacks.push(queue.clone());
+                }
+            }
+            if i % YIELD_EVERY == YIELD_EVERY - 1 {
+                tokio::task::yield_now().await;
+            }
+        }
+    }
+    channel.end_round(index, round.head, handbacks);
+    delivered
+}
+
+async fn run(index: usize, flusher: Arc<Flusher>) {
     let mut last_round: Option<(Instant, Duration)> = None;
     loop {
         if lock(&flusher.pending).is_empty() {
@@ -159,10 +196,12 @@ async fn run(flusher: Arc<Flusher>) {
         let round = std::mem::take(&mut *lock(&flusher.pending));
         let now = Instant::now();
         let mut delivered = 0;
-        for (i, queue) in round.into_iter().enumerate() {
-            delivered += queue.flush(now, &mut scratch);
-            if i % YIELD_EVERY == YIELD_EVERY - 1 {
-                tokio::task::yield_now().await;
+        for channel in round {
+            delivered += flush_channel(index, &channel, now).await;
+            if channel.len() == 0
+                && let Some(f) = flusher.on_idle.get()
+            {
+                f(&channel);
             }
         }
         flusher.delivered.fetch_add(delivered, Ordering::Relaxed);

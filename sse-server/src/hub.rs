@@ -208,6 +208,12 @@ impl Hub {
                 gate: tokio::sync::RwLock::new(()),
             }),
         };
+        let weak = Arc::downgrade(&hub.inner);
+        hub.inner.flushers.on_idle(move |ch: &Arc<Channel>| {
+            if let Some(inner) = weak.upgrade() {
+                inner.release(ch);
+            }
+        });
         if let Some(live) = live {
             let inner = Arc::downgrade(&hub.inner);
             live.attach(Arc::new(move |channel: &str, item: Live| {
@@ -420,13 +426,9 @@ impl Hub {
         // queued, whatever was published before is in the window, and duplicates are skipped by position.
         let (tx, rx) = crate::channel::queue(config.queue_size);
         let kicked = Arc::new(AtomicBool::new(false));
-        let (ch, id) = self.inner.register(
-            channel,
-            Handle {
-                tx,
-                kicked: kicked.clone(),
-            },
-        )?;
+        let (ch, id) = self
+            .inner
+            .register(channel, Handle::new(tx, kicked.clone()))?;
         let metrics = &self.inner.metrics;
         metrics.connections.fetch_add(1, Ordering::Relaxed);
         bump(&metrics.connections_total);

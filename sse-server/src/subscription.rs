@@ -185,7 +185,9 @@ impl Subscription {
         let Some(flusher) = self.guard.hub.flushers.pick(self.guard.id) else {
             return false;
         };
-        self.rx.enter_direct(sink, flusher, self.seen_through)
+        self.guard
+            .channel
+            .enter_direct(self.guard.id, &self.rx, sink, flusher, self.seen_through)
     }
 
     /// While a flusher has the socket: ready when the task must take it back (a heartbeat or expiry
@@ -202,7 +204,10 @@ impl Subscription {
         {
             take = true;
         }
-        self.rx.poll_handback(cx, take)
+        if take {
+            self.guard.channel.leave_direct(self.guard.id, &self.rx);
+        }
+        self.rx.poll_handback(cx)
     }
 
     /// Once [`Subscription::poll_direct`] is ready: the socket is back. Returns bytes of a chunk the

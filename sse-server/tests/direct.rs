@@ -120,3 +120,65 @@ async fn heartbeats_only_when_idle_while_a_flusher_writes() {
     );
     server.stop().await;
 }
+
+/// Everything at once, to shake the hand-overs between flushers and tasks: a heartbeat every 20 ms
+/// makes every task take its socket back (often while a flusher is writing it) and lend it again;
+/// some readers pause long enough for partial writes; events come in bursts. Every subscriber must
+/// still get every event exactly once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_event_exactly_once_through_heartbeats_pauses_and_bursts() {
+    let server = TestServer::start(
+        Hub::builder()
+            .heartbeat(Some(Duration::from_millis(20)))
+            .queue_size(100_000)
+            .retry(None),
+    )
+    .await;
+    const SUBS: usize = 12;
+    const EVENTS: usize = 3000;
+    let mut readers = Vec::new();
+    for _ in 0..SUBS {
+        readers.push(Reader::open(&client(), &server.url("/events/s"), None).await);
+    }
+    wait_for_subscribers(&server, "s", SUBS).await;
+    let padding = "p".repeat(2048);
+    let tasks: Vec<_> = readers
+        .into_iter()
+        .enumerate()
+        .map(|(k, mut reader)| {
+            let padding = padding.clone();
+            tokio::spawn(async move {
+                for i in 0..EVENTS {
+                    // A third of the readers pause now and then, long enough to fill buffers.
+                    if k % 3 == 0 && i % 700 == 350 {
+                        tokio::time::sleep(Duration::from_millis(150)).await;
+                    }
+                    let m = reader.message().await.expect("stream ended early");
+                    assert_eq!(
+                        m.data,
+                        format!("{i} {padding}"),
+                        "subscriber {k}: event {i} missing, repeated or out of order"
+                    );
+                }
+            })
+        })
+        .collect();
+    for i in 0..EVENTS {
+        server
+            .hub
+            .publish("s", Event::message(format!("{i} {padding}")))
+            .await
+            .unwrap();
+        if i % 100 == 99 {
+            tokio::time::sleep(Duration::from_millis(7)).await;
+        }
+    }
+    for t in tasks {
+        tokio::time::timeout(WAIT * 3, t)
+            .await
+            .expect("a subscriber stalled")
+            .unwrap();
+    }
+    assert_eq!(server.hub.metrics().dropped_subscribers(), 0);
+    server.stop().await;
+}

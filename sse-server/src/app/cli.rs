@@ -136,7 +136,7 @@ pub(crate) struct Args {
 
     /// Write coalescing under load, in milliseconds: the longest pause between two write rounds when a
     /// round took 1 ms or more (0 turns it off). Fewer, larger writes for at most this much latency.
-    #[arg(long, env = "SSE_COALESCE_MS", default_value_t = 10, value_name = "MS")]
+    #[arg(long, env = "SSE_COALESCE_MS", default_value_t = 5, value_name = "MS")]
     pub(crate) coalesce_ms: u64,
 
     /// Do not tick the clock on the `demo` channel.
