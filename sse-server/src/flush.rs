@@ -32,6 +32,8 @@ use crate::channel::{Channel, Wrote};
 
 /// Subscribers written per flusher before it lets other tasks on its worker run.
 const YIELD_EVERY: usize = 256;
+/// Channels a round goes through between two such pauses.
+const YIELD_CHANNELS: usize = 64;
 /// Rounds shorter than this are never followed by a pause (tokio's timer has 1 ms resolution).
 const MIN_ROUND: Duration = Duration::from_millis(1);
 
@@ -196,12 +198,16 @@ async fn run(index: usize, flusher: Arc<Flusher>) {
         let round = std::mem::take(&mut *lock(&flusher.pending));
         let now = Instant::now();
         let mut delivered = 0;
-        for channel in round {
+        for (i, channel) in round.into_iter().enumerate() {
             delivered += flush_channel(index, &channel, now).await;
             if channel.len() == 0
                 && let Some(f) = flusher.on_idle.get()
             {
                 f(&channel);
+            }
+            // Many small channels: let the worker's other tasks run now and then too.
+            if i % YIELD_CHANNELS == YIELD_CHANNELS - 1 {
+                tokio::task::yield_now().await;
             }
         }
         flusher.delivered.fetch_add(delivered, Ordering::Relaxed);

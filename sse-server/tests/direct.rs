@@ -182,3 +182,56 @@ async fn every_event_exactly_once_through_heartbeats_pauses_and_bursts() {
     assert_eq!(server.hub.metrics().dropped_subscribers(), 0);
     server.stop().await;
 }
+
+/// Many channels with a few subscribers each share the flushers: every subscriber gets exactly its
+/// channel's events, in order, and leaving unregisters everyone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_small_channels_share_the_flushers() {
+    let server = TestServer::start(Hub::builder().retry(None)).await;
+    const CHANNELS: usize = 60;
+    const PER_CHANNEL: usize = 2;
+    const EVENTS: usize = 30;
+    let http = client();
+    let mut readers = Vec::new();
+    for c in 0..CHANNELS {
+        for _ in 0..PER_CHANNEL {
+            readers.push((
+                c,
+                Reader::open(&http, &server.url(&format!("/events/c{c}")), None).await,
+            ));
+        }
+    }
+    for c in 0..CHANNELS {
+        wait_for_subscribers(&server, &format!("c{c}"), PER_CHANNEL).await;
+    }
+    for i in 0..EVENTS {
+        for c in 0..CHANNELS {
+            server
+                .hub
+                .publish(&format!("c{c}"), Event::message(format!("c{c} {i}")))
+                .await
+                .unwrap();
+        }
+    }
+    for (c, reader) in &mut readers {
+        for i in 0..EVENTS {
+            assert_eq!(reader.message().await.unwrap().data, format!("c{c} {i}"));
+        }
+    }
+    drop(readers);
+    tokio::time::timeout(WAIT, async {
+        while server
+            .hub
+            .channels()
+            .await
+            .unwrap()
+            .iter()
+            .any(|c| c.subscribers > 0)
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("every subscriber unregistered");
+    server.stop().await;
+}
