@@ -255,6 +255,13 @@ impl Channel {
             .values()
             .next()
             .map_or(usize::MAX, |h| h.tx.0.capacity);
+        let hurry: Vec<usize> = if subs.log.len().saturating_mul(2) >= capacity {
+            (0..subs.shards.len())
+                .filter(|&i| subs.shards[i].count > 0)
+                .collect()
+        } else {
+            Vec::new()
+        };
         if subs.log.len() > capacity {
             self.drop_laggards(&mut subs, capacity, metrics);
         }
@@ -262,10 +269,14 @@ impl Channel {
         for i in schedule {
             flushers.schedule(i, self);
         }
+        for i in hurry {
+            flushers.hurry(i);
+        }
     }
 
-    /// A flusher fell `capacity` events behind (its worker starved): its subscribers are as slow as
-    /// a full queue, and are disconnected the same way; they resume through replay.
+    /// A flusher fell `capacity` events behind (its worker starved): the subscribers it has not
+    /// written that far are as slow as a full queue, and are disconnected the same way; they resume
+    /// through replay.
     fn drop_laggards(&self, subs: &mut Subscribers, capacity: usize, metrics: &Metrics) {
         let threshold = subs.head().saturating_sub(capacity as u64);
         let lagging: Vec<usize> = (0..subs.shards.len())
@@ -277,14 +288,25 @@ impl Channel {
             .filter(|(_, h)| h.direct.is_some_and(|i| lagging.contains(&i)))
             .map(|(id, _)| *id)
             .collect();
+        let mut dropped = 0usize;
         for id in ids {
-            if let Some(mut h) = subs.map.remove(&id) {
+            let behind = subs.map.get(&id).is_some_and(|h| {
+                h.tx.0
+                    .lock()
+                    .direct
+                    .as_ref()
+                    .is_some_and(|d| d.cursor < threshold)
+            });
+            if behind && let Some(mut h) = subs.map.remove(&id) {
                 h.kicked.store(true, Ordering::Release);
                 bump(&metrics.dropped_slow);
                 subs.detach(&mut h);
+                dropped += 1;
             }
         }
-        tracing::info!(channel = %self.name, "disconnected subscribers of a flusher that fell behind");
+        if dropped > 0 {
+            tracing::info!(channel = %self.name, dropped, "disconnected subscribers a flusher fell a queue behind");
+        }
         subs.trim();
     }
 
@@ -890,5 +912,257 @@ mod queue_tests {
         let (tx, rx) = queue(2);
         drop(rx);
         assert!(matches!(tx.try_send(ev(1)), Err(TrySendError::Closed(_))));
+    }
+}
+
+#[cfg(test)]
+mod direct_tests {
+    use std::sync::atomic::AtomicU64;
+    use std::sync::{Arc, Mutex};
+    use std::task::{Context, Poll, Wake, Waker};
+    use std::time::Duration;
+
+    use super::*;
+
+    /// A socket stand-in: takes at most `accept` bytes per write (`WouldBlock` at 0), and can run
+    /// something in the middle of a write, when the flusher holds no lock.
+    #[derive(Default)]
+    struct FakeSink {
+        accept: Mutex<usize>,
+        got: Mutex<Vec<u8>>,
+        during: Mutex<Option<Box<dyn FnOnce() + Send>>>,
+    }
+
+    impl Sink for FakeSink {
+        fn try_write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+            if let Some(f) = self.during.lock().unwrap().take() {
+                f();
+            }
+            let mut accept = self.accept.lock().unwrap();
+            if *accept == 0 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            let mut got = self.got.lock().unwrap();
+            let mut n = 0;
+            for b in bufs {
+                let take = b.len().min(*accept - n);
+                got.extend_from_slice(&b[..take]);
+                n += take;
+            }
+            *accept -= n;
+            Ok(n)
+        }
+    }
+
+    struct Noop;
+    impl Wake for Noop {
+        fn wake(self: Arc<Self>) {}
+    }
+
+    struct Fixture {
+        ch: Arc<Channel>,
+        flushers: Flushers,
+        metrics: Metrics,
+        next: u64,
+    }
+
+    impl Fixture {
+        fn new() -> Fixture {
+            Fixture {
+                ch: Arc::new(Channel::new(Arc::from("t"))),
+                flushers: Flushers::new(Arc::new(AtomicU64::new(0)), Duration::ZERO),
+                metrics: Metrics::default(),
+                next: 0,
+            }
+        }
+
+        fn publish(&mut self, data: &str) -> Bytes {
+            self.next += 1;
+            let bytes = Bytes::from(format!("data: {data}\n\n"));
+            let position = Position::new(1, self.next);
+            self.ch
+                .fan_out(position, &bytes, &self.metrics, &self.flushers);
+            bytes
+        }
+
+        /// One whole flusher round (flusher 0); returns what it delivered.
+        fn round(&self) -> u64 {
+            let Some(round) = self.ch.start_round(0) else {
+                return 0;
+            };
+            let mut delivered = 0;
+            let mut handbacks = Vec::new();
+            let mut buf = [0u8; 20];
+            let chunk = round.chunk(&mut buf);
+            for q in &round.queues {
+                match round.write(q, &chunk, Instant::now()) {
+                    Wrote::Events(n) => delivered += n,
+                    Wrote::Nothing => {}
+                    Wrote::HandBack(n) => {
+                        delivered += n;
+                        handbacks.push(q.clone());
+                    }
+                }
+            }
+            drop(chunk);
+            self.ch.end_round(0, round.head, handbacks);
+            delivered
+        }
+    }
+
+    fn chunk_of(events: &[&Bytes]) -> Vec<u8> {
+        let total: usize = events.iter().map(|b| b.len()).sum();
+        let mut out = format!("{total:x}\r\n").into_bytes();
+        for e in events {
+            out.extend_from_slice(e);
+        }
+        out.extend_from_slice(b"\r\n");
+        out
+    }
+
+    fn queued(rx: &mut QueueRx) -> Vec<Bytes> {
+        let waker = Waker::from(Arc::new(Noop));
+        let mut cx = Context::from_waker(&waker);
+        let mut out = Vec::new();
+        while let Poll::Ready(Some(Frame::Event(_, b))) = rx.poll_recv(&mut cx) {
+            out.push(b);
+        }
+        out
+    }
+
+    fn handed_back(rx: &mut QueueRx) -> bool {
+        let waker = Waker::from(Arc::new(Noop));
+        rx.poll_handback(&mut Context::from_waker(&waker))
+            .is_ready()
+    }
+
+    #[test]
+    fn a_partial_write_hands_back_the_rest_of_the_chunk_then_the_queue_takes_over() {
+        let mut f = Fixture::new();
+        let (tx, mut rx) = queue(16);
+        let id = f.ch.add(Handle::new(tx, Arc::new(AtomicBool::new(false))));
+        let sink = Arc::new(FakeSink::default());
+        *sink.accept.lock().unwrap() = 1 << 20;
+        assert!(f.ch.enter_direct(id, &rx, sink.clone(), 0, None));
+
+        let (a, b, c) = (f.publish("a"), f.publish("b"), f.publish("c"));
+        assert_eq!(f.round(), 3);
+        assert_eq!(*sink.got.lock().unwrap(), chunk_of(&[&a, &b, &c]));
+        assert!(!handed_back(&mut rx), "a whole write keeps the socket lent");
+
+        // The socket takes 5 bytes of the next chunk: the rest goes back to the task, as is.
+        sink.got.lock().unwrap().clear();
+        *sink.accept.lock().unwrap() = 5;
+        let (d, e) = (f.publish("d"), f.publish("e"));
+        assert_eq!(f.round(), 2);
+        assert!(handed_back(&mut rx));
+        let raw = rx
+            .leave_direct()
+            .raw
+            .expect("the unwritten rest of the chunk");
+        let mut wire = sink.got.lock().unwrap().clone();
+        wire.extend_from_slice(&raw);
+        assert_eq!(wire, chunk_of(&[&d, &e]));
+        assert!(queued(&mut rx).is_empty(), "nothing is sent twice");
+
+        // From now on events go to the queue, and a round has nobody to write.
+        let g = f.publish("g");
+        assert_eq!(f.round(), 0);
+        assert_eq!(queued(&mut rx), vec![g]);
+    }
+
+    #[test]
+    fn nothing_written_puts_the_events_back_in_the_queue_in_order() {
+        let mut f = Fixture::new();
+        let (tx, mut rx) = queue(16);
+        let id = f.ch.add(Handle::new(tx, Arc::new(AtomicBool::new(false))));
+        let sink = Arc::new(FakeSink::default()); // accepts nothing: WouldBlock
+        assert!(f.ch.enter_direct(id, &rx, sink, 0, None));
+        let (a, b) = (f.publish("a"), f.publish("b"));
+        assert_eq!(f.round(), 0);
+        assert!(handed_back(&mut rx));
+        assert!(rx.leave_direct().raw.is_none());
+        let c = f.publish("c");
+        assert_eq!(queued(&mut rx), vec![a, b, c]);
+    }
+
+    #[test]
+    fn taking_the_socket_back_during_a_write_loses_and_repeats_nothing() {
+        let mut f = Fixture::new();
+        let (tx, mut rx) = queue(16);
+        let id = f.ch.add(Handle::new(tx, Arc::new(AtomicBool::new(false))));
+        let rx_shared = Arc::new(Mutex::new(None::<QueueRx>));
+        let sink = Arc::new(FakeSink::default());
+        *sink.accept.lock().unwrap() = 1 << 20;
+        assert!(f.ch.enter_direct(id, &rx, sink.clone(), 0, None));
+        // A second direct subscriber keeps the log growing after the first one leaves it.
+        let (tx2, rx2) = queue(16);
+        let id2 = f.ch.add(Handle::new(tx2, Arc::new(AtomicBool::new(false))));
+        let sink2 = Arc::new(FakeSink::default());
+        *sink2.accept.lock().unwrap() = 1 << 20;
+        assert!(f.ch.enter_direct(id2, &rx2, sink2.clone(), 0, None));
+        let a = f.publish("a");
+
+        // While the flusher writes `a` (no lock held): one more event reaches the log, the task asks
+        // for its socket, then another event is published.
+        let ch = f.ch.clone();
+        let (mid, after) = (
+            Bytes::from_static(b"data: mid\n\n"),
+            Bytes::from_static(b"data: after\n\n"),
+        );
+        let (mid2, after2) = (mid.clone(), after.clone());
+        let rx_for_leave = std::mem::replace(&mut rx, queue(1).1);
+        *rx_shared.lock().unwrap() = Some(rx_for_leave);
+        let rx_shared2 = rx_shared.clone();
+        *sink.during.lock().unwrap() = Some(Box::new(move || {
+            let metrics = Metrics::default();
+            let flushers = Flushers::new(Arc::new(AtomicU64::new(0)), Duration::ZERO);
+            ch.fan_out(Position::new(1, 100), &mid2, &metrics, &flushers);
+            let guard = rx_shared2.lock().unwrap();
+            ch.leave_direct(id, guard.as_ref().unwrap());
+            drop(guard);
+            ch.fan_out(Position::new(1, 101), &after2, &metrics, &flushers);
+        }));
+        assert_eq!(f.round(), 2, "`a` to both");
+        assert_eq!(*sink.got.lock().unwrap(), chunk_of(&[&a]));
+        let mut rx = rx_shared.lock().unwrap().take().unwrap();
+        assert!(handed_back(&mut rx), "handed back when the write ended");
+        assert!(rx.leave_direct().raw.is_none());
+        assert_eq!(
+            queued(&mut rx),
+            vec![mid.clone(), after.clone()],
+            "in order, once each"
+        );
+        // The other subscriber stays direct and gets everything from the log.
+        f.round();
+        let mut want = chunk_of(&[&a]);
+        want.extend(chunk_of(&[&mid, &after]));
+        assert_eq!(*sink2.got.lock().unwrap(), want);
+        assert!(!handed_back(&mut { rx2 }));
+        f.ch.remove(id2);
+        // The flusher's count went back to zero: no round to run, and the log is empty.
+        assert!(f.ch.start_round(0).is_none());
+        assert!(f.ch.lock().log.is_empty());
+    }
+
+    #[test]
+    fn a_flusher_a_queue_behind_disconnects_the_subscribers_it_did_not_write() {
+        let mut f = Fixture::new();
+        let (tx, rx) = queue(4);
+        let kicked = Arc::new(AtomicBool::new(false));
+        let id = f.ch.add(Handle::new(tx, kicked.clone()));
+        assert!(f.ch.enter_direct(id, &rx, Arc::new(FakeSink::default()), 0, None));
+        for i in 0..4 {
+            f.publish(&i.to_string());
+        }
+        assert!(
+            !kicked.load(Ordering::Acquire),
+            "four events fit a queue of four"
+        );
+        f.publish("one too many");
+        assert!(kicked.load(Ordering::Acquire));
+        assert_eq!(f.ch.len(), 0);
+        assert_eq!(f.metrics.dropped_subscribers(), 1);
+        assert!(f.ch.lock().log.is_empty(), "the log is freed with them");
     }
 }

@@ -71,6 +71,8 @@ struct Flusher {
     pending: Mutex<Vec<Arc<Channel>>>,
     on_idle: std::sync::OnceLock<OnIdle>,
     wake: Notify,
+    /// Ends a coalescing pause early: a channel's log is half a queue long.
+    hurry: Notify,
     closed: AtomicBool,
     delivered: Arc<AtomicU64>,
     coalesce: Duration,
@@ -92,6 +94,7 @@ impl Flushers {
                         pending: Mutex::new(Vec::new()),
                         on_idle: std::sync::OnceLock::new(),
                         wake: Notify::new(),
+                        hurry: Notify::new(),
                         closed: AtomicBool::new(false),
                         delivered: delivered.clone(),
                         coalesce,
@@ -120,6 +123,14 @@ impl Flushers {
     pub(crate) fn on_idle(&self, f: impl Fn(&Arc<Channel>) + Send + Sync + Clone + 'static) {
         for flusher in &self.flushers {
             let _ = flusher.on_idle.set(Box::new(f.clone()));
+        }
+    }
+
+    /// Cuts flusher `i`'s coalescing pause short: a channel's log is filling up (with a small
+    /// `queue_size`, a full pause could otherwise let it overflow and disconnect subscribers).
+    pub(crate) fn hurry(&self, i: usize) {
+        if let Some(flusher) = self.flushers.get(i) {
+            flusher.hurry.notify_one();
         }
     }
 
@@ -193,7 +204,11 @@ async fn run(index: usize, flusher: Arc<Flusher>) {
             && took >= MIN_ROUND
             && !flusher.coalesce.is_zero()
         {
-            tokio::time::sleep_until(start + took + (took * 2).min(flusher.coalesce)).await;
+            let until = start + took + (took * 2).min(flusher.coalesce);
+            tokio::select! {
+                () = tokio::time::sleep_until(until) => {}
+                () = flusher.hurry.notified() => {}
+            }
         }
         let round = std::mem::take(&mut *lock(&flusher.pending));
         let now = Instant::now();
