@@ -22,6 +22,7 @@ use tokio::sync::mpsc::error::TrySendError;
 use tokio::time::Instant;
 
 use crate::Position;
+use crate::chunk;
 use crate::flush::{Flushers, Sink};
 use crate::metrics::{Metrics, bump};
 
@@ -255,13 +256,7 @@ impl Channel {
             .values()
             .next()
             .map_or(usize::MAX, |h| h.tx.0.capacity);
-        let hurry: Vec<usize> = if subs.log.len().saturating_mul(2) >= capacity {
-            (0..subs.shards.len())
-                .filter(|&i| subs.shards[i].count > 0)
-                .collect()
-        } else {
-            Vec::new()
-        };
+        let hurry = subs.log.len().saturating_mul(2) >= capacity;
         if subs.log.len() > capacity {
             self.drop_laggards(&mut subs, capacity, metrics);
         }
@@ -269,8 +264,8 @@ impl Channel {
         for i in schedule {
             flushers.schedule(i, self);
         }
-        for i in hurry {
-            flushers.hurry(i);
+        if hurry {
+            flushers.hurry();
         }
     }
 
@@ -479,13 +474,8 @@ impl Round {
 
     /// The chunk for a subscriber that needs every event of the round: built once, written to most.
     /// `buf` holds its size line.
-    pub(crate) fn chunk<'a>(&'a self, buf: &'a mut [u8; 20]) -> Vec<IoSlice<'a>> {
-        let total: usize = self.events.iter().map(|(_, b)| b.len()).sum();
-        let mut slices = Vec::with_capacity(self.events.len() + 2);
-        slices.push(IoSlice::new(chunk_head(total, buf)));
-        slices.extend(self.events.iter().map(|(_, b)| IoSlice::new(b)));
-        slices.push(IoSlice::new(b"\r\n"));
-        slices
+    pub(crate) fn chunk<'a>(&'a self, buf: &'a mut chunk::HeadBuf) -> Vec<IoSlice<'a>> {
+        chunk::slices(self.events.iter().map(|(_, b)| b), buf)
     }
 
     /// Writes one subscriber's part of the round; `chunk` is [`Round::chunk`].
@@ -622,24 +612,19 @@ impl Queue {
         drop(state);
 
         // Rarely (it joined mid-round, or resumed over live events): its own slice of the log.
-        let own: Vec<&Bytes>;
         let mut own_head = [0u8; 20];
         let mut own_slices = Vec::new();
         let slices = if skip == 0 && seen_through.is_none() {
             common
         } else {
-            own = events
+            let own = events
                 .get(skip..)
                 .unwrap_or_default()
                 .iter()
                 .filter(|(p, _)| seen_through.is_none_or(|s| *p > s))
-                .map(|(_, b)| b)
-                .collect();
-            if !own.is_empty() {
-                let total = own.iter().map(|b| b.len()).sum();
-                own_slices.push(IoSlice::new(chunk_head(total, &mut own_head)));
-                own_slices.extend(own.iter().map(|b| IoSlice::new(b)));
-                own_slices.push(IoSlice::new(b"\r\n"));
+                .map(|(_, b)| b);
+            if own.clone().next().is_some() {
+                own_slices = chunk::slices(own, &mut own_head);
             }
             &own_slices[..]
         };
@@ -703,23 +688,6 @@ impl Queue {
         }
         Wrote::HandBack(delivered)
     }
-}
-
-/// An HTTP/1.1 chunk-size line, `{len:x}\r\n`, formatted into `buf` without allocating.
-fn chunk_head(len: usize, buf: &mut [u8; 20]) -> &[u8] {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut i = buf.len() - 2;
-    buf[i..].copy_from_slice(b"\r\n");
-    let mut n = len;
-    loop {
-        i -= 1;
-        buf[i] = HEX[n & 15];
-        n >>= 4;
-        if n == 0 {
-            break;
-        }
-    }
-    &buf[i..]
 }
 
 /// Gives the socket back to the task; returns the waker to call once the lock is released. Bytes a
@@ -847,17 +815,6 @@ impl Drop for QueueRx {
 
 #[cfg(test)]
 mod queue_tests {
-    #[test]
-    fn chunk_heads_are_hex_lines() {
-        let mut buf = [0u8; 20];
-        assert_eq!(super::chunk_head(0, &mut buf), b"0\r\n");
-        assert_eq!(super::chunk_head(0x1a2, &mut buf), b"1a2\r\n");
-        assert_eq!(
-            super::chunk_head(usize::MAX, &mut buf),
-            format!("{:x}\r\n", usize::MAX).as_bytes()
-        );
-    }
-
     use std::sync::Arc;
     use std::task::{Context, Poll, Wake};
 

@@ -126,10 +126,11 @@ impl Flushers {
         }
     }
 
-    /// Cuts flusher `i`'s coalescing pause short: a channel's log is filling up (with a small
-    /// `queue_size`, a full pause could otherwise let it overflow and disconnect subscribers).
-    pub(crate) fn hurry(&self, i: usize) {
-        if let Some(flusher) = self.flushers.get(i) {
+    /// Cuts the flushers' coalescing pauses short: a channel's log is filling up (with a small
+    /// `queue_size`, a full pause could otherwise let it overflow and disconnect subscribers). A
+    /// flusher with nothing there only skips one pause.
+    pub(crate) fn hurry(&self) {
+        for flusher in &self.flushers {
             flusher.hurry.notify_one();
         }
     }

@@ -49,6 +49,7 @@
 mod auth;
 mod body;
 mod channel;
+mod chunk;
 mod config;
 mod error;
 mod expiry;

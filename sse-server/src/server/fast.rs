@@ -253,12 +253,8 @@ async fn write_all(stream: &TcpStream, mut buf: &[u8]) -> io::Result<()> {
 
 /// Writes `batch` as one HTTP/1.1 chunk with vectored writes (no copy of the shared event bytes).
 async fn write_chunk(stream: &TcpStream, batch: &[Bytes]) -> io::Result<()> {
-    let total: usize = batch.iter().map(Bytes::len).sum();
-    let size = format!("{total:x}\r\n");
-    let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(batch.len() + 2);
-    slices.push(IoSlice::new(size.as_bytes()));
-    slices.extend(batch.iter().map(|b| IoSlice::new(b)));
-    slices.push(IoSlice::new(b"\r\n"));
+    let mut head = [0u8; 20];
+    let mut slices = crate::chunk::slices(batch.iter(), &mut head);
     let mut slices = &mut slices[..];
     while !slices.is_empty() {
         stream.writable().await?;
