@@ -2,7 +2,7 @@ use http::StatusCode;
 
 /// Everything that can go wrong in this crate.
 ///
-/// Each variant maps to the HTTP status the [`HubService`](crate::HubService) answers with
+/// Each variant maps to the HTTP status the [`HubService`](crate::http::service::HubService) answers with
 /// ([`Error::status`]), and its message says what to do about it.
 ///
 /// ```

@@ -46,43 +46,38 @@
 #![deny(missing_debug_implementations)]
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
-mod auth;
-mod body;
-mod channel;
-mod chunk;
-mod config;
 mod error;
-mod expiry;
-mod flush;
-mod headers;
-mod hooks;
+mod http;
 mod hub;
-mod limits;
-mod metrics;
 mod position;
-mod publish;
 mod replay;
-mod server;
-mod service;
-mod subscription;
-mod tls;
+mod transport;
 
-pub use auth::{Auth, AuthBuilder, ChannelPattern, DEFAULT_COOKIE, EXPIRED_EVENT, JwtKey};
-pub use body::Body;
-pub use config::{Config, HubBuilder};
 pub use error::Error;
-pub use hooks::{OnSubscribe, OnUnsubscribe, SubscribeInfo};
-pub use hub::{ChannelInfo, Hub, RESET_EVENT};
-pub use limits::Limits;
-pub use metrics::Metrics;
+#[cfg(feature = "jwt")]
+pub use http::auth::{Auth, AuthBuilder, ChannelPattern, DEFAULT_COOKIE, JwtKey};
+pub use http::body::Body;
+pub use http::publish::{BodyError, MAX_RETRY_MS, parse_publish_body};
+pub use http::service::HubService;
+pub use hub::builder::HubBuilder;
+pub use hub::config::Config;
+pub use hub::control::{EXPIRED_EVENT, RESET_EVENT};
+pub use hub::handle::{ChannelInfo, Hub};
+pub use hub::hooks::{OnSubscribe, OnUnsubscribe, SubscribeInfo};
+pub use hub::metrics::Metrics;
+pub use hub::subscription::Subscription;
 pub use position::{Position, PositionParseError};
-pub use publish::{BodyError, MAX_RETRY_MS, parse_publish_body};
 pub use replay::{
-    BoxFuture, CommitMode, DurableStore, DurableStoreBuilder, MemoryStore, Replay, ReplayStore,
-    Reset, ResetReason, Retention, STORE_FILE, StoredChannel, StoredEvent,
+    BoxFuture, Live, LiveFeed, LiveSink, MemoryStore, Replay, ReplayStore, Reset, ResetReason,
+    Retention, StoredChannel, StoredEvent,
 };
-pub use replay::{Live, LiveFeed, LiveSink, RedisStore, RedisStoreBuilder};
-pub use server::Server;
-pub use service::HubService;
-pub use subscription::Subscription;
-pub use tls::tls_acceptor;
+#[cfg(feature = "durable")]
+pub use replay::{CommitMode, DurableStore, DurableStoreBuilder, STORE_FILE};
+#[cfg(feature = "redis")]
+pub use replay::{RedisStore, RedisStoreBuilder};
+/// The protocol crate this hub encodes with, re-exported so versions match.
+pub use sse_proto;
+pub use transport::limits::Limits;
+pub use transport::server::Server;
+#[cfg(feature = "tls")]
+pub use transport::tls::tls_acceptor;

@@ -7,9 +7,9 @@ use bytes::Bytes;
 use futures_core::Stream;
 use http_body::{Frame, SizeHint};
 
-use crate::Subscription;
+use crate::hub::subscription::Subscription;
 
-/// The response body of the [`HubService`](crate::HubService): a whole buffer, or a subscriber's event
+/// The response body of the [`HubService`](crate::http::service::HubService): a whole buffer, or a subscriber's event
 /// stream (each event is its own frame, so hyper writes and flushes it as soon as it is published).
 ///
 /// ```

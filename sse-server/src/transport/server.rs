@@ -10,9 +10,9 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
-use crate::{Error, Hub, HubService};
-
-mod fast;
+use crate::error::Error;
+use crate::http::service::HubService;
+use crate::hub::handle::Hub;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -38,7 +38,7 @@ pub struct Server {
     tls: Option<TlsAcceptor>,
     fast: Option<HubService>,
     grace: Duration,
-    limits: crate::Limits,
+    limits: crate::transport::limits::Limits,
 }
 
 impl std::fmt::Debug for Server {
@@ -66,7 +66,7 @@ impl Server {
         }
     }
 
-    /// Terminates TLS with `acceptor` (see [`tls_acceptor`](crate::tls_acceptor)).
+    /// Terminates TLS with `acceptor` (see [`tls_acceptor`](crate::transport::tls::tls_acceptor)).
     ///
     /// ```no_run
     /// let acceptor = sse_server::tls_acceptor("cert.pem", "key.pem")?;
@@ -78,14 +78,14 @@ impl Server {
         self
     }
 
-    /// Connection limits: totals, per client IP, header size and read timeout (see [`Limits`](crate::Limits)
+    /// Connection limits: totals, per client IP, header size and read timeout (see [`Limits`](crate::transport::limits::Limits)
     /// for the defaults).
     ///
     /// ```
     /// let _ = sse_server::Server::new(sse_server::Hub::builder().build())
     ///     .limits(sse_server::Limits::default().max_connections_per_ip(16));
     /// ```
-    pub fn limits(mut self, limits: crate::Limits) -> Self {
+    pub fn limits(mut self, limits: crate::transport::limits::Limits) -> Self {
         self.limits = limits;
         self
     }
@@ -135,7 +135,7 @@ impl Server {
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder.http1().timer(TokioTimer::new());
         self.limits.configure(&mut builder);
-        let limiter = crate::limits::ConnectionLimiter::new(self.limits);
+        let limiter = crate::transport::limits::ConnectionLimiter::new(self.limits);
         let head_timeout = self.limits.header_read_timeout_value();
         let graceful = GracefulShutdown::new();
         tokio::pin!(shutdown);
@@ -170,15 +170,17 @@ impl Server {
                 let _permit = permit;
                 let result = match tls {
                     None => {
-                        if !crate::limits::first_bytes(&stream, head_timeout).await {
+                        if !crate::transport::limits::first_bytes(&stream, head_timeout).await {
                             tracing::debug!(%peer, "no request within the header read timeout");
                             return;
                         }
                         let stream = match &fast {
-                            Some(hub_service) => match fast::serve(stream, hub_service).await {
-                                Ok(()) => return,
-                                Err(stream) => stream,
-                            },
+                            Some(hub_service) => {
+                                match crate::transport::h1::conn::serve(stream, hub_service).await {
+                                    Ok(()) => return,
+                                    Err(stream) => stream,
+                                }
+                            }
                             None => stream,
                         };
                         let conn = builder.serve_connection(TokioIo::new(stream), service);

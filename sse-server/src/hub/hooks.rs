@@ -4,7 +4,7 @@ use std::sync::Arc;
 use http::HeaderMap;
 use sse_proto::Event;
 
-use crate::Error;
+use crate::error::Error;
 
 /// What an [`on_subscribe`](crate::HubBuilder::on_subscribe) hook sees about a new subscriber.
 ///
@@ -18,7 +18,7 @@ pub struct SubscribeInfo<'a> {
     pub channel: &'a str,
     /// The `Last-Event-ID` the subscriber resumes from, if any.
     pub last_event_id: Option<&'a str>,
-    /// The HTTP request headers, when the subscription comes through the [`HubService`](crate::HubService).
+    /// The HTTP request headers, when the subscription comes through the [`HubService`](crate::http::service::HubService).
     pub headers: Option<&'a HeaderMap>,
 }
 

@@ -8,7 +8,7 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use tokio::time::{Instant, Sleep};
 
-use crate::auth::EXPIRED_EVENT;
+use crate::hub::control;
 
 /// Ends a stream at a deadline with an `sse-expired` event.
 pub(crate) struct Expiry {
@@ -27,12 +27,9 @@ impl fmt::Debug for Expiry {
 impl Expiry {
     /// `exp` (seconds since the epoch, when known) goes into the event's data for the client.
     pub(crate) fn new(deadline: Instant, exp: Option<u64>) -> Expiry {
-        let data = serde_json::json!({ "reason": "token expired", "exp": exp });
-        // No `id:` line, so the client's last event id stays that of the last real event.
-        let farewell = Bytes::from(format!("event: {EXPIRED_EVENT}\ndata: {data}\n\n"));
         Expiry {
             sleep: Box::pin(tokio::time::sleep_until(deadline)),
-            farewell,
+            farewell: control::expired(exp),
         }
     }
 

@@ -11,23 +11,26 @@
 //! over several segments — goes to hyper untouched.
 
 use std::future::poll_fn;
-use std::io::{self, IoSlice};
+use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::Poll;
 
 use bytes::Bytes;
-use http::{Request, Response};
+use http::Response;
 use http_body::Body as _;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tower::Service;
 
-use crate::flush::Sink;
-use crate::{Body, HubService};
+use crate::http::body::Body;
+use crate::http::service::HubService;
+use crate::hub::lent::Sink;
+use crate::transport::flusher;
+use crate::transport::h1::chunk;
+use crate::transport::h1::head::{MAX_HEAD, parse_head, response_head};
+use crate::transport::io::{client_gone, consume, write_all, write_all_vectored};
 
-/// Longest request head taken on this path; longer ones go to hyper (which enforces its own limit).
-const MAX_HEAD: usize = 4096;
 /// At most this many ready events per write.
 const MAX_BATCH: usize = 64;
 
@@ -48,86 +51,17 @@ pub(crate) async fn serve(stream: TcpStream, service: &HubService) -> Result<(),
     Ok(())
 }
 
-async fn peek_subscription(stream: &TcpStream) -> Option<(Request<Body>, usize)> {
+async fn peek_subscription(stream: &TcpStream) -> Option<(http::Request<Body>, usize)> {
     let mut buf = vec![0u8; MAX_HEAD];
     let n = stream.peek(&mut buf).await.ok()?;
     parse_head(&buf[..n])
-}
-
-/// Parses a complete `GET /events/… HTTP/1.1` head without a body; `None` for anything else.
-fn parse_head(buf: &[u8]) -> Option<(Request<Body>, usize)> {
-    if !buf.starts_with(b"GET /events/") {
-        return None;
-    }
-    let end = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
-    let head = std::str::from_utf8(&buf[..end]).ok()?;
-    let mut lines = head.split("\r\n");
-    let mut parts = lines.next()?.split(' ');
-    let (_, target, version) = (parts.next()?, parts.next()?, parts.next()?);
-    if version != "HTTP/1.1" || parts.next().is_some() {
-        return None;
-    }
-    let mut builder = Request::get(target).version(http::Version::HTTP_11);
-    for line in lines {
-        let (name, value) = line.split_once(':')?;
-        let value = value.trim_matches([' ', '\t']);
-        if name.eq_ignore_ascii_case("upgrade")
-            || name.eq_ignore_ascii_case("transfer-encoding")
-            || name.eq_ignore_ascii_case("expect")
-            || (name.eq_ignore_ascii_case("content-length") && value != "0")
-            || (name.eq_ignore_ascii_case("connection")
-                && value.to_ascii_lowercase().contains("upgrade"))
-        {
-            return None;
-        }
-        builder = builder.header(name, value);
-    }
-    let request = builder.body(Body::empty()).ok()?;
-    Some((request, end + 4))
-}
-
-async fn consume(stream: &mut TcpStream, mut len: usize) -> io::Result<()> {
-    let mut sink = [0u8; 512];
-    while len > 0 {
-        stream.readable().await?;
-        match stream.try_read(&mut sink[..len.min(512)]) {
-            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
-            Ok(n) => len -= n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
-}
-
-fn head_bytes(response: &Response<Body>, length: Option<u64>) -> Vec<u8> {
-    let status = response.status();
-    let mut out = Vec::with_capacity(256);
-    out.extend_from_slice(b"HTTP/1.1 ");
-    out.extend_from_slice(status.as_str().as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
-    out.extend_from_slice(b"\r\n");
-    for (name, value) in response.headers() {
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
-    match length {
-        Some(n) => out.extend_from_slice(format!("content-length: {n}\r\n").as_bytes()),
-        None => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
-    }
-    // One response per connection on this path: the stream (or error) is the whole conversation.
-    out.extend_from_slice(b"connection: close\r\n\r\n");
-    out
 }
 
 async fn respond(stream: TcpStream, response: Response<Body>) -> io::Result<()> {
     let length = response.body().size_hint().exact();
     // Shared with a flusher while it writes live events to this subscriber (see `flush.rs`).
     let stream = Arc::new(stream);
-    write_all(&stream, &head_bytes(&response, length)).await?;
+    write_all(&stream, &response_head(&response, length)).await?;
     let mut body = response.into_body();
     if length.is_some() {
         while let Some(data) = next_batch(&stream, &mut body, false).await? {
@@ -141,7 +75,9 @@ async fn respond(stream: TcpStream, response: Response<Body>) -> io::Result<()> 
         loop {
             match next_batch(&stream, &mut body, lend).await? {
                 Some(batch) if !batch.is_empty() => {
-                    write_chunk(&stream, &batch).await?;
+                    let mut head = [0u8; 20];
+                    let mut slices = chunk::slices(batch.iter(), &mut head);
+                    write_all_vectored(&stream, &mut slices).await?;
                     lend = true;
                 }
                 Some(_) => {
@@ -151,7 +87,7 @@ async fn respond(stream: TcpStream, response: Response<Body>) -> io::Result<()> 
                         continue;
                     };
                     let sink: Arc<dyn Sink> = stream.clone();
-                    if !sub.enter_direct(sink) {
+                    if !sub.enter_direct(sink, flusher::spawn) {
                         lend = false;
                         continue;
                     }
@@ -176,25 +112,6 @@ async fn respond(stream: TcpStream, response: Response<Body>) -> io::Result<()> 
         stream.shutdown().await?;
     }
     Ok(())
-}
-
-/// A subscriber sends nothing after its request: readable means it closed (or misbehaves).
-fn client_gone(stream: &TcpStream, cx: &mut Context<'_>) -> Poll<io::Error> {
-    loop {
-        match stream.poll_read_ready(cx) {
-            Poll::Pending => return Poll::Pending,
-            Poll::Ready(Err(e)) => return Poll::Ready(e),
-            Poll::Ready(Ok(())) => {
-                let mut probe = [0u8; 64];
-                match stream.try_read(&mut probe) {
-                    Ok(0) => return Poll::Ready(io::ErrorKind::ConnectionReset.into()),
-                    Ok(_) => {}
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    Err(e) => return Poll::Ready(e),
-                }
-            }
-        }
-    }
 }
 
 /// Waits for body frames while watching the client: `Some(frames)` with as many as are ready,
@@ -237,37 +154,6 @@ async fn next_batch(
     .await
 }
 
-/// Writes all of `buf`.
-async fn write_all(stream: &TcpStream, mut buf: &[u8]) -> io::Result<()> {
-    while !buf.is_empty() {
-        stream.writable().await?;
-        match stream.try_write(buf) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => buf = &buf[n..],
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
-}
-
-/// Writes `batch` as one HTTP/1.1 chunk with vectored writes (no copy of the shared event bytes).
-async fn write_chunk(stream: &TcpStream, batch: &[Bytes]) -> io::Result<()> {
-    let mut head = [0u8; 20];
-    let mut slices = crate::chunk::slices(batch.iter(), &mut head);
-    let mut slices = &mut slices[..];
-    while !slices.is_empty() {
-        stream.writable().await?;
-        match stream.try_write_vectored(slices) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => IoSlice::advance_slices(&mut slices, n),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -276,7 +162,8 @@ mod tests {
     use tokio::time::timeout;
 
     use super::*;
-    use crate::{Hub, Server};
+    use crate::hub::handle::Hub;
+    use crate::transport::server::Server;
 
     const WAIT: Duration = Duration::from_secs(10);
 
@@ -371,30 +258,5 @@ mod tests {
 
         let _ = stop.send(());
         timeout(WAIT, server).await.unwrap().unwrap().unwrap();
-    }
-
-    #[test]
-    fn takes_only_plain_complete_subscriptions() {
-        let ok = b"GET /events/news?lastEventId=3 HTTP/1.1\r\nHost: x\r\nLast-Event-ID: 7\r\n\r\n";
-        let (req, len) = parse_head(ok).unwrap();
-        assert_eq!(len, ok.len());
-        assert_eq!(req.uri().path(), "/events/news");
-        assert_eq!(req.headers()["last-event-id"], "7");
-        for other in [
-            &b"GET /events/news HTTP/1.1\r\nHost: x\r\n"[..],
-            b"GET /events/news HTTP/1.0\r\n\r\n",
-            b"POST /events/news HTTP/1.1\r\n\r\n",
-            b"GET /channels HTTP/1.1\r\n\r\n",
-            b"GET /events/x HTTP/1.1\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n",
-            b"GET /events/x HTTP/1.1\r\nContent-Length: 4\r\n\r\nabcd",
-            b"GET /events/x HTTP/1.1\r\nbad header line\r\n\r\n",
-            b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
-        ] {
-            assert!(
-                parse_head(other).is_none(),
-                "{}",
-                String::from_utf8_lossy(other)
-            );
-        }
     }
 }

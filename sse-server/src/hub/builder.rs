@@ -1,11 +1,19 @@
+//! Configures and builds a [`Hub`]: its settings and its replay store.
+
+#[cfg(feature = "durable")]
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{HeaderMap, HeaderName, HeaderValue};
+use http::{HeaderName, HeaderValue};
 
-use crate::hooks::{Hooks, OnSubscribe, OnUnsubscribe};
-use crate::{CommitMode, DurableStore, Error, Hub, MemoryStore, ReplayStore, Retention};
+use crate::error::Error;
+use crate::hub::config::Config;
+use crate::hub::handle::Hub;
+use crate::hub::hooks::{OnSubscribe, OnUnsubscribe};
+#[cfg(feature = "durable")]
+use crate::replay::{CommitMode, DurableStore};
+use crate::replay::{MemoryStore, ReplayStore, Retention};
 
 /// Configures a [`Hub`]. Every setting has a default suitable for a public endpoint.
 ///
@@ -29,82 +37,14 @@ pub struct HubBuilder {
     config: Config,
     retention: Retention,
     store: Option<Arc<dyn ReplayStore>>,
+    #[cfg(feature = "durable")]
     data_dir: Option<PathBuf>,
+    #[cfg(feature = "durable")]
     commit_mode: CommitMode,
+    #[cfg(feature = "durable")]
     reset_data_dir: bool,
+    #[cfg(feature = "redis")]
     redis: Option<String>,
-}
-
-/// A hub's settings, as built by [`HubBuilder`].
-///
-/// ```
-/// let hub = sse_server::Hub::builder().build();
-/// assert_eq!(hub.config().heartbeat(), Some(std::time::Duration::from_secs(15)));
-/// ```
-#[derive(Debug, Clone)]
-pub struct Config {
-    pub(crate) heartbeat: Option<Duration>,
-    pub(crate) retry: Option<Duration>,
-    pub(crate) headers: HeaderMap,
-    pub(crate) cors_origins: Vec<String>,
-    pub(crate) queue_size: usize,
-    pub(crate) coalesce: Duration,
-    pub(crate) max_event_bytes: usize,
-    pub(crate) max_channels: usize,
-    pub(crate) shutdown_retry: (Duration, Duration),
-    pub(crate) hooks: Hooks,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            heartbeat: Some(Duration::from_secs(15)),
-            retry: None,
-            headers: HeaderMap::new(),
-            cors_origins: Vec::new(),
-            queue_size: 256,
-            coalesce: Duration::from_millis(5),
-            max_event_bytes: 1024 * 1024,
-            max_channels: 10_000,
-            shutdown_retry: (Duration::from_secs(1), Duration::from_secs(10)),
-            hooks: Hooks::default(),
-        }
-    }
-}
-
-impl Config {
-    /// Interval of heartbeat comments on idle streams (`None`: off).
-    pub fn heartbeat(&self) -> Option<Duration> {
-        self.heartbeat
-    }
-    /// The `retry:` hint sent when a stream opens.
-    pub fn retry(&self) -> Option<Duration> {
-        self.retry
-    }
-    /// Extra headers added to every response.
-    pub fn headers(&self) -> &HeaderMap {
-        &self.headers
-    }
-    /// Origins allowed by CORS (`*` allows any).
-    pub fn cors_origins(&self) -> &[String] {
-        &self.cors_origins
-    }
-    /// Events queued per subscriber before it counts as too slow and is disconnected.
-    pub fn queue_size(&self) -> usize {
-        self.queue_size
-    }
-    /// The longest pause between two write rounds under load (see [`HubBuilder::coalesce`]).
-    pub fn coalesce(&self) -> Duration {
-        self.coalesce
-    }
-    /// Largest accepted event, in encoded bytes.
-    pub fn max_event_bytes(&self) -> usize {
-        self.max_event_bytes
-    }
-    /// Live channels (with subscribers, or a publish in progress) the hub holds at most.
-    pub fn max_channels(&self) -> usize {
-        self.max_channels
-    }
 }
 
 impl HubBuilder {
@@ -276,7 +216,9 @@ impl HubBuilder {
     /// ```
     pub fn on_subscribe<F>(mut self, hook: F) -> Self
     where
-        F: Fn(&crate::SubscribeInfo<'_>) -> Result<Option<sse_proto::Event>, crate::Error>
+        F: Fn(
+                &crate::hub::hooks::SubscribeInfo<'_>,
+            ) -> Result<Option<sse_proto::Event>, crate::error::Error>
             + Send
             + Sync
             + 'static,
@@ -303,6 +245,7 @@ impl HubBuilder {
         self
     }
 
+    #[cfg(feature = "durable")]
     /// Keeps the replay window on disk in `dir` (a [`DurableStore`], file `dir/replay.redb`) instead of in
     /// memory, with the `replay_*` retention. Build with [`try_build`](HubBuilder::try_build) to get an
     /// error when the store cannot be opened.
@@ -318,6 +261,7 @@ impl HubBuilder {
         self
     }
 
+    #[cfg(feature = "durable")]
     /// How the durable store shares `fsync`s between publishes (default: group commit without delay).
     ///
     /// ```
@@ -328,6 +272,7 @@ impl HubBuilder {
         self
     }
 
+    #[cfg(feature = "durable")]
     /// Discards the existing store in the data directory and starts fresh (default: keep it, and refuse
     /// to start when it is damaged).
     ///
@@ -339,7 +284,8 @@ impl HubBuilder {
         self
     }
 
-    /// Keeps the replay window in Redis at `url` (a [`RedisStore`](crate::RedisStore), one Redis Stream
+    #[cfg(feature = "redis")]
+    /// Keeps the replay window in Redis at `url` (a [`RedisStore`](crate::replay::RedisStore), one Redis Stream
     /// per channel, with the `replay_*` retention) so that several hubs (nodes) share channels, event
     /// ids and replay: an event published on any node reaches the subscribers of every node. No
     /// connection is made until first use; an invalid URL fails [`try_build`](HubBuilder::try_build).
@@ -358,23 +304,25 @@ impl HubBuilder {
         if let Some(store) = &self.store {
             return Ok(store.clone());
         }
+        #[cfg(feature = "redis")]
         if let Some(url) = &self.redis {
             return Ok(Arc::new(
-                crate::RedisStore::builder(url.clone())
+                crate::replay::RedisStore::builder(url.clone())
                     .retention(self.retention)
                     .build()?,
             ));
         }
-        match &self.data_dir {
-            Some(dir) => Ok(Arc::new(
+        #[cfg(feature = "durable")]
+        if let Some(dir) = &self.data_dir {
+            return Ok(Arc::new(
                 DurableStore::builder(dir)
                     .retention(self.retention)
                     .commit_mode(self.commit_mode)
                     .reset(self.reset_data_dir)
                     .open()?,
-            )),
-            None => Ok(Arc::new(MemoryStore::new(self.retention))),
+            ));
         }
+        Ok(Arc::new(MemoryStore::new(self.retention)))
     }
 
     /// Builds the hub, opening its data directory if one is set; fails with [`Error::DataDir`] when the

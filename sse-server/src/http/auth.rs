@@ -18,7 +18,7 @@
 //!   any depth, but not `prefix` itself), or `*` (every channel).
 //! * `exp` (seconds since the Unix epoch) is required by default and enforced with no leeway: an expired
 //!   token is refused with 401, and a stream opened with a token ends when the token expires, after an
-//!   in-band [`EXPIRED_EVENT`] (`sse-expired`) event, so the client can reconnect with a fresh token and
+//!   in-band [`EXPIRED_EVENT`](crate::hub::control::EXPIRED_EVENT) (`sse-expired`) event, so the client can reconnect with a fresh token and
 //!   resume from its `Last-Event-ID`.
 //! * Broadcasting (`POST /events`) needs `*` in `publish`.
 //!
@@ -36,14 +36,8 @@ use http::{HeaderMap, header};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 
-use crate::Error;
-use crate::publish::percent_decode;
-
-/// The type of the in-band event that ends a stream whose token expired.
-///
-/// Its data is JSON `{"reason":"token expired","exp":<the token's exp>}`; it carries no `id`, so the
-/// client's last event id stays that of the last event it received.
-pub const EXPIRED_EVENT: &str = "sse-expired";
+use crate::error::Error;
+use crate::http::publish::percent_decode;
 
 /// The default name of the cookie that may carry a subscriber's token.
 pub const DEFAULT_COOKIE: &str = "sse_token";

@@ -10,8 +10,11 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::BodyExt;
 
-use crate::publish::{parse_publish_body, percent_decode};
-use crate::{Body, Error, Hub, headers};
+use crate::error::Error;
+use crate::http::body::Body;
+use crate::http::headers;
+use crate::http::publish::{parse_publish_body, percent_decode};
+use crate::hub::handle::Hub;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -52,7 +55,7 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub struct HubService {
     hub: Hub,
     auth: Arc<PublishAuth>,
-    access: Option<Arc<crate::Auth>>,
+    access: Option<Arc<crate::http::auth::Auth>>,
 }
 
 #[derive(Debug)]
@@ -96,7 +99,7 @@ impl HubService {
         self
     }
 
-    /// Authorizes subscribers and publishers with JWTs (see [`Auth`](crate::Auth) for the claims): only
+    /// Authorizes subscribers and publishers with JWTs (see [`Auth`](crate::http::auth::Auth) for the claims): only
     /// public channels can then be subscribed to without a token (401 without a valid one, 403 when the
     /// token does not grant the channel), and a stream ends with an `sse-expired` event when its token
     /// expires. A [`publish_token`](HubService::publish_token), if also set, still publishes anywhere.
@@ -105,7 +108,7 @@ impl HubService {
     /// let auth = sse_server::Auth::builder().key(sse_server::JwtKey::hs256("a-long-secret")).build();
     /// let _svc = sse_server::HubService::new(sse_server::Hub::builder().build()).authorization(auth);
     /// ```
-    pub fn authorization(mut self, auth: crate::Auth) -> Self {
+    pub fn authorization(mut self, auth: crate::http::auth::Auth) -> Self {
         self.access = Some(Arc::new(auth));
         self
     }
@@ -212,17 +215,17 @@ impl HubService {
     }
 
     async fn subscribe<B>(&self, req: Request<B>, channel: &str) -> Response<Body> {
-        if let Err(e) = crate::hub::check_channel(channel) {
+        if let Err(e) = crate::hub::registry::check_channel(channel) {
             return error(e.status(), &e.to_string());
         }
         let mut deadline = None;
         if let Some(auth) = &self.access {
-            let presented = crate::auth::Presented {
+            let presented = crate::http::auth::Presented {
                 headers: req.headers(),
                 query: req.uri().query(),
             };
             match auth.subscribe(&presented, channel) {
-                Ok(crate::auth::Access::Token { exp: Some(exp) }) => {
+                Ok(crate::http::auth::Access::Token { exp: Some(exp) }) => {
                     deadline = Some((tokio::time::Instant::now() + auth.remaining(exp), exp));
                 }
                 Ok(_) => {}
@@ -258,7 +261,7 @@ impl HubService {
         if let Some(auth) = &self.access
             && !matches!(*self.auth, PublishAuth::Anonymous)
         {
-            let given = crate::auth::bearer(headers);
+            let given = crate::http::auth::bearer(headers);
             if let (PublishAuth::Token(expected), Some(token)) = (&*self.auth, &given)
                 && constant_time_eq(token.as_bytes(), expected.as_bytes())
             {
@@ -307,7 +310,7 @@ impl HubService {
             return resp;
         }
         if let Some(channel) = channel
-            && let Err(e) = crate::hub::check_channel(channel)
+            && let Err(e) = crate::hub::registry::check_channel(channel)
         {
             return error(e.status(), &e.to_string());
         }

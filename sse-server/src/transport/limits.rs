@@ -1,4 +1,4 @@
-//! Connection-level limits of the [`Server`](crate::Server): how many connections, from whom, and how
+//! Connection-level limits of the [`Server`](crate::transport::server::Server): how many connections, from whom, and how
 //! long a client may take to send its request headers.
 //!
 //! Every limit has a default safe for a public endpoint; see SECURITY.md for the list and the tests
@@ -14,12 +14,12 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpStream;
 
-use crate::Body;
+use crate::http::body::Body;
 
 /// The HTTP/2 client preface; a connection that starts with part of it may still be HTTP/2.
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
-/// Connection limits of a [`Server`](crate::Server).
+/// Connection limits of a [`Server`](crate::transport::server::Server).
 ///
 /// | Setting                     | Default | Over the limit                                   |
 /// |-----------------------------|---------|--------------------------------------------------|
@@ -259,7 +259,7 @@ impl Refusal {
                 self.limit
             )
         };
-        let mut resp = crate::service::error(self.status, &message);
+        let mut resp = crate::http::service::error(self.status, &message);
         let secs = self.retry_after.as_secs() + u64::from(self.retry_after.subsec_nanos() > 0);
         resp.headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from(secs));

@@ -6,7 +6,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::ServerConfig;
 
-use crate::Error;
+use crate::error::Error;
 
 /// Builds a TLS acceptor (rustls, ring provider) from a PEM certificate chain and a PEM private key
 /// (PKCS#8, PKCS#1 or SEC1), offering HTTP/2 and HTTP/1.1 through ALPN.

@@ -2,7 +2,7 @@
 
 use http::header::{self, HeaderMap, HeaderValue};
 
-use crate::config::Config;
+use crate::hub::config::Config;
 
 /// Marks a response as an unbuffered event stream (proxies such as nginx honour `X-Accel-Buffering`).
 pub(crate) fn event_stream(headers: &mut HeaderMap) {

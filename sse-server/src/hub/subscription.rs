@@ -1,3 +1,5 @@
+//! A subscriber's stream, and the guard that unregisters it however the stream ends.
+
 use std::collections::VecDeque;
 use std::fmt;
 use std::pin::Pin;
@@ -10,12 +12,14 @@ use bytes::Bytes;
 use futures_core::Stream;
 use tokio::time::{Instant, Sleep};
 
-use crate::Position;
-use crate::channel::{Channel, Frame, QueueRx};
-use crate::hub::Inner;
-
-/// The comment sent on idle streams so that proxies and clients see the connection alive.
-pub(crate) const HEARTBEAT: &[u8] = b": heartbeat\n\n";
+use crate::hub::channel::Channel;
+use crate::hub::control;
+use crate::hub::expiry::Expiry;
+use crate::hub::lent::Sink;
+use crate::hub::queue::{Frame, QueueRx};
+use crate::hub::registry::Inner;
+use crate::hub::rounds::Spawn;
+use crate::position::Position;
 
 /// One subscriber's stream of encoded `text/event-stream` bytes: the `retry:` hint, a welcome event, an
 /// `sse-reset` event and replayed events (when resuming), then live events and heartbeat comments.
@@ -51,7 +55,7 @@ pub struct Subscription {
     done: bool,
     guard: Guard,
     /// Ends the stream with `sse-expired` when the subscriber's credentials expire.
-    expiry: Option<crate::expiry::Expiry>,
+    expiry: Option<Expiry>,
 }
 
 impl fmt::Debug for Subscription {
@@ -134,7 +138,7 @@ impl Subscription {
     }
 
     /// Ends the stream at `deadline` with an in-band `sse-expired` event (see
-    /// [`EXPIRED_EVENT`](crate::EXPIRED_EVENT)), for credentials that expire then; `exp` (seconds since the
+    /// [`EXPIRED_EVENT`](crate::hub::control::EXPIRED_EVENT)), for credentials that expire then; `exp` (seconds since the
     /// Unix epoch) is reported in the event's data. The client reconnects with fresh credentials and its
     /// `Last-Event-ID`, and replay fills in whatever it missed.
     ///
@@ -151,7 +155,7 @@ impl Subscription {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn expires_at(mut self, deadline: Instant, exp: Option<u64>) -> Self {
-        self.expiry = Some(crate::expiry::Expiry::new(deadline, exp));
+        self.expiry = Some(Expiry::new(deadline, exp));
         self
     }
 
@@ -176,13 +180,14 @@ impl Subscription {
         self.touched = true;
     }
 
-    /// Lends the subscriber's socket to one of the hub's flushers, which then writes live events to
-    /// it as HTTP/1.1 chunks (see `flush.rs`). Only when nothing is pending here; `false` otherwise.
-    pub(crate) fn enter_direct(&mut self, sink: Arc<dyn crate::flush::Sink>) -> bool {
+    /// Lends the subscriber's socket to one of the hub's flushers (started with `spawn` if it
+    /// is not running), which then writes live events to it (see `hub/lent.rs`). Only when nothing
+    /// is pending here; `false` otherwise.
+    pub(crate) fn enter_direct(&mut self, sink: Arc<dyn Sink>, spawn: Spawn) -> bool {
         if self.done || self.kicked.load(Ordering::Acquire) || !self.prelude.is_empty() {
             return false;
         }
-        let Some(flusher) = self.guard.hub.flushers.pick(self.guard.id) else {
+        let Some(flusher) = self.guard.hub.rounds.pick(self.guard.id, spawn) else {
             return false;
         };
         self.guard
@@ -270,7 +275,7 @@ impl Stream for Subscription {
                 if due <= now {
                     this.last_sent = now;
                     sleep.as_mut().reset(now + *every);
-                    return Poll::Ready(Some(Bytes::from_static(HEARTBEAT)));
+                    return Poll::Ready(Some(control::heartbeat()));
                 }
                 // Something was sent since the timer was set: idle time counts from then.
                 sleep.as_mut().reset(due);

@@ -1,20 +1,25 @@
-use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+//! The [`Hub`] handle: publish, broadcast, subscribe, list, close and shut down.
 
-use bytes::Bytes;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
 use http::HeaderMap;
 use rand::Rng;
 use sse_proto::Event;
 
-use crate::channel::{Channel, Handle};
-use crate::config::Config;
-use crate::metrics::{Metrics, bump};
-use crate::subscription::Guard;
-use crate::{Error, HubBuilder, Live, LiveFeed, ReplayStore, SubscribeInfo, Subscription};
-
-/// The type of the in-band event that tells a resuming subscriber its `Last-Event-ID` could not be placed.
-pub const RESET_EVENT: &str = "sse-reset";
+use crate::error::Error;
+use crate::hub::builder::HubBuilder;
+use crate::hub::channel::{Channel, Handle};
+use crate::hub::config::Config;
+use crate::hub::control;
+use crate::hub::hooks::SubscribeInfo;
+use crate::hub::metrics::{Metrics, bump};
+use crate::hub::registry::{Inner, check_channel};
+use crate::hub::resume;
+use crate::hub::subscription::{Guard, Subscription};
+use crate::replay::{Live, ReplayStore};
 
 /// The hub: channels, fan-out, replay. Cheap to clone; every clone is the same hub.
 ///
@@ -41,7 +46,7 @@ pub const RESET_EVENT: &str = "sse-reset";
 ///
 /// When the id cannot be placed (never issued here, issued by an earlier process, or older than the
 /// window so that events after it were dropped), the subscriber first receives an event of type
-/// [`RESET_EVENT`] (`sse-reset`), which a browser's `EventSource` sees with
+/// [`RESET_EVENT`](crate::hub::control::RESET_EVENT) (`sse-reset`), which a browser's `EventSource` sees with
 /// `addEventListener("sse-reset", …)`. Its data is JSON
 /// `{"reason":"unknown"|"expired","lastEventId":"<what the client sent>","oldest":"<oldest retained id>"|null}`
 /// and its `id` is the position just before the window, so a client that reconnects at once resumes
@@ -74,113 +79,6 @@ pub struct ChannelInfo {
     pub last_id: Option<String>,
 }
 
-#[derive(Debug)]
-pub(crate) struct Inner {
-    pub(crate) config: Config,
-    pub(crate) metrics: Metrics,
-    /// Write live events straight to lean-path subscribers' sockets.
-    pub(crate) flushers: crate::flush::Flushers,
-    store: Arc<dyn ReplayStore>,
-    /// Set when the store is shared with other nodes: fan-out then happens only from its feed.
-    live: Option<Arc<dyn LiveFeed>>,
-    registry: Mutex<Registry>,
-    shutting_down: AtomicBool,
-    /// Publishes hold it shared; shutdown takes it exclusively to wait for in-flight publishes.
-    gate: tokio::sync::RwLock<()>,
-}
-
-#[derive(Debug, Default)]
-struct Registry {
-    closed: bool,
-    channels: HashMap<Arc<str>, Arc<Channel>>,
-}
-
-/// Checks a channel name: 1..=256 bytes, no control characters.
-pub(crate) fn check_channel(name: &str) -> Result<(), Error> {
-    if name.is_empty() || name.len() > 256 || name.chars().any(char::is_control) {
-        return Err(Error::InvalidChannel {
-            name: name.chars().take(300).collect(),
-        });
-    }
-    Ok(())
-}
-
-impl Inner {
-    fn registry(&self) -> MutexGuard<'_, Registry> {
-        self.registry.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn channel(&self, name: &str) -> Result<Arc<Channel>, Error> {
-        let mut reg = self.registry();
-        if reg.closed {
-            return Err(Error::ShuttingDown);
-        }
-        let limit = self.config.max_channels;
-        if reg.channels.len() >= limit && !reg.channels.contains_key(name) {
-            return Err(Error::TooManyChannels { limit });
-        }
-        Ok(Self::entry(&mut reg, name))
-    }
-
-    /// Adds a subscriber under the registry lock, so shutdown either sees it or refuses it.
-    fn register(&self, name: &str, handle: Handle) -> Result<(Arc<Channel>, u64), Error> {
-        let mut reg = self.registry();
-        if reg.closed {
-            return Err(Error::ShuttingDown);
-        }
-        let limit = self.config.max_channels;
-        if reg.channels.len() >= limit && !reg.channels.contains_key(name) {
-            return Err(Error::TooManyChannels { limit });
-        }
-        let ch = Self::entry(&mut reg, name);
-        let id = ch.add(handle);
-        Ok((ch, id))
-    }
-
-    fn entry(reg: &mut Registry, name: &str) -> Arc<Channel> {
-        if let Some(ch) = reg.channels.get(name) {
-            return ch.clone();
-        }
-        let name: Arc<str> = Arc::from(name);
-        let ch = Arc::new(Channel::new(name.clone()));
-        reg.channels.insert(name, ch.clone());
-        ch
-    }
-
-    /// Forgets a channel object nobody uses any more. The caller's own `Arc` is the second reference.
-    pub(crate) fn release(&self, ch: &Arc<Channel>) {
-        let mut reg = self.registry();
-        if Arc::strong_count(ch) == 2 && ch.len() == 0 {
-            reg.channels.remove(&ch.name);
-            // Under the registry lock, so a subscriber registering next watches after this.
-            if let Some(live) = &self.live {
-                live.unwatch(&ch.name);
-            }
-        }
-    }
-
-    /// Fans out what the store's live feed delivered (published on this node or another).
-    fn deliver(&self, channel: &str, live: Live) {
-        let ch = self.registry().channels.get(channel).cloned();
-        let Some(ch) = ch else { return };
-        match live {
-            Live::Event(event) => {
-                ch.fan_out(event.position, &event.bytes, &self.metrics, &self.flushers)
-            }
-            Live::Gap => {
-                // Skipping ahead would lose events silently: end the streams, and the clients'
-                // reconnects replay what is retained, with an `expired` reset if something is gone.
-                let ended = ch.close();
-                tracing::warn!(
-                    channel,
-                    ended,
-                    "this node read the shared store too late and missed events; ended the channel's streams so that clients resume through replay"
-                );
-            }
-        }
-    }
-}
-
 impl Hub {
     /// Starts configuring a hub.
     ///
@@ -193,28 +91,16 @@ impl Hub {
     }
 
     pub(crate) fn from_parts(config: Config, store: Arc<dyn ReplayStore>) -> Hub {
-        let live = store.live();
-        let metrics = Metrics::default();
-        let flushers = crate::flush::Flushers::new(metrics.delivered.clone(), config.coalesce);
         let hub = Hub {
-            inner: Arc::new(Inner {
-                config,
-                flushers,
-                metrics,
-                live: live.clone(),
-                store,
-                registry: Mutex::new(Registry::default()),
-                shutting_down: AtomicBool::new(false),
-                gate: tokio::sync::RwLock::new(()),
-            }),
+            inner: Arc::new(Inner::new(config, store)),
         };
         let weak = Arc::downgrade(&hub.inner);
-        hub.inner.flushers.on_idle(move |ch: &Arc<Channel>| {
+        hub.inner.rounds.on_idle(move |ch: &Arc<Channel>| {
             if let Some(inner) = weak.upgrade() {
                 inner.release(ch);
             }
         });
-        if let Some(live) = live {
+        if let Some(live) = &hub.inner.live {
             let inner = Arc::downgrade(&hub.inner);
             live.attach(Arc::new(move |channel: &str, item: Live| {
                 if let Some(inner) = inner.upgrade() {
@@ -301,12 +187,9 @@ impl Hub {
         let _order = ch.publish.lock().await;
         let stored = self.inner.store.append(&ch.name, event).await?;
         bump(&self.inner.metrics.published);
-        ch.fan_out(
-            stored.position,
-            &stored.bytes,
-            &self.inner.metrics,
-            &self.inner.flushers,
-        );
+        self.inner
+            .rounds
+            .fan_out(ch, stored.position, &stored.bytes, &self.inner.metrics);
         Ok(stored.id.to_string())
     }
 
@@ -424,7 +307,7 @@ impl Hub {
 
         // Register for live events before reading the window: whatever is published from now on is
         // queued, whatever was published before is in the window, and duplicates are skipped by position.
-        let (tx, rx) = crate::channel::queue(config.queue_size);
+        let (tx, rx) = crate::hub::queue::queue(config.queue_size);
         let kicked = Arc::new(AtomicBool::new(false));
         let (ch, id) = self
             .inner
@@ -444,43 +327,8 @@ impl Hub {
             live.watch(channel).await?;
         }
 
-        let mut prelude = VecDeque::new();
-        if let Some(retry) = config.retry {
-            prelude.push_back(sse_proto::encode(&Event::builder().retry(retry).build()?));
-        }
-        if let Some(welcome) = welcome {
-            prelude.push_back(sse_proto::encode(&welcome));
-        }
-        let mut seen_through = None;
-        if let Some(last) = last_event_id {
-            let replay = self.inner.store.replay(channel, last).await?;
-            if let Some(reset) = &replay.reset {
-                bump(&metrics.resets);
-                let data = serde_json::json!({
-                    "reason": reset.reason.as_str(),
-                    "lastEventId": last,
-                    "oldest": reset.oldest.as_deref(),
-                });
-                let event = Event::builder()
-                    .event(RESET_EVENT)
-                    .id(reset.floor.to_string())
-                    .data(data.to_string())
-                    .build()?;
-                prelude.push_back(sse_proto::encode(&event));
-                tracing::debug!(
-                    channel,
-                    last_event_id = last,
-                    reason = reset.reason.as_str(),
-                    "sse-reset"
-                );
-            }
-            seen_through = replay.after;
-            for event in replay.events {
-                metrics.replayed.fetch_add(1, Ordering::Relaxed);
-                seen_through = Some(seen_through.map_or(event.position, |s| s.max(event.position)));
-                prelude.push_back(event.bytes);
-            }
-        }
+        let (prelude, seen_through) =
+            resume::prelude(&self.inner, channel, last_event_id, welcome).await?;
         Ok(Subscription::new(
             rx,
             kicked,
@@ -577,7 +425,7 @@ impl Hub {
         for ch in channels {
             ch.finish(|| {
                 let ms = rng.random_range(min..=max);
-                Bytes::from(format!("retry: {ms}\n\n"))
+                control::retry(Duration::from_millis(ms)).unwrap_or_default()
             });
         }
         tracing::info!("hub shut down: all streams ended");

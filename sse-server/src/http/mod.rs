@@ -1,0 +1,9 @@
+//! The HTTP face of the hub: a `tower::Service` with its routing, publish bodies, CORS and
+//! response headers, and authorization.
+
+#[cfg(feature = "jwt")]
+pub(crate) mod auth;
+pub(crate) mod body;
+pub(crate) mod headers;
+pub(crate) mod publish;
+pub(crate) mod service;

@@ -1,0 +1,84 @@
+//! A subscriber's socket lent to a flusher: the hub's half of the seam between hub and transport.
+//!
+//! The hub never frames or writes bytes. While a subscriber waits for live events, its connection
+//! may lend the hub a [`Sink`]; the hub then keeps the events the subscriber has not seen in its
+//! channel's log and offers them to a flusher (`hub/round.rs`), which frames them for the wire
+//! (an HTTP/1.1 chunk today), writes them through the sink and reports how far the write got.
+
+use std::io::{self, IoSlice};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio::time::Instant;
+
+use crate::position::Position;
+
+/// Where a flusher writes: a subscriber's socket, without waiting.
+pub(crate) trait Sink: Send + Sync {
+    /// Writes what the socket takes now; `WouldBlock` when it takes nothing.
+    fn try_write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize>;
+}
+
+/// A direct subscriber: its lent socket, and how far into its channel's log it is.
+pub(crate) struct Direct {
+    pub(crate) sink: Arc<dyn Sink>,
+    /// Its id in the channel.
+    pub(crate) id: u64,
+    /// The next log sequence it has not been written.
+    pub(crate) cursor: u64,
+    /// Live events at or before this were replayed already.
+    pub(crate) seen_through: Option<Position>,
+    /// A flusher is writing (outside every lock, so that publishers never wait for a syscall).
+    pub(crate) writing: bool,
+    /// The socket must go back to the task once the write in progress ends.
+    pub(crate) leave: bool,
+    /// Set with `leave` by the channel: it took the subscriber out of its flusher's count but the
+    /// write in progress still counts, until the flusher ends the hand-back.
+    pub(crate) deferred: bool,
+    /// With `leave`: the log sequence the channel stopped logging for it (later events went to
+    /// its queue), so the hand-back moves only the log before it.
+    pub(crate) until: Option<u64>,
+    /// When a flusher last wrote (the heartbeat counts idle time from it).
+    pub(crate) last_write: Option<Instant>,
+}
+
+impl Direct {
+    /// A subscriber lending `sink`, starting at log sequence `cursor`.
+    pub(crate) fn new(
+        sink: Arc<dyn Sink>,
+        id: u64,
+        cursor: u64,
+        seen_through: Option<Position>,
+    ) -> Direct {
+        Direct {
+            sink,
+            id,
+            cursor,
+            seen_through,
+            writing: false,
+            leave: false,
+            deferred: false,
+            until: None,
+            last_write: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for Direct {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Direct")
+            .field("id", &self.id)
+            .field("cursor", &self.cursor)
+            .field("writing", &self.writing)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the task takes back with its socket.
+#[derive(Debug, Default)]
+pub(crate) struct Handback {
+    /// Framed bytes the flusher could only partly write: they go out first, as they are.
+    pub(crate) raw: Option<Bytes>,
+    /// When the flusher last wrote.
+    pub(crate) last_write: Option<Instant>,
+}

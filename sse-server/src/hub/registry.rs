@@ -1,0 +1,141 @@
+//! What every handle of a hub shares: its settings, counters, store, flushers' work lists and
+//! the table of channels that have subscribers (or a publish in flight).
+
+use std::collections::HashMap;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::error::Error;
+use crate::hub::channel::{Channel, Handle};
+use crate::hub::config::Config;
+use crate::hub::metrics::Metrics;
+use crate::hub::rounds::Rounds;
+use crate::replay::{Live, LiveFeed, ReplayStore};
+
+/// The state behind every [`Hub`](crate::hub::handle::Hub) handle.
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub(crate) config: Config,
+    pub(crate) metrics: Metrics,
+    /// Write live events straight to lean-path subscribers' sockets.
+    pub(crate) rounds: Rounds,
+    pub(crate) store: Arc<dyn ReplayStore>,
+    /// Set when the store is shared with other nodes: fan-out then happens only from its feed.
+    pub(crate) live: Option<Arc<dyn LiveFeed>>,
+    registry: Mutex<Registry>,
+    pub(crate) shutting_down: AtomicBool,
+    /// Publishes hold it shared; shutdown takes it exclusively to wait for in-flight publishes.
+    pub(crate) gate: tokio::sync::RwLock<()>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Registry {
+    pub(crate) closed: bool,
+    pub(crate) channels: HashMap<Arc<str>, Arc<Channel>>,
+}
+
+/// Checks a channel name: 1..=256 bytes, no control characters.
+pub(crate) fn check_channel(name: &str) -> Result<(), Error> {
+    if name.is_empty() || name.len() > 256 || name.chars().any(char::is_control) {
+        return Err(Error::InvalidChannel {
+            name: name.chars().take(300).collect(),
+        });
+    }
+    Ok(())
+}
+
+impl Inner {
+    pub(crate) fn new(config: Config, store: Arc<dyn ReplayStore>) -> Inner {
+        let metrics = Metrics::default();
+        let rounds = Rounds::new(metrics.delivered.clone(), config.coalesce);
+        Inner {
+            live: store.live(),
+            config,
+            rounds,
+            metrics,
+            store,
+            registry: Mutex::new(Registry::default()),
+            shutting_down: AtomicBool::new(false),
+            gate: tokio::sync::RwLock::new(()),
+        }
+    }
+
+    pub(crate) fn registry(&self) -> MutexGuard<'_, Registry> {
+        self.registry.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn channel(&self, name: &str) -> Result<Arc<Channel>, Error> {
+        let mut reg = self.registry();
+        if reg.closed {
+            return Err(Error::ShuttingDown);
+        }
+        let limit = self.config.max_channels;
+        if reg.channels.len() >= limit && !reg.channels.contains_key(name) {
+            return Err(Error::TooManyChannels { limit });
+        }
+        Ok(Self::entry(&mut reg, name))
+    }
+
+    /// Adds a subscriber under the registry lock, so shutdown either sees it or refuses it.
+    pub(crate) fn register(
+        &self,
+        name: &str,
+        handle: Handle,
+    ) -> Result<(Arc<Channel>, u64), Error> {
+        let mut reg = self.registry();
+        if reg.closed {
+            return Err(Error::ShuttingDown);
+        }
+        let limit = self.config.max_channels;
+        if reg.channels.len() >= limit && !reg.channels.contains_key(name) {
+            return Err(Error::TooManyChannels { limit });
+        }
+        let ch = Self::entry(&mut reg, name);
+        let id = ch.add(handle);
+        Ok((ch, id))
+    }
+
+    fn entry(reg: &mut Registry, name: &str) -> Arc<Channel> {
+        if let Some(ch) = reg.channels.get(name) {
+            return ch.clone();
+        }
+        let name: Arc<str> = Arc::from(name);
+        let ch = Arc::new(Channel::new(name.clone()));
+        reg.channels.insert(name, ch.clone());
+        ch
+    }
+
+    /// Forgets a channel object nobody uses any more. The caller's own `Arc` is the second reference.
+    pub(crate) fn release(&self, ch: &Arc<Channel>) {
+        let mut reg = self.registry();
+        if Arc::strong_count(ch) == 2 && ch.len() == 0 {
+            reg.channels.remove(&ch.name);
+            // Under the registry lock, so a subscriber registering next watches after this.
+            if let Some(live) = &self.live {
+                live.unwatch(&ch.name);
+            }
+        }
+    }
+
+    /// Fans out what the store's live feed delivered (published on this node or another).
+    pub(crate) fn deliver(&self, channel: &str, live: Live) {
+        let ch = self.registry().channels.get(channel).cloned();
+        let Some(ch) = ch else { return };
+        match live {
+            Live::Event(event) => {
+                self.rounds
+                    .fan_out(&ch, event.position, &event.bytes, &self.metrics)
+            }
+            Live::Gap => {
+                // Skipping ahead would lose events silently: end the streams, and the clients'
+                // reconnects replay what is retained, with an `expired` reset if something is gone.
+                let ended = ch.close();
+                tracing::warn!(
+                    channel,
+                    ended,
+                    "this node read the shared store too late and missed events; ended the channel's streams so that clients resume through replay"
+                );
+            }
+        }
+    }
+}

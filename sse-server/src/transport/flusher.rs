@@ -1,0 +1,381 @@
+//! Flushers: a few tasks (one per core) that write live events straight to subscribers' sockets.
+//!
+//! Why: a subscriber served by the lean HTTP/1.1 path spends nearly all its life waiting for the next
+//! event. Waking its task for every event (schedule it, poll its stream, pop its queue, then `writev`)
+//! costs more user-space time than the write, and touches a dozen cold cache lines per subscriber. So,
+//! once such a task has nothing queued, it lends its socket to the hub (`hub/lent.rs`). The fan-out
+//! then appends the event to the channel's log once and puts the channel on a flusher's work list
+//! once per round (`hub/rounds.rs`); the flusher offers each of its subscribers the part of the log
+//! it has not seen (`hub/round.rs`), frames it as one HTTP/1.1 chunk and writes it in one `writev`
+//! (`transport/io.rs`). Rounds batch by themselves: whatever is published during a round goes out in
+//! the next one. Under load (a round that took 1 ms or more), a flusher also rests twice as long as
+//! the round took, at most [`HubBuilder::coalesce`](crate::hub::builder::HubBuilder::coalesce), before
+//! the next: more events per `writev` and fewer `writev`s, the system call and TCP segment being what
+//! a delivery costs.
+//!
+//! The task takes its socket back for anything only it can do (a heartbeat, an expiry, the last
+//! bytes), and a flusher hands it back whenever the socket does not take a write whole, so a slow
+//! subscriber is never written by a flusher twice: its task waits for the socket, and a full queue
+//! disconnects it as before. Either way the events it has not seen move from the log to the front of
+//! its queue, under the channel's lock, so none is lost or repeated.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::hub::channel::Channel;
+use crate::hub::queue::Queue;
+use crate::hub::round::{Pending, Round, Written, Wrote};
+use crate::hub::rounds::WorkList;
+use crate::transport::h1::chunk;
+use crate::transport::io::write_now;
+
+/// Subscribers written per flusher before it lets other tasks on its worker run.
+const YIELD_EVERY: usize = 256;
+/// Channels a round goes through between two such pauses.
+const YIELD_CHANNELS: usize = 64;
+/// Rounds shorter than this are never followed by a pause (tokio's timer has 1 ms resolution).
+const MIN_ROUND: Duration = Duration::from_millis(1);
+
+/// Starts flusher `index`'s task (the hub's `Spawn`).
+pub(crate) fn spawn(index: usize, list: Arc<WorkList>) -> JoinHandle<()> {
+    tokio::spawn(run(index, list))
+}
+
+/// Writes one round: each target gets its events as one HTTP/1.1 chunk, in slices of
+/// [`YIELD_EVERY`] targets, letting the worker's other tasks run in between (a round over thousands
+/// of sockets takes milliseconds). The chunk of the whole round is framed once and shared by every
+/// subscriber that needs all of it. Returns the events delivered and the subscribers to hand their
+/// sockets back to.
+async fn write_round(round: &Round, now: Instant) -> (u64, Vec<Arc<Queue>>) {
+    let mut delivered = 0;
+    let mut handbacks = Vec::new();
+    if round.is_empty() {
+        return (0, handbacks);
+    }
+    let mut head = [0u8; 20];
+    let common = chunk::slices(round.events(), &mut head);
+    for (i, queue) in round.targets.iter().enumerate() {
+        if let Some(offer) = round.begin(queue) {
+            let count = offer.count(round);
+            let written = match &offer.pending {
+                Pending::All => write_now(&*offer.sink, &common),
+                Pending::Own(own) if own.is_empty() => Written::All,
+                Pending::Own(own) => {
+                    let mut own_head = [0u8; 20];
+                    let slices = chunk::slices(own.iter().copied(), &mut own_head);
+                    write_now(&*offer.sink, &slices)
+                }
+            };
+            match round.finish(queue, count, written, now) {
+                Wrote::Events(n) => delivered += n,
+                Wrote::Nothing => {}
+                Wrote::HandBack(n) => {
+                    delivered += n;
+                    handbacks.push(queue.clone());
+                }
+            }
+        }
+        if i % YIELD_EVERY == YIELD_EVERY - 1 {
+            tokio::task::yield_now().await;
+        }
+    }
+    (delivered, handbacks)
+}
+
+/// One round on one channel.
+async fn flush_channel(index: usize, channel: &Arc<Channel>, now: Instant) -> u64 {
+    let Some(round) = channel.start_round(index) else {
+        return 0;
+    };
+    let (delivered, handbacks) = write_round(&round, now).await;
+    channel.end_round(index, round.head, handbacks);
+    delivered
+}
+
+async fn run(index: usize, list: Arc<WorkList>) {
+    let mut last_round: Option<(Instant, Duration)> = None;
+    loop {
+        if list.is_empty() {
+            if list.is_closed() {
+                return;
+            }
+            list.wait().await;
+            continue;
+        }
+        // Under load, rest twice as long as the last round took (at most `coalesce`): the events
+        // published meanwhile go out together, in one `writev` per subscriber instead of several.
+        // Rounds shorter than the timer's 1 ms resolution (few subscribers, light load) never wait.
+        if let Some((start, took)) = last_round
+            && took >= MIN_ROUND
+            && !list.coalesce.is_zero()
+        {
+            let until = start + took + (took * 2).min(list.coalesce);
+            tokio::select! {
+                () = tokio::time::sleep_until(until) => {}
+                () = list.hurried() => {}
+            }
+        }
+        let round = list.take();
+        let now = Instant::now();
+        let mut delivered = 0;
+        for (i, channel) in round.into_iter().enumerate() {
+            delivered += flush_channel(index, &channel, now).await;
+            list.after_round(&channel);
+            // Many small channels: let the worker's other tasks run now and then too.
+            if i % YIELD_CHANNELS == YIELD_CHANNELS - 1 {
+                tokio::task::yield_now().await;
+            }
+        }
+        list.delivered(delivered);
+        last_round = Some((now, now.elapsed()));
+    }
+}
+
+#[cfg(test)]
+mod direct_tests {
+    use std::io::{self, IoSlice};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::task::{Context, Poll, Wake, Waker};
+
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::hub::channel::{Channel, Handle};
+    use crate::hub::lent::Sink;
+    use crate::hub::metrics::Metrics;
+    use crate::hub::queue::{Frame, QueueRx, queue};
+    use crate::position::Position;
+
+    /// A socket stand-in: takes at most `accept` bytes per write (`WouldBlock` at 0), and can run
+    /// something in the middle of a write, when the flusher holds no lock.
+    #[derive(Default)]
+    struct FakeSink {
+        accept: Mutex<usize>,
+        got: Mutex<Vec<u8>>,
+        during: Mutex<Option<Box<dyn FnOnce() + Send>>>,
+    }
+
+    impl Sink for FakeSink {
+        fn try_write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+            if let Some(f) = self.during.lock().unwrap().take() {
+                f();
+            }
+            let mut accept = self.accept.lock().unwrap();
+            if *accept == 0 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            let mut got = self.got.lock().unwrap();
+            let mut n = 0;
+            for b in bufs {
+                let take = b.len().min(*accept - n);
+                got.extend_from_slice(&b[..take]);
+                n += take;
+            }
+            *accept -= n;
+            Ok(n)
+        }
+    }
+
+    struct Noop;
+    impl Wake for Noop {
+        fn wake(self: Arc<Self>) {}
+    }
+
+    struct Fixture {
+        ch: Arc<Channel>,
+        metrics: Metrics,
+        next: u64,
+    }
+
+    impl Fixture {
+        fn new() -> Fixture {
+            Fixture {
+                ch: Arc::new(Channel::new(Arc::from("t"))),
+                metrics: Metrics::default(),
+                next: 0,
+            }
+        }
+
+        fn publish(&mut self, data: &str) -> Bytes {
+            self.next += 1;
+            let bytes = Bytes::from(format!("data: {data}\n\n"));
+            let position = Position::new(1, self.next);
+            self.ch.fan_out(position, &bytes, &self.metrics);
+            bytes
+        }
+
+        /// One whole flusher round (flusher 0), as the flusher task writes it; returns what it
+        /// delivered.
+        fn round(&self) -> u64 {
+            let Some(round) = self.ch.start_round(0) else {
+                return 0;
+            };
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .build()
+                .unwrap();
+            let (delivered, handbacks) = runtime.block_on(write_round(&round, Instant::now()));
+            self.ch.end_round(0, round.head, handbacks);
+            delivered
+        }
+    }
+
+    fn chunk_of(events: &[&Bytes]) -> Vec<u8> {
+        let total: usize = events.iter().map(|b| b.len()).sum();
+        let mut out = format!("{total:x}\r\n").into_bytes();
+        for e in events {
+            out.extend_from_slice(e);
+        }
+        out.extend_from_slice(b"\r\n");
+        out
+    }
+
+    fn queued(rx: &mut QueueRx) -> Vec<Bytes> {
+        let waker = Waker::from(Arc::new(Noop));
+        let mut cx = Context::from_waker(&waker);
+        let mut out = Vec::new();
+        while let Poll::Ready(Some(Frame::Event(_, b))) = rx.poll_recv(&mut cx) {
+            out.push(b);
+        }
+        out
+    }
+
+    fn handed_back(rx: &mut QueueRx) -> bool {
+        let waker = Waker::from(Arc::new(Noop));
+        rx.poll_handback(&mut Context::from_waker(&waker))
+            .is_ready()
+    }
+
+    #[test]
+    fn a_partial_write_hands_back_the_rest_of_the_chunk_then_the_queue_takes_over() {
+        let mut f = Fixture::new();
+        let (tx, mut rx) = queue(16);
+        let id = f.ch.add(Handle::new(tx, Arc::new(AtomicBool::new(false))));
+        let sink = Arc::new(FakeSink::default());
+        *sink.accept.lock().unwrap() = 1 << 20;
+        assert!(f.ch.enter_direct(id, &rx, sink.clone(), 0, None));
+
+        let (a, b, c) = (f.publish("a"), f.publish("b"), f.publish("c"));
+        assert_eq!(f.round(), 3);
+        assert_eq!(*sink.got.lock().unwrap(), chunk_of(&[&a, &b, &c]));
+        assert!(!handed_back(&mut rx), "a whole write keeps the socket lent");
+
+        // The socket takes 5 bytes of the next chunk: the rest goes back to the task, as is.
+        sink.got.lock().unwrap().clear();
+        *sink.accept.lock().unwrap() = 5;
+        let (d, e) = (f.publish("d"), f.publish("e"));
+        assert_eq!(f.round(), 2);
+        assert!(handed_back(&mut rx));
+        let raw = rx
+            .leave_direct()
+            .raw
+            .expect("the unwritten rest of the chunk");
+        let mut wire = sink.got.lock().unwrap().clone();
+        wire.extend_from_slice(&raw);
+        assert_eq!(wire, chunk_of(&[&d, &e]));
+        assert!(queued(&mut rx).is_empty(), "nothing is sent twice");
+
+        // From now on events go to the queue, and a round has nobody to write.
+        let g = f.publish("g");
+        assert_eq!(f.round(), 0);
+        assert_eq!(queued(&mut rx), vec![g]);
+    }
+
+    #[test]
+    fn nothing_written_puts_the_events_back_in_the_queue_in_order() {
+        let mut f = Fixture::new();
+        let (tx, mut rx) = queue(16);
+        let id = f.ch.add(Handle::new(tx, Arc::new(AtomicBool::new(false))));
+        let sink = Arc::new(FakeSink::default()); // accepts nothing: WouldBlock
+        assert!(f.ch.enter_direct(id, &rx, sink, 0, None));
+        let (a, b) = (f.publish("a"), f.publish("b"));
+        assert_eq!(f.round(), 0);
+        assert!(handed_back(&mut rx));
+        assert!(rx.leave_direct().raw.is_none());
+        let c = f.publish("c");
+        assert_eq!(queued(&mut rx), vec![a, b, c]);
+    }
+
+    #[test]
+    fn taking_the_socket_back_during_a_write_loses_and_repeats_nothing() {
+        let mut f = Fixture::new();
+        let (tx, mut rx) = queue(16);
+        let id = f.ch.add(Handle::new(tx, Arc::new(AtomicBool::new(false))));
+        let rx_shared = Arc::new(Mutex::new(None::<QueueRx>));
+        let sink = Arc::new(FakeSink::default());
+        *sink.accept.lock().unwrap() = 1 << 20;
+        assert!(f.ch.enter_direct(id, &rx, sink.clone(), 0, None));
+        // A second direct subscriber keeps the log growing after the first one leaves it.
+        let (tx2, rx2) = queue(16);
+        let id2 = f.ch.add(Handle::new(tx2, Arc::new(AtomicBool::new(false))));
+        let sink2 = Arc::new(FakeSink::default());
+        *sink2.accept.lock().unwrap() = 1 << 20;
+        assert!(f.ch.enter_direct(id2, &rx2, sink2.clone(), 0, None));
+        let a = f.publish("a");
+
+        // While the flusher writes `a` (no lock held): one more event reaches the log, the task asks
+        // for its socket, then another event is published.
+        let ch = f.ch.clone();
+        let (mid, after) = (
+            Bytes::from_static(b"data: mid\n\n"),
+            Bytes::from_static(b"data: after\n\n"),
+        );
+        let (mid2, after2) = (mid.clone(), after.clone());
+        let rx_for_leave = std::mem::replace(&mut rx, queue(1).1);
+        *rx_shared.lock().unwrap() = Some(rx_for_leave);
+        let rx_shared2 = rx_shared.clone();
+        *sink.during.lock().unwrap() = Some(Box::new(move || {
+            let metrics = Metrics::default();
+            ch.fan_out(Position::new(1, 100), &mid2, &metrics);
+            let guard = rx_shared2.lock().unwrap();
+            ch.leave_direct(id, guard.as_ref().unwrap());
+            drop(guard);
+            ch.fan_out(Position::new(1, 101), &after2, &metrics);
+        }));
+        assert_eq!(f.round(), 2, "`a` to both");
+        assert_eq!(*sink.got.lock().unwrap(), chunk_of(&[&a]));
+        let mut rx = rx_shared.lock().unwrap().take().unwrap();
+        assert!(handed_back(&mut rx), "handed back when the write ended");
+        assert!(rx.leave_direct().raw.is_none());
+        assert_eq!(
+            queued(&mut rx),
+            vec![mid.clone(), after.clone()],
+            "in order, once each"
+        );
+        // The other subscriber stays direct and gets everything from the log.
+        f.round();
+        let mut want = chunk_of(&[&a]);
+        want.extend(chunk_of(&[&mid, &after]));
+        assert_eq!(*sink2.got.lock().unwrap(), want);
+        assert!(!handed_back(&mut { rx2 }));
+        f.ch.remove(id2);
+        // The flusher's count went back to zero: no round to run, and the log is empty.
+        assert!(f.ch.start_round(0).is_none());
+        assert!(f.ch.log_is_empty());
+    }
+
+    #[test]
+    fn a_flusher_a_queue_behind_disconnects_the_subscribers_it_did_not_write() {
+        let mut f = Fixture::new();
+        let (tx, rx) = queue(4);
+        let kicked = Arc::new(AtomicBool::new(false));
+        let id = f.ch.add(Handle::new(tx, kicked.clone()));
+        assert!(f.ch.enter_direct(id, &rx, Arc::new(FakeSink::default()), 0, None));
+        for i in 0..4 {
+            f.publish(&i.to_string());
+        }
+        assert!(
+            !kicked.load(Ordering::Acquire),
+            "four events fit a queue of four"
+        );
+        f.publish("one too many");
+        assert!(kicked.load(Ordering::Acquire));
+        assert_eq!(f.ch.len(), 0);
+        assert_eq!(f.metrics.dropped_subscribers(), 1);
+        assert!(f.ch.log_is_empty(), "the log is freed with them");
+    }
+}
