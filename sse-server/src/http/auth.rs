@@ -178,7 +178,7 @@ impl JwtKey {
 }
 
 /// Who may subscribe to and publish on which channel; give it to
-/// [`HubService::authorization`](crate::HubService::authorization).
+/// [`HubService::authorization`](crate::http::service::HubService::authorization).
 ///
 /// ```
 /// use sse_server::{Auth, JwtKey};

@@ -15,6 +15,18 @@ use crate::hub::hooks::{OnSubscribe, OnUnsubscribe};
 use crate::replay::{CommitMode, DurableStore};
 use crate::replay::{MemoryStore, ReplayStore, Retention};
 
+impl Hub {
+    /// Starts configuring a hub.
+    ///
+    /// ```
+    /// let hub = sse_server::Hub::builder().queue_size(64).build();
+    /// # drop(hub);
+    /// ```
+    pub fn builder() -> HubBuilder {
+        HubBuilder::default()
+    }
+}
+
 /// Configures a [`Hub`]. Every setting has a default suitable for a public endpoint.
 ///
 /// ```

@@ -10,7 +10,6 @@ use rand::Rng;
 use sse_proto::Event;
 
 use crate::error::Error;
-use crate::hub::builder::HubBuilder;
 use crate::hub::channel::{Channel, Handle};
 use crate::hub::config::Config;
 use crate::hub::control;
@@ -80,16 +79,6 @@ pub struct ChannelInfo {
 }
 
 impl Hub {
-    /// Starts configuring a hub.
-    ///
-    /// ```
-    /// let hub = sse_server::Hub::builder().queue_size(64).build();
-    /// # drop(hub);
-    /// ```
-    pub fn builder() -> HubBuilder {
-        HubBuilder::default()
-    }
-
     pub(crate) fn from_parts(config: Config, store: Arc<dyn ReplayStore>) -> Hub {
         let hub = Hub {
             inner: Arc::new(Inner::new(config, store)),
@@ -395,7 +384,7 @@ impl Hub {
     }
 
     /// Shuts down gracefully: refuses new subscriptions and publishes, waits for in-flight publishes to
-    /// finish, then ends every stream with a randomised `retry:` (see [`HubBuilder::shutdown_retry`]) so
+    /// finish, then ends every stream with a randomised `retry:` (see [`HubBuilder::shutdown_retry`](crate::hub::builder::HubBuilder::shutdown_retry)) so
     /// that clients spread their reconnects.
     ///
     /// ```

@@ -6,7 +6,7 @@ use sse_proto::Event;
 
 use crate::error::Error;
 
-/// What an [`on_subscribe`](crate::HubBuilder::on_subscribe) hook sees about a new subscriber.
+/// What an [`on_subscribe`](crate::hub::builder::HubBuilder::on_subscribe) hook sees about a new subscriber.
 ///
 /// ```
 /// let info = sse_server::SubscribeInfo { channel: "news", last_event_id: None, headers: None };

@@ -62,7 +62,7 @@ impl Server {
             tls: None,
             fast: None,
             grace: Duration::from_secs(5),
-            limits: crate::Limits::default(),
+            limits: crate::transport::limits::Limits::default(),
         }
     }
 

@@ -26,8 +26,8 @@ use tower::Service;
 use crate::http::body::Body;
 use crate::http::service::HubService;
 use crate::hub::lent::Sink;
-use crate::transport::flusher;
 use crate::transport::h1::chunk;
+use crate::transport::h1::flusher;
 use crate::transport::h1::head::{MAX_HEAD, parse_head, response_head};
 use crate::transport::io::{client_gone, consume, write_all, write_all_vectored};
 
