@@ -32,12 +32,13 @@
 use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use http::{HeaderMap, header};
+use http::HeaderMap;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 
 use crate::error::Error;
-use crate::http::publish::percent_decode;
+use crate::http::query::query_param;
+use crate::http::token::{bearer, cookie};
 
 /// The default name of the cookie that may carry a subscriber's token.
 pub const DEFAULT_COOKIE: &str = "sse_token";
@@ -466,37 +467,8 @@ impl Auth {
     }
 }
 
-/// The bearer token of the `Authorization` header, if any.
-pub(crate) fn bearer(headers: &HeaderMap) -> Option<String> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.trim().split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim().to_owned())
-        .filter(|t| !t.is_empty())
-}
-
-fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .find_map(|pair| {
-            let (k, v) = pair.trim().split_once('=')?;
-            (k.trim() == name).then(|| v.trim().trim_matches('"').to_owned())
-        })
-        .filter(|t| !t.is_empty())
-}
-
 fn query_token(query: Option<&str>) -> Option<String> {
-    query?.split('&').find_map(|pair| {
-        let (k, v) = pair.split_once('=')?;
-        (k == "access_token")
-            .then(|| String::from_utf8(percent_decode(v.as_bytes(), true)).ok())
-            .flatten()
-            .filter(|t| !t.is_empty())
-    })
+    query_param(query, "access_token").filter(|t| !t.is_empty())
 }
 
 #[cfg(test)]

@@ -6,4 +6,6 @@ pub(crate) mod auth;
 pub(crate) mod body;
 pub(crate) mod headers;
 pub(crate) mod publish;
+pub(crate) mod query;
 pub(crate) mod service;
+pub(crate) mod token;

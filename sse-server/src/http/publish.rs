@@ -5,6 +5,8 @@ use std::time::Duration;
 use http::StatusCode;
 use sse_proto::Event;
 
+use crate::http::query::percent_decode;
+
 /// The longest `retry` a publisher may ask for: one day.
 pub const MAX_RETRY_MS: u64 = 86_400_000;
 
@@ -179,29 +181,6 @@ fn form_fields(body: &[u8], with_data: bool) -> Result<Fields, BodyError> {
     Ok(fields)
 }
 
-/// Decodes `%XX` escapes (and `+` as a space in forms); malformed escapes stay as they are.
-pub(crate) fn percent_decode(input: &[u8], plus_as_space: bool) -> Vec<u8> {
-    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
-    let mut out = Vec::with_capacity(input.len());
-    let mut i = 0;
-    while i < input.len() {
-        match input[i] {
-            b'%' if i + 2 < input.len() => match (hex(input[i + 1]), hex(input[i + 2])) {
-                (Some(h), Some(l)) => {
-                    out.push(h << 4 | l);
-                    i += 3;
-                    continue;
-                }
-                _ => out.push(b'%'),
-            },
-            b'+' if plus_as_space => out.push(b' '),
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    out
-}
-
 fn build(fields: Fields) -> Result<Event, BodyError> {
     let data = fields.data.ok_or_else(|| {
         BodyError::bad("missing \"data\": the event needs a data field (it may be empty)")
@@ -264,13 +243,6 @@ mod tests {
         }
         let err = parse_publish_body(Some("image/png"), b"x", None).unwrap_err();
         assert_eq!(err.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
-    }
-
-    #[test]
-    fn percent_decoding() {
-        assert_eq!(percent_decode(b"a%20b+c%2", true), b"a b c%2");
-        assert_eq!(percent_decode(b"%41%4a%", false), b"AJ%");
-        assert_eq!(percent_decode(b"x%zz", false), b"x%zz");
     }
 
     #[test]

@@ -13,7 +13,9 @@ use http_body_util::BodyExt;
 use crate::error::Error;
 use crate::http::body::Body;
 use crate::http::headers;
-use crate::http::publish::{parse_publish_body, percent_decode};
+use crate::http::publish::parse_publish_body;
+use crate::http::query::{percent_decode, query_param};
+use crate::http::token::{bearer, constant_time_eq};
 use crate::hub::handle::Hub;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -55,6 +57,7 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub struct HubService {
     hub: Hub,
     auth: Arc<PublishAuth>,
+    #[cfg(feature = "jwt")]
     access: Option<Arc<crate::http::auth::Auth>>,
 }
 
@@ -75,6 +78,7 @@ impl HubService {
         HubService {
             hub,
             auth: Arc::new(PublishAuth::Disabled),
+            #[cfg(feature = "jwt")]
             access: None,
         }
     }
@@ -99,6 +103,7 @@ impl HubService {
         self
     }
 
+    #[cfg(feature = "jwt")]
     /// Authorizes subscribers and publishers with JWTs (see [`Auth`](crate::http::auth::Auth) for the claims): only
     /// public channels can then be subscribed to without a token (401 without a valid one, 403 when the
     /// token does not grant the channel), and a stream ends with an `sse-expired` event when its token
@@ -218,20 +223,10 @@ impl HubService {
         if let Err(e) = crate::hub::registry::check_channel(channel) {
             return error(e.status(), &e.to_string());
         }
-        let mut deadline = None;
-        if let Some(auth) = &self.access {
-            let presented = crate::http::auth::Presented {
-                headers: req.headers(),
-                query: req.uri().query(),
-            };
-            match auth.subscribe(&presented, channel) {
-                Ok(crate::http::auth::Access::Token { exp: Some(exp) }) => {
-                    deadline = Some((tokio::time::Instant::now() + auth.remaining(exp), exp));
-                }
-                Ok(_) => {}
-                Err(e) => return denied(&e),
-            }
-        }
+        let deadline = match self.subscriber_deadline(&req, channel) {
+            Ok(deadline) => deadline,
+            Err(refused) => return refused,
+        };
         let from_header = req
             .headers()
             .get("last-event-id")
@@ -256,12 +251,50 @@ impl HubService {
         }
     }
 
+    /// When the subscriber's token expires (the stream then ends with `sse-expired`), or the
+    /// refusal to answer with when it may not subscribe to `channel`.
+    #[cfg(feature = "jwt")]
+    #[allow(clippy::result_large_err)]
+    fn subscriber_deadline<B>(
+        &self,
+        req: &Request<B>,
+        channel: &str,
+    ) -> Result<Option<(tokio::time::Instant, u64)>, Response<Body>> {
+        let Some(auth) = &self.access else {
+            return Ok(None);
+        };
+        let presented = crate::http::auth::Presented {
+            headers: req.headers(),
+            query: req.uri().query(),
+        };
+        match auth.subscribe(&presented, channel) {
+            Ok(crate::http::auth::Access::Token { exp: Some(exp) }) => Ok(Some((
+                tokio::time::Instant::now() + auth.remaining(exp),
+                exp,
+            ))),
+            Ok(_) => Ok(None),
+            Err(e) => Err(denied(&e)),
+        }
+    }
+
+    /// Without JWT support, every channel is open to subscribers.
+    #[cfg(not(feature = "jwt"))]
+    #[allow(clippy::result_large_err, clippy::unnecessary_wraps)]
+    fn subscriber_deadline<B>(
+        &self,
+        _req: &Request<B>,
+        _channel: &str,
+    ) -> Result<Option<(tokio::time::Instant, u64)>, Response<Body>> {
+        Ok(None)
+    }
+
     /// The refusal to answer with, when the request may not publish.
     fn refuse(&self, headers: &HeaderMap, channel: Option<&str>) -> Option<Response<Body>> {
+        #[cfg(feature = "jwt")]
         if let Some(auth) = &self.access
             && !matches!(*self.auth, PublishAuth::Anonymous)
         {
-            let given = crate::http::auth::bearer(headers);
+            let given = bearer(headers);
             if let (PublishAuth::Token(expected), Some(token)) = (&*self.auth, &given)
                 && constant_time_eq(token.as_bytes(), expected.as_bytes())
             {
@@ -281,22 +314,13 @@ impl HubService {
                 StatusCode::FORBIDDEN,
                 "publishing over HTTP is disabled on this hub: configure a publish token",
             )),
-            PublishAuth::Token(expected) => {
-                let given = headers
-                    .get(header::AUTHORIZATION)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| {
-                        let (scheme, token) = v.trim().split_once(' ')?;
-                        scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-                    });
-                match given {
-                    Some(token) if constant_time_eq(token.as_bytes(), expected.as_bytes()) => None,
-                    Some(_) => Some(unauthorized("wrong publish token")),
-                    None => Some(unauthorized(
-                        "missing publish token: send the header Authorization: Bearer <token>",
-                    )),
-                }
-            }
+            PublishAuth::Token(expected) => match bearer(headers).as_deref() {
+                Some(token) if constant_time_eq(token.as_bytes(), expected.as_bytes()) => None,
+                Some(_) => Some(unauthorized("wrong publish token")),
+                None => Some(unauthorized(
+                    "missing publish token: send the header Authorization: Bearer <token>",
+                )),
+            },
         }
     }
 
@@ -376,23 +400,6 @@ impl HubService {
             &serde_json::json!({ "channel": channel, "closed": closed }),
         )
     }
-}
-
-fn query_param(query: Option<&str>, name: &str) -> Option<String> {
-    query?.split('&').find_map(|pair| {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let k = String::from_utf8(percent_decode(k.as_bytes(), true)).ok()?;
-        (k == name)
-            .then(|| String::from_utf8(percent_decode(v.as_bytes(), true)).ok())
-            .flatten()
-    })
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn status_only(status: StatusCode) -> Response<Body> {

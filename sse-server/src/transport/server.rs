@@ -6,15 +6,24 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::Watcher;
 use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
-use tokio_rustls::TlsAcceptor;
+use tokio::net::{TcpListener, TcpStream};
 
 use crate::error::Error;
 use crate::http::service::HubService;
 use crate::hub::handle::Hub;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// What terminates TLS; without the `tls` feature there is none.
+#[cfg(feature = "tls")]
+type Acceptor = tokio_rustls::TlsAcceptor;
+#[cfg(not(feature = "tls"))]
+type Acceptor = std::convert::Infallible;
+
+/// How long a TLS handshake may take.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serves a hub on a TCP listener: HTTP/1.1 and HTTP/2 (h2c prior knowledge, or ALPN with TLS), with
 /// a graceful shutdown.
@@ -35,7 +44,7 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// ```
 pub struct Server {
     hub: Hub,
-    tls: Option<TlsAcceptor>,
+    tls: Option<Acceptor>,
     fast: Option<HubService>,
     grace: Duration,
     limits: crate::transport::limits::Limits,
@@ -66,6 +75,7 @@ impl Server {
         }
     }
 
+    #[cfg(feature = "tls")]
     /// Terminates TLS with `acceptor` (see [`tls_acceptor`](crate::transport::tls::tls_acceptor)).
     ///
     /// ```no_run
@@ -73,7 +83,7 @@ impl Server {
     /// let _ = sse_server::Server::new(sse_server::Hub::builder().build()).tls(acceptor);
     /// # Ok::<(), sse_server::Error>(())
     /// ```
-    pub fn tls(mut self, acceptor: TlsAcceptor) -> Self {
+    pub fn tls(mut self, acceptor: tokio_rustls::TlsAcceptor) -> Self {
         self.tls = Some(acceptor);
         self
     }
@@ -161,50 +171,21 @@ impl Server {
                     continue;
                 }
             };
-            let service = TowerToHyperService::new(service.clone());
-            let builder = builder.clone();
-            let watcher = graceful.watcher();
-            let tls = self.tls.clone();
-            let fast = self.fast.clone();
+            let conn = Conn {
+                stream,
+                peer,
+                service: TowerToHyperService::new(service.clone()),
+                builder: builder.clone(),
+                watcher: graceful.watcher(),
+                head_timeout,
+            };
+            let (tls, fast) = (self.tls.clone(), self.fast.clone());
             tokio::spawn(async move {
                 let _permit = permit;
+                let peer = conn.peer;
                 let result = match tls {
-                    None => {
-                        if !crate::transport::limits::first_bytes(&stream, head_timeout).await {
-                            tracing::debug!(%peer, "no request within the header read timeout");
-                            return;
-                        }
-                        let stream = match &fast {
-                            Some(hub_service) => {
-                                match crate::transport::h1::conn::serve(stream, hub_service).await {
-                                    Ok(()) => return,
-                                    Err(stream) => stream,
-                                }
-                            }
-                            None => stream,
-                        };
-                        let conn = builder.serve_connection(TokioIo::new(stream), service);
-                        watcher.watch(conn.into_owned()).await
-                    }
-                    Some(acceptor) => {
-                        match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream))
-                            .await
-                        {
-                            Ok(Ok(tls_stream)) => {
-                                let conn =
-                                    builder.serve_connection(TokioIo::new(tls_stream), service);
-                                watcher.watch(conn.into_owned()).await
-                            }
-                            Ok(Err(e)) => {
-                                tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                                return;
-                            }
-                            Err(_) => {
-                                tracing::debug!(%peer, "TLS handshake timed out");
-                                return;
-                            }
-                        }
-                    }
+                    None => conn.serve_plain(fast).await,
+                    Some(acceptor) => conn.serve_tls(acceptor).await,
                 };
                 if let Err(e) = result {
                     tracing::debug!(%peer, error = %e, "connection ended with an error");
@@ -242,5 +223,74 @@ impl Server {
         self.fast_subscribe(fast)
             .serve(listener, service, shutdown)
             .await
+    }
+}
+
+/// One accepted connection, and what serving it takes.
+struct Conn<S> {
+    stream: TcpStream,
+    peer: std::net::SocketAddr,
+    service: TowerToHyperService<S>,
+    builder: auto::Builder<TokioExecutor>,
+    watcher: Watcher,
+    head_timeout: Duration,
+}
+
+impl<S, B> Conn<S>
+where
+    S: tower::Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    /// Plain TCP: a subscription goes to the lean HTTP/1.1 path when it takes it, anything else
+    /// to hyper.
+    async fn serve_plain(self, fast: Option<HubService>) -> Result<(), BoxError> {
+        if !crate::transport::limits::first_bytes(&self.stream, self.head_timeout).await {
+            tracing::debug!(peer = %self.peer, "no request within the header read timeout");
+            return Ok(());
+        }
+        let stream = match &fast {
+            Some(hub_service) => {
+                match crate::transport::h1::conn::serve(self.stream, hub_service).await {
+                    Ok(()) => return Ok(()),
+                    Err(stream) => stream,
+                }
+            }
+            None => self.stream,
+        };
+        let conn = self
+            .builder
+            .serve_connection(TokioIo::new(stream), self.service);
+        self.watcher.watch(conn.into_owned()).await
+    }
+
+    /// TLS: the handshake (bounded in time), then hyper (HTTP/1.1 or HTTP/2 by ALPN).
+    #[cfg(feature = "tls")]
+    async fn serve_tls(self, acceptor: Acceptor) -> Result<(), BoxError> {
+        let tls_stream =
+            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(self.stream)).await {
+                Ok(Ok(tls_stream)) => tls_stream,
+                Ok(Err(e)) => {
+                    tracing::debug!(peer = %self.peer, error = %e, "TLS handshake failed");
+                    return Ok(());
+                }
+                Err(_) => {
+                    tracing::debug!(peer = %self.peer, "TLS handshake timed out");
+                    return Ok(());
+                }
+            };
+        let conn = self
+            .builder
+            .serve_connection(TokioIo::new(tls_stream), self.service);
+        self.watcher.watch(conn.into_owned()).await
+    }
+
+    /// Without the `tls` feature no acceptor exists.
+    #[cfg(not(feature = "tls"))]
+    async fn serve_tls(self, acceptor: Acceptor) -> Result<(), BoxError> {
+        match acceptor {}
     }
 }
