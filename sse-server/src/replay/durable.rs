@@ -2,10 +2,9 @@
 //! nothing that was acknowledged.
 
 mod format;
-mod unavailable;
-mod window;
+mod open;
+mod ops;
 
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, TryRecvError};
@@ -13,25 +12,25 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use redb::{Database, DatabaseError};
+use redb::Database;
 use sse_proto::Event;
 use tokio::sync::oneshot;
 
-use self::format::{Damage, Op};
-use self::window::{Entry, State, Window};
-use super::{BoxFuture, Replay, ReplayStore, Retention, StoredChannel, StoredEvent};
-use crate::{Error, Position};
-
-pub(crate) use unavailable::Unavailable;
+use self::format::{Damage, Loaded};
+use self::open::Opening;
+use self::ops::Op;
+use super::retention::Retention;
+use super::store::{BoxFuture, Replay, ReplayStore, StoredChannel};
+use super::stored::{self, StoredEvent};
+use super::window::{Entry, Windows};
+use crate::error::Error;
+use crate::position::Position;
 
 /// The store's file inside the data directory.
 pub const STORE_FILE: &str = "replay.redb";
 
 /// Appends between two sweeps of every window (as in the memory store).
 const PRUNE_EVERY: u64 = 1024;
-
-/// redb's page cache (its default is far larger, and would duplicate the in-memory window).
-const REDB_CACHE_BYTES: usize = 16 * 1024 * 1024;
 
 /// Most publishes one group commit carries.
 const MAX_BATCH: usize = 1024;
@@ -80,7 +79,7 @@ impl Default for CommitMode {
 ///   with every event, so ids issued after a restart are greater than every earlier one and earlier ids
 ///   stay resumable while their events are retained.
 /// * **Retention on disk**: count, bytes and age per channel are enforced exactly as by the
-///   [`MemoryStore`](crate::MemoryStore), deleting from the file in the same commit; redb reuses the freed
+///   [`MemoryStore`](crate::replay::MemoryStore), deleting from the file in the same commit; redb reuses the freed
 ///   pages, so the file stays bounded under a steady load. A lower retention given at start-up trims the
 ///   file at once.
 /// * **Damage is reported, never repaired silently**: a truncated, garbled or foreign file makes
@@ -124,6 +123,15 @@ struct Shared {
     state: Mutex<State>,
     /// Set when a failed commit left the file unreadable: every later append fails with it.
     broken: Mutex<Option<String>>,
+}
+
+/// Everything the store knows, behind one lock: each channel's window, exactly as on disk once the
+/// writer's last commit returned.
+#[derive(Debug)]
+struct State {
+    windows: Windows<u64>,
+    /// Changes made outside the writer (age evictions noticed by a replay): committed with the next batch.
+    pending: Vec<Op>,
 }
 
 #[derive(Debug)]
@@ -205,130 +213,37 @@ impl DurableStoreBuilder {
     /// ```
     pub fn open(self) -> Result<DurableStore, Error> {
         let path = self.dir.join(STORE_FILE);
-        let fail = |reason: String| Error::DataDir {
-            path: path.clone(),
-            reason,
+        let opening = Opening {
+            dir: &self.dir,
+            path: &path,
         };
-        std::fs::create_dir_all(&self.dir).map_err(|e| Error::DataDir {
-            path: self.dir.clone(),
-            reason: format!("cannot create the data directory: {e}; choose another --data-dir"),
-        })?;
-        if self.reset {
-            match std::fs::remove_file(&path) {
-                Ok(()) => {
-                    tracing::warn!(path = %path.display(), "discarded the replay store (reset requested)")
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(fail(format!("cannot remove it to start fresh: {e}"))),
-            }
-        }
-        let damaged = |what: String| {
-            fail(format!(
-                "{what}. The file is damaged or is not an sse-server replay store; move it away, or \
-                 start with --reset-data-dir (DurableStoreBuilder::reset) to discard it and its events"
-            ))
-        };
-        let exists = path.exists();
-        // redb checks its invariants with debug assertions; a garbled file must still end in an error.
-        let opened = catch_unwind(AssertUnwindSafe(|| {
-            // The window is mirrored in memory and the file is read once, at start-up: a small page
-            // cache is enough for the writes.
-            let mut builder = Database::builder();
-            builder.set_cache_size(REDB_CACHE_BYTES);
-            if exists {
-                builder.open(&path)
-            } else {
-                builder.create(&path)
-            }
-        }));
-        let mut db = match opened {
-            Ok(Ok(db)) => db,
-            Ok(Err(DatabaseError::DatabaseAlreadyOpen)) => {
-                return Err(fail(
-                    "another process (or store) has it open; stop it or use another --data-dir"
-                        .into(),
-                ));
-            }
-            Ok(Err(DatabaseError::Storage(redb::StorageError::Io(e))))
-                if e.kind() == std::io::ErrorKind::PermissionDenied =>
-            {
-                return Err(fail(format!("cannot open it: {e}; fix its permissions")));
-            }
-            Ok(Err(e)) => return Err(damaged(format!("cannot open it: {e}"))),
-            Err(panic) => {
-                return Err(damaged(format!(
-                    "cannot open it: {}",
-                    panic_message(&*panic)
-                )));
-            }
-        };
-        // redb verifies page checksums on open only after an unclean shutdown; verify them always, so
-        // that bit rot in a cleanly closed file is reported instead of replayed.
-        match catch_unwind(AssertUnwindSafe(|| db.check_integrity())) {
-            Ok(Ok(true)) => {}
-            Ok(Ok(false)) => {
-                return Err(damaged(
-                    "it failed its integrity check (redb rolled it back to its last intact commit, \
-                     so recent events may be missing; restart to serve what is left)"
-                        .into(),
-                ));
-            }
-            Ok(Err(e)) => return Err(damaged(format!("it failed its integrity check: {e}"))),
-            Err(panic) => {
-                return Err(damaged(format!(
-                    "it failed its integrity check: {}",
-                    panic_message(&*panic)
-                )));
-            }
-        }
-        let loaded = catch_unwind(AssertUnwindSafe(|| {
-            format::load(&db, &self.retention, now_ms(), fresh_epoch())
-        }));
-        let loaded = match loaded {
-            Ok(Ok(loaded)) => loaded,
-            Ok(Err(Damage(what))) => return Err(damaged(format!("cannot read it: {what}"))),
-            Err(panic) => {
-                return Err(damaged(format!(
-                    "cannot read it: {}",
-                    panic_message(&*panic)
-                )));
-            }
-        };
-        format::commit(&db, &loaded.ops, loaded.counter).map_err(|e| {
-            fail(format!(
-                "cannot write it: {e}; check free space and permissions"
-            ))
-        })?;
-        let retained: usize = loaded.state.windows.values().map(|w| w.events.len()).sum();
+        opening.prepare(self.reset)?;
+        let mut db = opening.database()?;
+        opening.verify(&mut db)?;
+        let loaded = opening.load(&db, &self.retention, now_ms(), fresh_epoch())?;
         tracing::info!(
             path = %path.display(),
-            epoch = loaded.state.epoch,
-            channels = loaded.state.windows.len(),
-            events = retained,
+            epoch = loaded.windows.epoch(),
+            channels = loaded.windows.len(),
+            events = loaded.windows.retained(),
             mode = ?self.mode,
             "opened the durable replay store"
         );
-        let shared = Arc::new(Shared {
-            path: path.clone(),
-            epoch: loaded.state.epoch,
-            retention: self.retention,
-            counter: AtomicU64::new(loaded.counter),
-            state: Mutex::new(loaded.state),
-            broken: Mutex::new(None),
-        });
-        let (tx, rx) = mpsc::channel();
+        let shared = Arc::new(Shared::new(path.clone(), self.retention, loaded));
         let thread = {
             let shared = shared.clone();
             let mode = self.mode;
+            let (tx, rx) = mpsc::channel();
             std::thread::Builder::new()
                 .name("sse-replay-writer".into())
                 .spawn(move || write_loop(&db, &shared, &rx, mode))
-                .map_err(|e| fail(format!("cannot start its writer thread: {e}")))?
+                .map(|thread| Writer { tx, thread })
+                .map_err(|e| opening.fail(format!("cannot start its writer thread: {e}")))?
         };
         Ok(DurableStore {
             shared,
             mode: self.mode,
-            writer: Mutex::new(Some(Writer { tx, thread })),
+            writer: Mutex::new(Some(thread)),
         })
     }
 }
@@ -434,6 +349,21 @@ impl Drop for DurableStore {
 }
 
 impl Shared {
+    fn new(path: PathBuf, retention: Retention, loaded: Loaded) -> Self {
+        Shared {
+            path,
+            epoch: loaded.windows.epoch(),
+            retention,
+            counter: AtomicU64::new(loaded.counter),
+            state: Mutex::new(State {
+                windows: loaded.windows,
+                // The load's own changes were committed when the file was opened.
+                pending: Vec::new(),
+            }),
+            broken: Mutex::new(None),
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         // The state is only changed together with the ops mirroring it; a panic in between is a bug
         // that a restart (which reloads from the file) repairs, so keep serving.
@@ -482,12 +412,15 @@ impl ReplayStore for DurableStore {
         Box::pin(async move {
             tokio::task::spawn_blocking(move || {
                 let counter = shared.counter.load(Ordering::Acquire);
-                shared.lock().replay(
+                let mut state = shared.lock();
+                let State { windows, pending } = &mut *state;
+                windows.replay(
                     &channel,
                     &last_event_id,
                     counter,
                     &shared.retention,
                     now_ms(),
+                    pending,
                 )
             })
             .await
@@ -506,9 +439,13 @@ impl ReplayStore for DurableStore {
     fn channels(&self) -> BoxFuture<'_, Result<Vec<StoredChannel>, Error>> {
         let shared = self.shared.clone();
         Box::pin(async move {
-            tokio::task::spawn_blocking(move || shared.lock().channels(&shared.retention, now_ms()))
-                .await
-                .map_err(|e| Error::Store(format!("channel listing failed: {e}")))
+            tokio::task::spawn_blocking(move || {
+                let mut state = shared.lock();
+                let State { windows, pending } = &mut *state;
+                windows.channels(&shared.retention, now_ms(), pending)
+            })
+            .await
+            .map_err(|e| Error::Store(format!("channel listing failed: {e}")))
         })
     }
 }
@@ -576,8 +513,10 @@ fn commit_batch(db: &Database, shared: &Shared, batch: Vec<Request>) {
             // The file still holds the previous commit: make memory match it again.
             match format::load(db, &shared.retention, now, shared.epoch) {
                 Ok(loaded) => {
-                    *state = loaded.state;
-                    state.pending = loaded.ops;
+                    *state = State {
+                        windows: loaded.windows,
+                        pending: loaded.ops,
+                    };
                 }
                 Err(Damage(what)) => {
                     let fatal = format!(
@@ -600,57 +539,28 @@ fn append_one(
     shared: &Shared,
     state: &mut State,
     channel: String,
-    mut event: Event,
+    event: Event,
     now: u64,
     ops: &mut Vec<Op>,
 ) -> Result<StoredEvent, Error> {
     let retention = &shared.retention;
     if shared.counter.load(Ordering::Acquire) % PRUNE_EVERY == PRUNE_EVERY - 1 {
-        state.prune(retention, now, ops);
+        state.windows.prune(retention, now, ops);
     }
-    let custom = event.id().is_some();
     let minor = shared.counter.fetch_add(1, Ordering::AcqRel) + 1;
-    let position = Position::new(shared.epoch, minor);
-    if !custom {
-        event = event.with_id(position.to_string())?;
-    }
-    let id: Arc<str> = Arc::from(event.id().unwrap_or_default());
-    let stored = StoredEvent {
-        position,
-        id,
-        bytes: sse_proto::encode(&event),
-    };
+    let stamped = stored::stamp(Position::new(shared.epoch, minor), event)?;
     let entry = Entry {
-        event: stored.clone(),
-        at_ms: now,
-        custom,
+        event: stamped.event.clone(),
+        at: now,
+        custom: stamped.custom,
     };
     ops.push(Op::Put {
         channel: channel.clone(),
         minor,
         record: format::encode_record(&entry),
     });
-    let floor = Position::new(shared.epoch, state.dropped_through);
-    let window = state.windows.entry(channel.clone()).or_insert_with(|| {
-        ops.push(Op::Floor {
-            channel: channel.clone(),
-            minor: floor.minor(),
-        });
-        Window::new(floor)
-    });
-    window.push(entry);
-    window.enforce(&channel, retention, now, ops);
-    Ok(stored)
-}
-
-/// What a caught panic said, for the error message.
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    let text = panic
-        .downcast_ref::<String>()
-        .map(String::as_str)
-        .or_else(|| panic.downcast_ref::<&str>().copied())
-        .unwrap_or("unknown failure");
-    format!("its structure is inconsistent ({text})")
+    state.windows.append(&channel, entry, retention, now, ops);
+    Ok(stamped.event)
 }
 
 fn now_ms() -> u64 {

@@ -1,13 +1,15 @@
-use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use sse_proto::Event;
 
-use super::placement::{self, Issued, WindowView};
-use super::{BoxFuture, Replay, ReplayStore, Retention, StoredChannel, StoredEvent};
-use crate::{Error, Position};
+use super::retention::Retention;
+use super::store::{BoxFuture, Replay, ReplayStore, StoredChannel};
+use super::stored::{self, StoredEvent};
+use super::window::{Entry, Windows};
+use crate::error::Error;
+use crate::position::Position;
 
 /// The in-memory replay store: each channel keeps a window of encoded events bounded by [`Retention`].
 ///
@@ -27,32 +29,11 @@ pub struct MemoryStore {
     state: Mutex<State>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct State {
     /// Last minor position handed out, shared by every channel so broadcast ids can be minted too.
     counter: u64,
-    /// Highest position of any event whose whole window was dropped: a channel without a window lost
-    /// nothing after it.
-    dropped_through: u64,
-    windows: HashMap<String, Window>,
-}
-
-#[derive(Debug)]
-struct Window {
-    events: VecDeque<Entry>,
-    bytes: usize,
-    /// Every event of this channel after `floor` is still retained.
-    floor: Position,
-    /// Publisher-supplied (and broadcast) ids of retained events.
-    custom: HashMap<Arc<str>, Position>,
-    last_id: Option<Arc<str>>,
-}
-
-#[derive(Debug)]
-struct Entry {
-    event: StoredEvent,
-    at: Instant,
-    custom: bool,
+    windows: Windows<Instant>,
 }
 
 /// Appends between two sweeps of every window (amortises the sweep to O(1) per append).
@@ -85,10 +66,14 @@ impl MemoryStore {
     /// assert!(b.epoch() > a.epoch());
     /// ```
     pub fn new(retention: Retention) -> Self {
+        let epoch = fresh_epoch();
         MemoryStore {
-            epoch: fresh_epoch(),
+            epoch,
             retention,
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State {
+                counter: 0,
+                windows: Windows::new(epoch, 0),
+            }),
         }
     }
 
@@ -118,99 +103,37 @@ impl MemoryStore {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Drops expired events everywhere and forgets channels left without any, so that many short-lived
-    /// channels do not accumulate.
-    fn prune(state: &mut State, retention: &Retention, now: Instant) {
-        let mut dropped_through = state.dropped_through;
-        state.windows.retain(|_, w| {
-            w.enforce(retention, now);
-            let keep = !w.events.is_empty();
-            if !keep {
-                dropped_through = dropped_through.max(w.floor.minor());
-            }
-            keep
-        });
-        state.dropped_through = dropped_through;
-    }
-
-    fn append_now(&self, channel: &str, mut event: Event) -> Result<StoredEvent, Error> {
+    fn append_now(&self, channel: &str, event: Event) -> Result<StoredEvent, Error> {
         let mut state = self.lock();
+        let now = Instant::now();
         if state.counter % PRUNE_EVERY == PRUNE_EVERY - 1 {
-            Self::prune(&mut state, &self.retention, Instant::now());
+            state.windows.prune(&self.retention, now, &mut ());
         }
-        let floor = Position::new(self.epoch, state.dropped_through);
         state.counter += 1;
-        let position = Position::new(self.epoch, state.counter);
-        let custom = event.id().is_some();
-        if !custom {
-            event = event.with_id(position.to_string())?;
-        }
-        let id: Arc<str> = Arc::from(event.id().unwrap_or_default());
-        let stored = StoredEvent {
-            position,
-            id: id.clone(),
-            bytes: sse_proto::encode(&event),
+        let stamped = stored::stamp(Position::new(self.epoch, state.counter), event)?;
+        let entry = Entry {
+            event: stamped.event.clone(),
+            at: now,
+            custom: stamped.custom,
         };
-        let window = state
+        state
             .windows
-            .entry(channel.to_owned())
-            .or_insert_with(|| Window {
-                events: VecDeque::new(),
-                bytes: 0,
-                floor,
-                custom: HashMap::new(),
-                last_id: None,
-            });
-        window.last_id = Some(id.clone());
-        window.bytes += stored.bytes.len();
-        if custom {
-            window.custom.insert(id, position);
-        }
-        window.events.push_back(Entry {
-            event: stored.clone(),
-            at: Instant::now(),
-            custom,
-        });
-        window.enforce(&self.retention, Instant::now());
-        Ok(stored)
+            .append(channel, entry, &self.retention, now, &mut ());
+        Ok(stamped.event)
     }
 
     fn replay_now(&self, channel: &str, last_event_id: &str) -> Replay {
         let mut state = self.lock();
-        let issued = Issued {
-            epoch: self.epoch,
-            counter: state.counter,
-            dropped_through: state.dropped_through,
-        };
-        let window = state.windows.get_mut(channel).map(|window| {
-            window.enforce(&self.retention, Instant::now());
-            WindowView {
-                events: &window.events,
-                floor: window.floor,
-                custom: &window.custom,
-            }
-        });
-        placement::place(last_event_id, issued, window, |e: &Entry| &e.event)
-    }
-}
-
-impl Window {
-    fn enforce(&mut self, retention: &Retention, now: Instant) {
-        while let Some(front) = self.events.front() {
-            let too_many = self.events.len() > retention.events();
-            let too_big = self.bytes > retention.bytes();
-            let too_old = now.saturating_duration_since(front.at) >= retention.age();
-            if !(too_many || too_big || too_old) {
-                break;
-            }
-            if let Some(gone) = self.events.pop_front() {
-                self.bytes -= gone.event.bytes.len();
-                self.floor = gone.event.position;
-                if gone.custom && self.custom.get(&gone.event.id) == Some(&gone.event.position) {
-                    self.custom.remove(&gone.event.id);
-                }
-            }
-        }
+        let now = Instant::now();
+        let counter = state.counter;
+        state.windows.replay(
+            channel,
+            last_event_id,
+            counter,
+            &self.retention,
+            now,
+            &mut (),
+        )
     }
 }
 
@@ -242,16 +165,7 @@ impl ReplayStore for MemoryStore {
 
     fn channels(&self) -> BoxFuture<'_, Result<Vec<StoredChannel>, Error>> {
         let now = Instant::now();
-        let mut state = self.lock();
-        Self::prune(&mut state, &self.retention, now);
-        let list = state
-            .windows
-            .iter()
-            .map(|(name, w)| StoredChannel {
-                name: name.clone(),
-                last_id: w.last_id.as_deref().map(str::to_owned),
-            })
-            .collect();
+        let list = self.lock().windows.channels(&self.retention, now, &mut ());
         Box::pin(async move { Ok(list) })
     }
 }
@@ -259,13 +173,13 @@ impl ReplayStore for MemoryStore {
 /// Bytes retained by a window, for tests of the byte bound.
 #[cfg(test)]
 fn window_bytes(store: &MemoryStore, channel: &str) -> usize {
-    store.lock().windows.get(channel).map_or(0, |w| w.bytes)
+    store.lock().windows.get(channel).map_or(0, |w| w.bytes())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ResetReason;
+    use crate::replay::store::ResetReason;
     use std::time::Duration;
 
     fn ids(r: &Replay) -> Vec<String> {

@@ -4,8 +4,9 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
-use super::{Replay, Reset, ResetReason, StoredEvent};
-use crate::Position;
+use super::store::{Replay, Reset, ResetReason};
+use super::stored::StoredEvent;
+use crate::position::Position;
 
 /// What a store holds for one channel, borrowed for the time of one placement.
 pub(super) struct WindowView<'a, E> {

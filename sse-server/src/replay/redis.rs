@@ -1,26 +1,26 @@
 //! The Redis replay store: one Redis Stream per channel, shared by every node of a cluster.
 
 use std::fmt;
-use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use ::redis::{Client, Value};
 use sse_proto::Event;
 use tokio::sync::OnceCell;
 
-use super::{
-    BoxFuture, LiveFeed, Replay, ReplayStore, Reset, ResetReason, Retention, StoredChannel,
-    StoredEvent,
-};
-use crate::{Error, Position};
+use super::retention::Retention;
+use super::store::{BoxFuture, LiveFeed, Replay, ReplayStore, Reset, ResetReason, StoredChannel};
+use super::stored::{self, StoredEvent};
+use crate::error::Error;
+use crate::position::Position;
 
 mod entry;
 mod feed;
+mod shared;
 
-use entry::{pairs, range, text};
+use entry::{deleted_through, pairs, range, text};
 use feed::Feed;
+use shared::{Shared, now_ms};
 
 /// Fewest entries a stream keeps, whatever the replay window: the per-node read loops read the live
 /// events from the stream itself, so it must hold at least what a loop may lag behind.
@@ -53,16 +53,6 @@ pub(crate) const MIN_STREAM_LEN: usize = 100;
 pub struct RedisStore {
     shared: Arc<Shared>,
     feed: Arc<Feed>,
-}
-
-/// What the store and its feed both use.
-struct Shared {
-    client: Client,
-    url: String,
-    prefix: String,
-    retention: Retention,
-    timeout: Duration,
-    conn: OnceCell<ConnectionManager>,
 }
 
 impl fmt::Debug for RedisStore {
@@ -159,88 +149,6 @@ fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(s), Some(at)) if at > s => format!("{}://***@{}", &url[..s], &url[at + 1..]),
         _ => url.to_owned(),
-    }
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
-impl Shared {
-    fn key(&self, channel: &str) -> String {
-        format!("{}{channel}", self.prefix)
-    }
-
-    fn unavailable(&self, what: &str, why: impl fmt::Display) -> Error {
-        Error::Store(format!(
-            "Redis at {} is unavailable ({what}: {why}); nothing was stored: retry once Redis is reachable",
-            self.url
-        ))
-    }
-
-    /// The shared multiplexed connection; it reconnects by itself after a failure.
-    async fn conn(&self) -> Result<ConnectionManager, Error> {
-        let conn = self
-            .conn
-            .get_or_try_init(|| async {
-                let config = ConnectionManagerConfig::new()
-                    .set_connection_timeout(Some(self.timeout))
-                    .set_response_timeout(Some(self.timeout))
-                    .set_min_delay(Duration::from_millis(50))
-                    .set_max_delay(Duration::from_secs(1))
-                    .set_number_of_retries(2);
-                ConnectionManager::new_lazy_with_config(self.client.clone(), config)
-            })
-            .await
-            .map_err(|e| self.unavailable("connect", e))?;
-        Ok(conn.clone())
-    }
-
-    /// Runs `op` on the shared connection within the timeout.
-    async fn run<T, F, Fut>(&self, what: &str, op: F) -> Result<T, Error>
-    where
-        F: FnOnce(ConnectionManager) -> Fut,
-        Fut: Future<Output = ::redis::RedisResult<T>>,
-    {
-        let conn = self.conn().await?;
-        match tokio::time::timeout(self.timeout, op(conn)).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(self.unavailable(what, e)),
-            Err(_) => Err(self.unavailable(what, "timed out")),
-        }
-    }
-
-    /// `XTRIM key MINID = <now - max_age>`, or nothing when the age bound is off.
-    fn trim_by_age(&self, pipe: &mut ::redis::Pipeline, key: &str) {
-        let age = self.retention.age().as_millis() as u64;
-        if age > 0 {
-            let cutoff = now_ms().saturating_sub(age);
-            pipe.cmd("XTRIM")
-                .arg(key)
-                .arg("MINID")
-                .arg("=")
-                .arg(cutoff)
-                .ignore();
-        }
-    }
-
-    /// The last entry of `key` (its entry id and client-visible id).
-    async fn last_entry(&self, key: &str) -> Result<Option<entry::Entry>, Error> {
-        let v: Value = self
-            .run("XREVRANGE", |mut c| async move {
-                ::redis::cmd("XREVRANGE")
-                    .arg(key)
-                    .arg("+")
-                    .arg("-")
-                    .arg("COUNT")
-                    .arg(1)
-                    .query_async(&mut c)
-                    .await
-            })
-            .await?;
-        Ok(range(&v).into_iter().next())
     }
 }
 
@@ -346,12 +254,9 @@ impl RedisStore {
                 "Redis answered XADD with {entry_id:?}, not a stream id"
             ))
         })?;
-        let id = custom.unwrap_or_else(|| entry_id.clone());
-        Ok(StoredEvent {
-            position,
-            bytes: entry::join(&parts.head, &id, &parts.tail),
-            id: id.into(),
-        })
+        Ok(stored::stamp_encoded(position, custom.as_deref(), |id| {
+            entry::join(&parts.head, id, &parts.tail)
+        }))
     }
 
     /// Trims by age, then reads the window's bounds (`None`: no such stream).
@@ -534,55 +439,6 @@ impl RedisStore {
     }
 }
 
-/// The position just before `p` (every position after it includes `p`).
-/// From an `XINFO STREAM` reply: every entry after the returned position is still in the stream.
-///
-/// `max-deleted-entry-id` alone is not enough: Redis 7.0 updates it on XDEL but not when MAXLEN or MINID
-/// trims. So when more entries were added than the stream holds (something was trimmed), everything
-/// before the first entry counts as possibly gone, and an empty stream that had entries lost all of
-/// them. This errs towards reporting a loss (a reset, a closed stream) when an id was exactly the last
-/// entry trimmed; it never hides one.
-pub(super) fn deleted_through(info: &Value) -> Position {
-    let (mut max_deleted, mut reported) = (Position::default(), false);
-    let (mut added, mut length, mut first, mut last) = (None, None, None, Position::default());
-    for (k, val) in pairs(info) {
-        match text(k).as_deref() {
-            Some("max-deleted-entry-id") => {
-                reported = true;
-                max_deleted = text(val).and_then(|t| t.parse().ok()).unwrap_or_default();
-            }
-            Some("entries-added") => added = text(val).and_then(|t| t.parse::<u64>().ok()),
-            Some("length") => length = text(val).and_then(|t| t.parse::<u64>().ok()),
-            Some("first-entry") => first = entry::entry(val).map(|e| e.position),
-            Some("last-generated-id") => {
-                last = text(val).and_then(|t| t.parse().ok()).unwrap_or_default();
-            }
-            _ => {}
-        }
-    }
-    let trimmed = match (added, length) {
-        (Some(a), Some(l)) => a > l,
-        // Redis < 7 reports neither: assume the worst.
-        _ => !reported,
-    };
-    if trimmed {
-        let gone = match first {
-            Some(f) => before(f),
-            None => last,
-        };
-        max_deleted = max_deleted.max(gone);
-    }
-    max_deleted
-}
-
-fn before(p: Position) -> Position {
-    match (p.major(), p.minor()) {
-        (0, 0) => p,
-        (ma, 0) => Position::new(ma - 1, u64::MAX),
-        (ma, mi) => Position::new(ma, mi - 1),
-    }
-}
-
 fn glob_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
@@ -637,6 +493,7 @@ impl ReplayStore for RedisStore {
 
 #[cfg(test)]
 mod tests {
+    use super::entry::before;
     use super::*;
 
     #[test]

@@ -1,4 +1,4 @@
-//! The on-disk layout (three redb tables) and the two things done with it: load it into a [`State`] and
+//! The on-disk layout (three redb tables) and the two things done with it: load it into memory and
 //! commit a list of [`Op`]s in one transaction.
 //!
 //! * `meta`: `&str -> u64`: the format version, the epoch (fixed when the file is created, so ids stay
@@ -10,11 +10,15 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{
+    Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition,
+};
 
-use super::window::{Entry, State, Window};
-use crate::Position;
-use crate::replay::{Retention, StoredEvent};
+use super::ops::{COUNTER, DROPPED_THROUGH, EPOCH, FORMAT, Op};
+use crate::position::Position;
+use crate::replay::retention::Retention;
+use crate::replay::stored::StoredEvent;
+use crate::replay::window::{Entry, Windows};
 
 const META_NAME: &str = "sse_meta";
 const EVENTS_NAME: &str = "sse_events";
@@ -23,40 +27,10 @@ pub(super) const META: TableDefinition<&str, u64> = TableDefinition::new(META_NA
 pub(super) const EVENTS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new(EVENTS_NAME);
 pub(super) const FLOORS: TableDefinition<&str, u64> = TableDefinition::new(FLOORS_NAME);
 
-pub(super) const FORMAT: &str = "format";
-pub(super) const EPOCH: &str = "epoch";
-pub(super) const COUNTER: &str = "counter";
-pub(super) const DROPPED_THROUGH: &str = "dropped_through";
-
 /// The layout version written in `meta`; a file with another one is refused, not reinterpreted.
 pub(super) const FORMAT_VERSION: u64 = 1;
 
 const HEADER: usize = 8 + 1 + 4;
-
-/// One change to the file, in the order it must be applied.
-#[derive(Debug, Clone)]
-pub(super) enum Op {
-    Put {
-        channel: String,
-        minor: u64,
-        record: Vec<u8>,
-    },
-    Delete {
-        channel: String,
-        minor: u64,
-    },
-    Floor {
-        channel: String,
-        minor: u64,
-    },
-    DropChannel {
-        channel: String,
-    },
-    Meta {
-        key: &'static str,
-        value: u64,
-    },
-}
 
 /// Why the file cannot be used; the caller names the file and says what to do.
 #[derive(Debug)]
@@ -78,10 +52,11 @@ damage_from!(
     redb::StorageError
 );
 
-pub(super) fn encode_record(entry: &Entry) -> Vec<u8> {
+/// The record of `entry` in the `events` table.
+pub(super) fn encode_record(entry: &Entry<u64>) -> Vec<u8> {
     let id = entry.event.id.as_bytes();
     let mut out = Vec::with_capacity(HEADER + id.len() + entry.event.bytes.len());
-    out.extend_from_slice(&entry.at_ms.to_le_bytes());
+    out.extend_from_slice(&entry.at.to_le_bytes());
     out.push(u8::from(entry.custom));
     out.extend_from_slice(&(id.len() as u32).to_le_bytes());
     out.extend_from_slice(id);
@@ -89,7 +64,7 @@ pub(super) fn encode_record(entry: &Entry) -> Vec<u8> {
     out
 }
 
-fn decode_record(position: Position, raw: &[u8]) -> Result<Entry, Damage> {
+fn decode_record(position: Position, raw: &[u8]) -> Result<Entry<u64>, Damage> {
     let bad = || Damage(format!("event record at position {position} is malformed"));
     let at_ms = u64::from_le_bytes(
         raw.get(0..8)
@@ -117,17 +92,24 @@ fn decode_record(position: Position, raw: &[u8]) -> Result<Entry, Damage> {
             id: Arc::from(id),
             bytes: Bytes::copy_from_slice(bytes),
         },
-        at_ms,
+        at: at_ms,
         custom,
     })
 }
 
-/// What [`load`] found: the state, the last position issued, and the changes that enforcing the (possibly
-/// new) retention on it requires.
+/// What [`load`] found: the windows, the last position issued, and the changes that enforcing the
+/// (possibly new) retention on them requires.
 pub(super) struct Loaded {
-    pub(super) state: State,
+    pub(super) windows: Windows<u64>,
     pub(super) counter: u64,
     pub(super) ops: Vec<Op>,
+}
+
+/// What `meta` says.
+struct Meta {
+    epoch: u64,
+    counter: u64,
+    dropped_through: u64,
 }
 
 /// Reads the whole file (which also verifies every page it touches) into memory. A file without our
@@ -143,42 +125,52 @@ pub(super) fn load(
         .list_tables()?
         .map(|t| redb::TableHandle::name(&t).to_owned())
         .collect();
-    let mut ops = Vec::new();
     if tables.is_empty() {
-        ops.push(Op::Meta {
-            key: FORMAT,
-            value: FORMAT_VERSION,
-        });
-        ops.push(Op::Meta {
-            key: EPOCH,
-            value: fresh_epoch,
-        });
-        ops.push(Op::Meta {
-            key: COUNTER,
-            value: 0,
-        });
-        ops.push(Op::Meta {
-            key: DROPPED_THROUGH,
-            value: 0,
-        });
-        let state = State {
-            epoch: fresh_epoch,
-            ..State::default()
-        };
-        return Ok(Loaded {
-            state,
-            counter: 0,
-            ops,
-        });
+        return Ok(initialise(fresh_epoch));
     }
-    if let Some(foreign) = tables
+    refuse_foreign(&tables)?;
+    let meta = read_meta(&read)?;
+    let mut windows = read_windows(&read, &meta)?;
+    // Retention may have been lowered since the last run, and time has passed: trim now.
+    let mut ops = Vec::new();
+    windows.prune(retention, now_ms, &mut ops);
+    Ok(Loaded {
+        counter: meta.counter.max(windows.dropped_through()),
+        windows,
+        ops,
+    })
+}
+
+/// A new file: no windows, and the `meta` rows to write.
+fn initialise(fresh_epoch: u64) -> Loaded {
+    let meta = |key, value| Op::Meta { key, value };
+    Loaded {
+        windows: Windows::new(fresh_epoch, 0),
+        counter: 0,
+        ops: vec![
+            meta(FORMAT, FORMAT_VERSION),
+            meta(EPOCH, fresh_epoch),
+            meta(COUNTER, 0),
+            meta(DROPPED_THROUGH, 0),
+        ],
+    }
+}
+
+/// Refuses a redb file that holds tables of another program.
+fn refuse_foreign(tables: &[String]) -> Result<(), Damage> {
+    match tables
         .iter()
         .find(|t| ![META_NAME, EVENTS_NAME, FLOORS_NAME].contains(&t.as_str()))
     {
-        return Err(Damage(format!(
+        Some(foreign) => Err(Damage(format!(
             "it is a redb database but not an sse-server replay store (it has a table {foreign:?})"
-        )));
+        ))),
+        None => Ok(()),
     }
+}
+
+/// Reads `meta`, refusing another format version or missing rows.
+fn read_meta(read: &ReadTransaction) -> Result<Meta, Damage> {
     let meta = read.open_table(META)?;
     let get = |key: &str| -> Result<Option<u64>, Damage> { Ok(meta.get(key)?.map(|v| v.value())) };
     match get(FORMAT)? {
@@ -190,51 +182,37 @@ pub(super) fn load(
         }
         None => return Err(Damage("its format version is missing".into())),
     }
-    let epoch = get(EPOCH)?.ok_or_else(|| Damage("its epoch is missing".into()))?;
-    let mut counter = get(COUNTER)?.ok_or_else(|| Damage("its id counter is missing".into()))?;
-    let dropped_through = get(DROPPED_THROUGH)?.unwrap_or(0);
-    let mut state = State {
-        epoch,
-        dropped_through,
-        ..State::default()
-    };
+    Ok(Meta {
+        epoch: get(EPOCH)?.ok_or_else(|| Damage("its epoch is missing".into()))?,
+        counter: get(COUNTER)?.ok_or_else(|| Damage("its id counter is missing".into()))?,
+        dropped_through: get(DROPPED_THROUGH)?.unwrap_or(0),
+    })
+}
 
+/// Reads `floors` and `events` into windows, as they were saved (nothing evicted yet).
+fn read_windows(read: &ReadTransaction, meta: &Meta) -> Result<Windows<u64>, Damage> {
+    let mut windows = Windows::new(meta.epoch, meta.dropped_through);
     let floors = read.open_table(FLOORS)?;
     for row in floors.iter()? {
         let (channel, minor) = row?;
-        state.windows.insert(
-            channel.value().to_owned(),
-            Window::new(Position::new(epoch, minor.value())),
-        );
+        windows.restore_floor(channel.value().to_owned(), minor.value());
     }
     let events = read.open_table(EVENTS)?;
     for row in events.iter()? {
         let (key, value) = row?;
         let (channel, minor) = key.value();
-        let position = Position::new(epoch, minor);
+        let position = Position::new(meta.epoch, minor);
         let entry = decode_record(position, value.value())?;
         // The counter is committed with every batch; a larger position means a damaged file.
-        if minor > counter {
+        if minor > meta.counter {
             return Err(Damage(format!(
-                "event {position} is newer than the id counter ({counter})"
+                "event {position} is newer than the id counter ({})",
+                meta.counter
             )));
         }
-        let window = state
-            .windows
-            .entry(channel.to_owned())
-            .or_insert_with(|| Window::new(Position::new(epoch, dropped_through)));
-        window.push(entry);
+        windows.restore(channel, entry);
     }
-    // Retention may have been lowered since the last run, and time has passed: trim now.
-    let mut trim = Vec::new();
-    state.prune(retention, now_ms, &mut trim);
-    ops.extend(trim);
-    counter = counter.max(state.dropped_through);
-    Ok(Loaded {
-        state,
-        counter,
-        ops,
-    })
+    Ok(windows)
 }
 
 /// Applies `ops` and records `counter` in one transaction, durable when this returns.

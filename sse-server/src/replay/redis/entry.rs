@@ -10,8 +10,9 @@ use bytes::{BufMut, Bytes, BytesMut};
 use redis::Value;
 use sse_proto::Event;
 
-use crate::replay::StoredEvent;
-use crate::{Error, Position};
+use crate::error::Error;
+use crate::position::Position;
+use crate::replay::stored::{self, StoredEvent};
 
 /// The two halves of an event's encoding around its `id:` line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,12 +74,9 @@ impl Entry {
     }
 
     pub(super) fn into_stored(self) -> StoredEvent {
-        let bytes = join(&self.head, self.id(), &self.tail);
-        StoredEvent {
-            position: self.position,
-            id: self.id().into(),
-            bytes,
-        }
+        stored::stamp_encoded(self.position, self.custom.as_deref(), |id| {
+            join(&self.head, id, &self.tail)
+        })
     }
 }
 
@@ -158,6 +156,55 @@ pub(super) fn read(v: &Value) -> Vec<(String, Vec<Entry>)> {
         .into_iter()
         .filter_map(|(k, e)| Some((text(k)?, range(e))))
         .collect()
+}
+
+/// From an `XINFO STREAM` reply: every entry after the returned position is still in the stream.
+///
+/// `max-deleted-entry-id` alone is not enough: Redis 7.0 updates it on XDEL but not when MAXLEN or MINID
+/// trims. So when more entries were added than the stream holds (something was trimmed), everything
+/// before the first entry counts as possibly gone, and an empty stream that had entries lost all of
+/// them. This errs towards reporting a loss (a reset, a closed stream) when an id was exactly the last
+/// entry trimmed; it never hides one.
+pub(super) fn deleted_through(info: &Value) -> Position {
+    let (mut max_deleted, mut reported) = (Position::default(), false);
+    let (mut added, mut length, mut first, mut last) = (None, None, None, Position::default());
+    for (k, val) in pairs(info) {
+        match text(k).as_deref() {
+            Some("max-deleted-entry-id") => {
+                reported = true;
+                max_deleted = text(val).and_then(|t| t.parse().ok()).unwrap_or_default();
+            }
+            Some("entries-added") => added = text(val).and_then(|t| t.parse::<u64>().ok()),
+            Some("length") => length = text(val).and_then(|t| t.parse::<u64>().ok()),
+            Some("first-entry") => first = entry(val).map(|e| e.position),
+            Some("last-generated-id") => {
+                last = text(val).and_then(|t| t.parse().ok()).unwrap_or_default();
+            }
+            _ => {}
+        }
+    }
+    let trimmed = match (added, length) {
+        (Some(a), Some(l)) => a > l,
+        // Redis < 7 reports neither: assume the worst.
+        _ => !reported,
+    };
+    if trimmed {
+        let gone = match first {
+            Some(f) => before(f),
+            None => last,
+        };
+        max_deleted = max_deleted.max(gone);
+    }
+    max_deleted
+}
+
+/// The position just before `p` (every position after it includes `p`).
+pub(super) fn before(p: Position) -> Position {
+    match (p.major(), p.minor()) {
+        (0, 0) => p,
+        (ma, 0) => Position::new(ma - 1, u64::MAX),
+        (ma, mi) => Position::new(ma, mi - 1),
+    }
 }
 
 #[cfg(test)]

@@ -16,10 +16,11 @@ use ::redis::{AsyncConnectionConfig, Value};
 use rand::Rng;
 use tokio::sync::{Notify, watch};
 
-use super::Shared;
-use super::entry;
-use crate::replay::{BoxFuture, Live, LiveFeed, LiveSink};
-use crate::{Error, Position};
+use super::entry::{self, deleted_through};
+use super::shared::Shared;
+use crate::error::Error;
+use crate::position::Position;
+use crate::replay::store::{BoxFuture, Live, LiveFeed, LiveSink};
 
 /// How long one `XREAD` blocks: bounds how late the loop notices a closed store or a missed nudge.
 const BLOCK: Duration = Duration::from_millis(1000);
@@ -298,7 +299,7 @@ async fn read(
 
 /// The channels among `deliveries` whose stream was trimmed past the cursor this read started from:
 /// entries after it were deleted before this node read them. XREAD alone cannot tell (it just returns
-/// the oldest entries still there), so ask `XINFO STREAM` ([`deleted_through`](super::deleted_through)).
+/// the oldest entries still there), so ask `XINFO STREAM` ([`deleted_through`]).
 async fn trimmed_past_cursors(
     shared: &Shared,
     conn: &mut MultiplexedConnection,
@@ -319,7 +320,7 @@ async fn trimmed_past_cursors(
     };
     let mut gaps = Vec::new();
     for (channel, info) in channels.iter().zip(&infos) {
-        let deleted = super::deleted_through(info);
+        let deleted = deleted_through(info);
         let read_from = snapshot
             .iter()
             .find(|(c, _)| c == channel)

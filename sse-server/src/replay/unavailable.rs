@@ -1,12 +1,15 @@
-//! The store a [`HubBuilder::build`](crate::HubBuilder::build) falls back to when its data directory
-//! cannot be opened: every operation fails with the reason, so the failure is loud (503 with the message,
-//! logged) instead of silently serving from memory. `try_build` reports it up front instead.
+//! The store a [`HubBuilder::build`](crate::HubBuilder::build) falls back to when its store (a data
+//! directory, say) cannot be opened: every operation fails with the reason, so the failure is loud (503
+//! with the message, logged) instead of silently serving from memory. `try_build` reports it up front
+//! instead.
 
 use sse_proto::Event;
 
-use crate::Error;
-use crate::replay::{BoxFuture, Replay, ReplayStore, StoredChannel, StoredEvent};
+use super::store::{BoxFuture, Replay, ReplayStore, StoredChannel};
+use super::stored::StoredEvent;
+use crate::error::Error;
 
+/// A store that refuses everything with the reason it could not be opened.
 #[derive(Debug)]
 pub(crate) struct Unavailable(pub(crate) String);
 

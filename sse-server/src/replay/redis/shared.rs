@@ -1,0 +1,106 @@
+//! What the Redis store and its live feed both use: the client, the key layout, the retention and one
+//! shared connection on which every command runs within the timeout.
+
+use std::fmt;
+use std::future::Future;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use ::redis::{Client, Value};
+use tokio::sync::OnceCell;
+
+use super::entry::{Entry, range};
+use crate::error::Error;
+use crate::replay::retention::Retention;
+
+/// What the store and its feed both use.
+pub(super) struct Shared {
+    pub(super) client: Client,
+    pub(super) url: String,
+    pub(super) prefix: String,
+    pub(super) retention: Retention,
+    pub(super) timeout: Duration,
+    pub(super) conn: OnceCell<ConnectionManager>,
+}
+
+pub(super) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Shared {
+    pub(super) fn key(&self, channel: &str) -> String {
+        format!("{}{channel}", self.prefix)
+    }
+
+    pub(super) fn unavailable(&self, what: &str, why: impl fmt::Display) -> Error {
+        Error::Store(format!(
+            "Redis at {} is unavailable ({what}: {why}); nothing was stored: retry once Redis is reachable",
+            self.url
+        ))
+    }
+
+    /// The shared multiplexed connection; it reconnects by itself after a failure.
+    pub(super) async fn conn(&self) -> Result<ConnectionManager, Error> {
+        let conn = self
+            .conn
+            .get_or_try_init(|| async {
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(self.timeout))
+                    .set_response_timeout(Some(self.timeout))
+                    .set_min_delay(Duration::from_millis(50))
+                    .set_max_delay(Duration::from_secs(1))
+                    .set_number_of_retries(2);
+                ConnectionManager::new_lazy_with_config(self.client.clone(), config)
+            })
+            .await
+            .map_err(|e| self.unavailable("connect", e))?;
+        Ok(conn.clone())
+    }
+
+    /// Runs `op` on the shared connection within the timeout.
+    pub(super) async fn run<T, F, Fut>(&self, what: &str, op: F) -> Result<T, Error>
+    where
+        F: FnOnce(ConnectionManager) -> Fut,
+        Fut: Future<Output = ::redis::RedisResult<T>>,
+    {
+        let conn = self.conn().await?;
+        match tokio::time::timeout(self.timeout, op(conn)).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(self.unavailable(what, e)),
+            Err(_) => Err(self.unavailable(what, "timed out")),
+        }
+    }
+
+    /// `XTRIM key MINID = <now - max_age>`, or nothing when the age bound is off.
+    pub(super) fn trim_by_age(&self, pipe: &mut ::redis::Pipeline, key: &str) {
+        let age = self.retention.age().as_millis() as u64;
+        if age > 0 {
+            let cutoff = now_ms().saturating_sub(age);
+            pipe.cmd("XTRIM")
+                .arg(key)
+                .arg("MINID")
+                .arg("=")
+                .arg(cutoff)
+                .ignore();
+        }
+    }
+
+    /// The last entry of `key` (its entry id and client-visible id).
+    pub(super) async fn last_entry(&self, key: &str) -> Result<Option<Entry>, Error> {
+        let v: Value = self
+            .run("XREVRANGE", |mut c| async move {
+                ::redis::cmd("XREVRANGE")
+                    .arg(key)
+                    .arg("+")
+                    .arg("-")
+                    .arg("COUNT")
+                    .arg(1)
+                    .query_async(&mut c)
+                    .await
+            })
+            .await?;
+        Ok(range(&v).into_iter().next())
+    }
+}

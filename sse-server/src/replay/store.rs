@@ -1,0 +1,200 @@
+//! The seam between the hub and a store: the [`ReplayStore`] trait and what crosses it (replays, resets,
+//! channel listings), and the live side of a shared store ([`LiveFeed`]): events appended by *any*
+//! process, delivered to this one in store order.
+//!
+//! A store private to one process (memory, durable) has no live feed: the hub fans an event out right
+//! after appending it. A store shared by several processes (Redis) must not be bypassed that way, or
+//! each node would see its own events first and other nodes' events in another order. Such a store
+//! returns a [`LiveFeed`] from [`ReplayStore::live`], and the hub then fans out only what the feed
+//! delivers: every node delivers each event once, in the store's order.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use sse_proto::Event;
+
+use super::stored::StoredEvent;
+use crate::error::Error;
+use crate::position::Position;
+
+/// A boxed, sendable future, the return type of [`ReplayStore`] methods (so the trait stays object-safe).
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What a store found for a `Last-Event-ID`.
+///
+/// When `reset` is `None`, `events` is every retained event after that id, in order, with nothing missing.
+/// When it is `Some`, the id was unknown or older than the window: `events` is everything retained, and the
+/// subscriber must be told (the hub sends an `sse-reset` event first).
+///
+/// ```
+/// let r = sse_server::Replay { events: vec![], reset: None, after: None };
+/// assert!(r.events.is_empty());
+/// ```
+#[derive(Debug, Clone)]
+pub struct Replay {
+    /// The events to send, oldest first.
+    pub events: Vec<StoredEvent>,
+    /// Set when the id could not be placed in the window.
+    pub reset: Option<Reset>,
+    /// The position the id resolved to (when known): live events at or before it are duplicates.
+    pub after: Option<Position>,
+}
+
+/// Why and from where a subscriber's replay restarted.
+///
+/// ```
+/// use sse_server::{Position, Reset, ResetReason};
+/// let r = Reset { reason: ResetReason::Expired, floor: Position::new(1, 4), oldest: Some("1-5".into()) };
+/// assert_eq!(r.reason.as_str(), "expired");
+/// ```
+#[derive(Debug, Clone)]
+pub struct Reset {
+    /// Unknown id, or one that fell out of the window.
+    pub reason: ResetReason,
+    /// Every event after this position is retained; the `sse-reset` event carries it as its `id`, so a
+    /// client that reconnects right after the reset resumes from the start of the window.
+    pub floor: Position,
+    /// Id of the oldest retained event, if any.
+    pub oldest: Option<Arc<str>>,
+}
+
+/// Why a `Last-Event-ID` could not be resumed from.
+///
+/// ```
+/// assert_eq!(sse_server::ResetReason::Unknown.as_str(), "unknown");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ResetReason {
+    /// Never issued by this store (another channel, an earlier process, a typo).
+    Unknown,
+    /// Issued here, but events after it have left the window: some were lost.
+    Expired,
+}
+
+impl ResetReason {
+    /// The reason as sent in the `sse-reset` event's data.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResetReason::Unknown => "unknown",
+            ResetReason::Expired => "expired",
+        }
+    }
+}
+
+/// A channel a store holds history for.
+///
+/// ```
+/// let c = sse_server::StoredChannel { name: "news".into(), last_id: Some("1-2".into()) };
+/// assert_eq!(c.name, "news");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredChannel {
+    /// The channel name.
+    pub name: String,
+    /// Id of the newest event, if one is retained.
+    pub last_id: Option<String>,
+}
+
+/// A per-channel replay log. Implement it to back a [`Hub`](crate::Hub) with another store.
+///
+/// Contract:
+/// * [`append`](ReplayStore::append) gives each event a position greater than every earlier position of
+///   its channel, sets `id` to `position.to_string()` when the event has none, encodes it **once** with
+///   [`sse_proto::encode`], retains it under the store's [`Retention`](crate::replay::Retention), and
+///   returns what it stored. The hub serialises appends per channel.
+/// * [`replay`](ReplayStore::replay) resolves an id (publisher-supplied ids while retained, hub-assigned
+///   ids by their position) and returns every retained event after it, or a [`Reset`].
+/// * [`mint_id`](ReplayStore::mint_id) returns a fresh id for an event that spans channels (broadcast);
+///   appending it in several channels maps it to each channel's own position.
+///
+/// ```
+/// use sse_server::{MemoryStore, ReplayStore, Retention};
+/// # tokio::runtime::Runtime::new()?.block_on(async {
+/// let store = MemoryStore::new(Retention::default());
+/// let a = store.append("news", sse_proto::Event::message("one")).await?;
+/// let b = store.append("news", sse_proto::Event::message("two")).await?;
+/// let replay = store.replay("news", &a.id).await?;
+/// assert!(replay.reset.is_none());
+/// assert_eq!(replay.events.len(), 1);
+/// assert_eq!(replay.events[0].id, b.id);
+/// # Ok::<(), sse_server::Error>(()) })?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub trait ReplayStore: Send + Sync + fmt::Debug + 'static {
+    /// Appends `event` to `channel`, assigning its position (and id when it has none).
+    fn append<'a>(
+        &'a self,
+        channel: &'a str,
+        event: Event,
+    ) -> BoxFuture<'a, Result<StoredEvent, Error>>;
+
+    /// Everything retained in `channel` after `last_event_id`, or a reset when it cannot be placed.
+    fn replay<'a>(
+        &'a self,
+        channel: &'a str,
+        last_event_id: &'a str,
+    ) -> BoxFuture<'a, Result<Replay, Error>>;
+
+    /// A fresh id, unique in this store, for an event appended to several channels.
+    fn mint_id(&self) -> BoxFuture<'_, Result<String, Error>>;
+
+    /// The channels with history, after dropping expired events and empty channels.
+    fn channels(&self) -> BoxFuture<'_, Result<Vec<StoredChannel>, Error>>;
+
+    /// The feed of events appended by other processes sharing this store (see [`LiveFeed`]). `None`
+    /// (the default) means the store is private to this process and the hub fans out on publish.
+    fn live(&self) -> Option<Arc<dyn LiveFeed>> {
+        None
+    }
+}
+
+/// Where a [`LiveFeed`] hands what it reads: `(channel, item)`, called from the feed's single read loop,
+/// in the store's order for each channel. It must not block (the hub only queues the bytes).
+pub type LiveSink = Arc<dyn Fn(&str, Live) + Send + Sync>;
+
+/// What a [`LiveFeed`] delivers for a channel.
+#[derive(Debug, Clone)]
+pub enum Live {
+    /// The channel's next event, in store order.
+    Event(StoredEvent),
+    /// Events of the channel left the store before this process read them (its feed fell further
+    /// behind than the window is long). The hub ends the channel's local streams so that their clients
+    /// resume through replay, which tells them (`sse-reset`, reason `expired`) instead of skipping events
+    /// silently.
+    Gap,
+}
+
+/// A per-process feed of the events appended to watched channels, by this process or any other.
+///
+/// Contract:
+/// * [`attach`](LiveFeed::attach) is called once, by the hub that owns the store, before any watch.
+/// * After [`watch`](LiveFeed::watch) returns `Ok`, every event appended to the channel later than
+///   the store's newest event at that moment is passed to the sink exactly once, in position order,
+///   until [`unwatch`](LiveFeed::unwatch) — or, when the store dropped some of them before the feed
+///   read them, a [`Live::Gap`] comes before the next event delivered. A `watch` of a channel already watched returns once that
+///   first watch is in effect. The hub registers its subscriber *before* watching and reads the replay
+///   window *after*, so the window and the feed overlap instead of leaving a gap; it drops duplicates by
+///   position.
+/// * `unwatch` is called when the last local subscriber of a channel leaves; a feed spends nothing on
+///   channels nobody watches.
+/// * The hub does not serialise appends of a store with a live feed (the store orders them itself), and
+///   does not fan out what it appends: only what the feed delivers.
+///
+/// ```
+/// use sse_server::{MemoryStore, ReplayStore};
+/// // A store private to one process has no live feed: the hub fans out on publish.
+/// assert!(MemoryStore::new(Default::default()).live().is_none());
+/// ```
+pub trait LiveFeed: Send + Sync + fmt::Debug {
+    /// Sets where events go (replacing any earlier sink).
+    fn attach(&self, sink: LiveSink);
+
+    /// Starts delivering `channel`'s new events; fails when the store cannot be reached.
+    fn watch<'a>(&'a self, channel: &'a str) -> BoxFuture<'a, Result<(), Error>>;
+
+    /// Stops delivering `channel`'s events (no-op when not watched).
+    fn unwatch(&self, channel: &str);
+}
