@@ -290,6 +290,8 @@ impl HubService {
 
     /// The refusal to answer with, when the request may not publish.
     fn refuse(&self, headers: &HeaderMap, channel: Option<&str>) -> Option<Response<Body>> {
+        #[cfg(not(feature = "jwt"))]
+        let _ = channel; // only JWT grants depend on the channel
         #[cfg(feature = "jwt")]
         if let Some(auth) = &self.access
             && !matches!(*self.auth, PublishAuth::Anonymous)
@@ -432,6 +434,7 @@ fn unauthorized(message: &str) -> Response<Body> {
 }
 
 /// The answer to a refused authorization: 401 (with `WWW-Authenticate`) or 403.
+#[cfg(feature = "jwt")]
 fn denied(e: &Error) -> Response<Body> {
     if e.status() == StatusCode::UNAUTHORIZED {
         unauthorized(&e.to_string())

@@ -23,6 +23,7 @@ type Acceptor = tokio_rustls::TlsAcceptor;
 type Acceptor = std::convert::Infallible;
 
 /// How long a TLS handshake may take.
+#[cfg(feature = "tls")]
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serves a hub on a TCP listener: HTTP/1.1 and HTTP/2 (h2c prior knowledge, or ALPN with TLS), with
