@@ -8,10 +8,10 @@ use reqwest::{Client, RequestBuilder};
 use sse_proto::Limits;
 
 use crate::credentials::Credentials;
-use crate::{BoxError, Error, EventSource, RetryPolicy};
-
-/// The spec leaves the initial reconnection time to the client; browsers use about 3 seconds.
-pub const DEFAULT_RECONNECTION_TIME: Duration = Duration::from_secs(3);
+use crate::error::{BoxError, Error};
+use crate::event_source::EventSource;
+use crate::proto::{Config, Connection};
+use crate::reconnect::RetryPolicy;
 
 #[derive(Debug)]
 enum Target {
@@ -41,12 +41,49 @@ enum Target {
 pub struct EventSourceBuilder {
     target: Target,
     client: Option<Client>,
-    pub(crate) last_event_id: String,
-    pub(crate) reconnection_time: Duration,
-    pub(crate) idle_timeout: Option<Duration>,
-    pub(crate) retry_policy: RetryPolicy,
-    pub(crate) limits: Limits,
-    pub(crate) credentials: Option<Credentials>,
+    config: Config,
+    credentials: Option<Credentials>,
+}
+
+/// The ways to configure an [`EventSource`]; they live beside the builder they return.
+impl EventSource {
+    /// A source for `url` with the default configuration.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), sse_client::Error> {
+    /// let source = sse_client::EventSource::new("http://127.0.0.1:8080/events/news")?;
+    /// assert_eq!(source.url().path(), "/events/news");
+    /// # Ok(()) }
+    /// ```
+    pub fn new(url: impl AsRef<str>) -> Result<EventSource, Error> {
+        EventSource::builder(url).build()
+    }
+
+    /// Configures a source for `url` (a `&str`, `String` or `Url`).
+    ///
+    /// ```
+    /// let source = sse_client::EventSource::builder("http://127.0.0.1:8080/events/news")
+    ///     .last_event_id("7")
+    ///     .build()?;
+    /// # Ok::<(), sse_client::Error>(())
+    /// ```
+    pub fn builder(url: impl AsRef<str>) -> EventSourceBuilder {
+        EventSourceBuilder::url(url.as_ref().to_owned())
+    }
+
+    /// Configures a source from a reqwest request: its client, URL, method, headers (auth, custom
+    /// headers) and query are used for every connection.
+    ///
+    /// ```
+    /// let request = reqwest::Client::new()
+    ///     .get("https://example.com/stream")
+    ///     .bearer_auth("token");
+    /// let source = sse_client::EventSource::from_request(request).build()?;
+    /// # Ok::<(), sse_client::Error>(())
+    /// ```
+    pub fn from_request(request: reqwest::RequestBuilder) -> EventSourceBuilder {
+        EventSourceBuilder::request(request)
+    }
 }
 
 impl EventSourceBuilder {
@@ -54,11 +91,7 @@ impl EventSourceBuilder {
         EventSourceBuilder {
             target,
             client: None,
-            last_event_id: String::new(),
-            reconnection_time: DEFAULT_RECONNECTION_TIME,
-            idle_timeout: None,
-            retry_policy: RetryPolicy::default(),
-            limits: Limits::default(),
+            config: Config::new(),
             credentials: None,
         }
     }
@@ -93,7 +126,7 @@ impl EventSourceBuilder {
     /// # drop(b);
     /// ```
     pub fn last_event_id(mut self, id: impl Into<String>) -> Self {
-        self.last_event_id = id.into();
+        self.config = self.config.last_event_id(id);
         self
     }
 
@@ -105,7 +138,7 @@ impl EventSourceBuilder {
     /// # drop(b);
     /// ```
     pub fn reconnection_time(mut self, time: Duration) -> Self {
-        self.reconnection_time = time;
+        self.config = self.config.reconnection_time(time);
         self
     }
 
@@ -119,7 +152,7 @@ impl EventSourceBuilder {
     /// # drop(b);
     /// ```
     pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
-        self.idle_timeout = timeout;
+        self.config = self.config.idle_timeout(timeout);
         self
     }
 
@@ -131,7 +164,7 @@ impl EventSourceBuilder {
     /// # drop(b);
     /// ```
     pub fn retry_policy(mut self, policy: RetryPolicy) -> Self {
-        self.retry_policy = policy;
+        self.config = self.config.retry_policy(policy);
         self
     }
 
@@ -144,7 +177,7 @@ impl EventSourceBuilder {
     /// # drop(b);
     /// ```
     pub fn limits(mut self, limits: Limits) -> Self {
-        self.limits = limits;
+        self.config = self.config.limits(limits);
         self
     }
 
@@ -196,6 +229,12 @@ impl EventSourceBuilder {
         if request.try_clone().is_none() {
             return Err(Error::UnrepeatableRequest);
         }
-        Ok(EventSource::from_parts(client, request, self))
+        let connection = Connection::new(self.config);
+        Ok(EventSource::from_parts(
+            client,
+            request,
+            self.credentials,
+            connection,
+        ))
     }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use futures_util::future::BoxFuture;
 use reqwest::header::HeaderMap;
 
-use crate::BoxError;
+use crate::error::BoxError;
 
 /// A shared, type-erased credentials callback: returns headers to set on the next request.
 #[derive(Clone)]

@@ -1,27 +1,27 @@
-//! The reconnecting `EventSource`: a poll-driven state machine over reqwest and sse-proto's parser.
+//! The reconnecting `EventSource`: a thin driver that runs reqwest and one timer for the
+//! [`Connection`] state machine, which decides everything else.
 //!
-//! Everything it runs (the request future, the body, the timers) is owned by the `EventSource`
+//! Everything it runs (the request future, the body, the timer) is owned by the `EventSource`
 //! itself and driven by `poll_next`; no task is spawned, so `close()` or drop ends all of it.
 
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use bytes::Bytes;
 use futures_core::Stream;
 use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
-use reqwest::header::{ACCEPT, CACHE_CONTROL, CONTENT_TYPE, HeaderName, HeaderValue};
-use reqwest::{Client, Request, Response, StatusCode, Url};
-use sse_proto::{Item, Parser};
+use reqwest::header::{ACCEPT, CACHE_CONTROL, HeaderName, HeaderValue};
+use reqwest::{Client, Request, Response, Url};
 use tokio::time::{Instant, Sleep};
 
-use crate::builder::EventSourceBuilder;
 use crate::credentials::Credentials;
-use crate::reconnect::retry_after;
-use crate::{Error, Event, ReadyState, RetryPolicy};
+use crate::error::Error;
+use crate::event::{Event, ReadyState};
+use crate::proto::{Action, Connection};
 
 const LAST_EVENT_ID: HeaderName = HeaderName::from_static("last-event-id");
 
@@ -35,8 +35,8 @@ const LAST_EVENT_ID: HeaderName = HeaderName::from_static("last-event-id");
 ///   the id committed at the last dispatch (not sent when empty). `retry:` replaces the reconnection
 ///   time; repeated failures back off (see [`Backoff`](crate::Backoff)).
 /// * 204, another status or another content type yields a fatal `Err` and the stream ends
-///   (see [`RetryPolicy`] for the 5xx/429 opt-in). Redirects are followed by reqwest, and later
-///   reconnections go straight to the final URL.
+///   (see [`RetryPolicy`](crate::RetryPolicy) for the 5xx/429 opt-in). Redirects are followed by
+///   reqwest, and later reconnections go straight to the final URL.
 /// * Every request carries `Accept: text/event-stream` and `Cache-Control: no-cache`.
 ///
 /// ```no_run
@@ -59,92 +59,34 @@ const LAST_EVENT_ID: HeaderName = HeaderName::from_static("last-event-id");
 pub struct EventSource {
     client: Client,
     request: Request,
-    parser: Parser,
-    reconnection_time: Duration,
-    idle_timeout: Option<Duration>,
-    retry_policy: RetryPolicy,
     credentials: Option<Credentials>,
-    /// Consecutive attempts that failed or delivered nothing; drives the backoff.
-    failures: u32,
-    state: State,
+    connection: Connection,
+    io: Io,
+    /// Reset to the machine's next deadline; made at the first wait, inside the runtime.
+    timer: Option<Pin<Box<Sleep>>>,
 }
 
-enum State {
-    /// Built, not polled yet: nothing has been sent.
-    Idle,
-    Connecting {
-        response: BoxFuture<'static, Result<Response, Error>>,
-        idle: Option<Pin<Box<Sleep>>>,
-    },
-    Open {
-        body: BoxStream<'static, reqwest::Result<Bytes>>,
-        idle: Option<Pin<Box<Sleep>>>,
-        /// The id sent as `Last-Event-ID`: a change means the connection delivered something.
-        sent_id: String,
-        delivered: bool,
-    },
-    Waiting(Pin<Box<Sleep>>),
-    Closed,
+/// The I/O in progress, as the machine's last actions asked.
+enum Io {
+    None,
+    Requesting(BoxFuture<'static, Result<Response, Error>>),
+    Reading(BoxStream<'static, reqwest::Result<Bytes>>),
 }
 
 impl EventSource {
-    /// A source for `url` with the default configuration.
-    ///
-    /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), sse_client::Error> {
-    /// let source = sse_client::EventSource::new("http://127.0.0.1:8080/events/news")?;
-    /// assert_eq!(source.url().path(), "/events/news");
-    /// # Ok(()) }
-    /// ```
-    pub fn new(url: impl AsRef<str>) -> Result<EventSource, Error> {
-        EventSource::builder(url).build()
-    }
-
-    /// Configures a source for `url` (a `&str`, `String` or `Url`).
-    ///
-    /// ```
-    /// let source = sse_client::EventSource::builder("http://127.0.0.1:8080/events/news")
-    ///     .last_event_id("7")
-    ///     .build()?;
-    /// # Ok::<(), sse_client::Error>(())
-    /// ```
-    pub fn builder(url: impl AsRef<str>) -> EventSourceBuilder {
-        EventSourceBuilder::url(url.as_ref().to_owned())
-    }
-
-    /// Configures a source from a reqwest request: its client, URL, method, headers (auth, custom
-    /// headers) and query are used for every connection.
-    ///
-    /// ```
-    /// let request = reqwest::Client::new()
-    ///     .get("https://example.com/stream")
-    ///     .bearer_auth("token");
-    /// let source = sse_client::EventSource::from_request(request).build()?;
-    /// # Ok::<(), sse_client::Error>(())
-    /// ```
-    pub fn from_request(request: reqwest::RequestBuilder) -> EventSourceBuilder {
-        EventSourceBuilder::request(request)
-    }
-
     pub(crate) fn from_parts(
         client: Client,
         request: Request,
-        config: EventSourceBuilder,
+        credentials: Option<Credentials>,
+        connection: Connection,
     ) -> EventSource {
-        let parser = Parser::builder()
-            .limits(config.limits)
-            .last_event_id(config.last_event_id)
-            .build();
         EventSource {
             client,
             request,
-            parser,
-            reconnection_time: config.reconnection_time,
-            idle_timeout: config.idle_timeout,
-            retry_policy: config.retry_policy,
-            credentials: config.credentials,
-            failures: 0,
-            state: State::Idle,
+            credentials,
+            connection,
+            io: Io::None,
+            timer: None,
         }
     }
 
@@ -160,10 +102,12 @@ impl EventSource {
     /// # Ok(()) }
     /// ```
     pub fn close(&mut self) {
-        if !matches!(self.state, State::Closed) {
+        if self.connection.ready_state() != ReadyState::Closed {
             tracing::debug!(url = %self.request.url(), "event source closed");
         }
-        self.state = State::Closed;
+        self.connection.close();
+        self.io = Io::None;
+        self.timer = None;
     }
 
     /// The last event id committed by a dispatch (or the initial one): what the next reconnection
@@ -175,7 +119,7 @@ impl EventSource {
     /// # Ok::<(), sse_client::Error>(())
     /// ```
     pub fn last_event_id(&self) -> &str {
-        self.parser.last_event_id()
+        self.connection.last_event_id()
     }
 
     /// The URL the next connection goes to: the original one, or the final URL of the last
@@ -197,8 +141,8 @@ impl EventSource {
     /// assert_eq!(source.reconnection_time(), std::time::Duration::from_secs(3));
     /// # Ok::<(), sse_client::Error>(())
     /// ```
-    pub fn reconnection_time(&self) -> Duration {
-        self.reconnection_time
+    pub fn reconnection_time(&self) -> std::time::Duration {
+        self.connection.reconnection_time()
     }
 
     /// Connecting (or waiting to reconnect), open, or closed.
@@ -209,17 +153,15 @@ impl EventSource {
     /// # Ok::<(), sse_client::Error>(())
     /// ```
     pub fn ready_state(&self) -> ReadyState {
-        match self.state {
-            State::Idle | State::Connecting { .. } | State::Waiting(_) => ReadyState::Connecting,
-            State::Open { .. } => ReadyState::Open,
-            State::Closed => ReadyState::Closed,
-        }
+        self.connection.ready_state()
     }
 
-    fn connect(&mut self) {
+    /// Starts the request the machine asked for: the configured one, with the event-stream headers,
+    /// `Last-Event-ID` and fresh credentials.
+    fn connect(&mut self, last_event_id: &str) {
         let Some(mut request) = self.request.try_clone() else {
             // `build` refused unrepeatable requests, so this cannot happen; stay safe anyway.
-            self.state = State::Closed;
+            self.close();
             return;
         };
         let headers = request.headers_mut();
@@ -228,22 +170,21 @@ impl EventSource {
             headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
         }
         headers.remove(LAST_EVENT_ID);
-        let id = self.parser.last_event_id();
-        if !id.is_empty() {
-            match HeaderValue::from_bytes(id.as_bytes()) {
+        if !last_event_id.is_empty() {
+            match HeaderValue::from_bytes(last_event_id.as_bytes()) {
                 Ok(value) => {
                     headers.insert(LAST_EVENT_ID, value);
                 }
                 Err(_) => tracing::warn!(
-                    id,
+                    id = last_event_id,
                     "last event id has control characters a header cannot carry; not sending it"
                 ),
             }
         }
-        tracing::debug!(url = %request.url(), last_event_id = id, "connecting");
+        tracing::debug!(url = %request.url(), last_event_id, "connecting");
         let client = self.client.clone();
         let credentials = self.credentials.clone();
-        let response = Box::pin(async move {
+        self.io = Io::Requesting(Box::pin(async move {
             if let Some(credentials) = credentials {
                 let extra = credentials
                     .call()
@@ -261,107 +202,85 @@ impl EventSource {
                     source,
                     retry_in: None,
                 })
-        });
-        self.state = State::Connecting {
-            response,
-            idle: self.idle_timer(),
-        };
+        }));
     }
 
-    fn idle_timer(&self) -> Option<Pin<Box<Sleep>>> {
-        self.idle_timeout
-            .map(|t| Box::pin(tokio::time::sleep_until(Instant::now() + t)))
-    }
-
-    /// Checks the response as the spec says; `Ok` means the stream is open.
-    fn open(&mut self, response: Response) -> Result<(), Error> {
-        let status = response.status();
-        if status == StatusCode::NO_CONTENT {
-            return Err(self.fatal(Error::NoContent));
-        }
-        if status != StatusCode::OK {
-            let error = Error::InvalidStatus {
-                status,
-                retry_in: None,
-            };
-            if self.retry_policy.retries_status(status) {
-                let asked = retry_after(response.headers(), SystemTime::now());
-                return Err(self.retry(error, false, asked));
-            }
-            return Err(self.fatal(error));
-        }
-        let content_type = response
-            .headers()
-            .get(CONTENT_TYPE)
-            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-            .unwrap_or_default();
-        if !is_event_stream(&content_type) {
-            return Err(self.fatal(Error::InvalidContentType { content_type }));
+    /// Hands the response to the machine and, when it opens the stream, starts reading the body.
+    fn respond(&mut self, now: std::time::Instant, response: Response) {
+        self.connection.response(
+            now,
+            response.status(),
+            response.headers(),
+            SystemTime::now(),
+        );
+        if self.connection.ready_state() != ReadyState::Open {
+            return;
         }
         if response.url() != self.request.url() {
             tracing::info!(from = %self.request.url(), to = %response.url(), "redirected; reconnections go to the final URL");
             *self.request.url_mut() = response.url().clone();
         }
         tracing::debug!(url = %response.url(), "connected");
-        self.state = State::Open {
-            body: Box::pin(response.bytes_stream()),
-            idle: self.idle_timer(),
-            sent_id: self.parser.last_event_id().to_owned(),
-            delivered: false,
-        };
-        Ok(())
+        self.io = Io::Reading(Box::pin(response.bytes_stream()));
     }
 
-    fn fatal(&mut self, error: Error) -> Error {
-        tracing::debug!(%error, "event source failed");
-        self.state = State::Closed;
-        error
-    }
-
-    /// Ends the current attempt and schedules the next one (or gives up), returning the error with
-    /// its "what next" filled in.
-    fn retry(&mut self, error: Error, delivered: bool, at_least: Option<Duration>) -> Error {
-        // An unfinished event dies with its connection, and so does an `id:` inside it.
-        self.parser.finish();
-        self.failures = if delivered {
-            0
-        } else {
-            self.failures.saturating_add(1)
-        };
-        if self.retry_policy.gives_up(self.failures) {
-            self.state = State::Closed;
-            let error = error.with_retry(None);
-            tracing::debug!(%error, failures = self.failures, "giving up");
-            return error;
+    /// Polls the I/O in progress and feeds what happened to the machine; `Pending` when nothing did.
+    fn poll_io(&mut self, cx: &mut Context<'_>, now: std::time::Instant) -> Poll<()> {
+        match &mut self.io {
+            Io::None => Poll::Pending,
+            Io::Requesting(response) => {
+                let result = std::task::ready!(response.as_mut().poll(cx));
+                self.io = Io::None;
+                match result {
+                    Ok(response) => self.respond(now, response),
+                    Err(error) => self.connection.failed(now, error),
+                }
+                Poll::Ready(())
+            }
+            Io::Reading(body) => {
+                match std::task::ready!(body.as_mut().poll_next(cx)) {
+                    Some(Ok(chunk)) => self.connection.bytes(now, &chunk),
+                    Some(Err(source)) => {
+                        self.io = Io::None;
+                        let error = Error::Transport {
+                            source,
+                            retry_in: None,
+                        };
+                        self.connection.failed(now, error);
+                    }
+                    None => {
+                        self.io = Io::None;
+                        self.connection.eof(now);
+                    }
+                }
+                Poll::Ready(())
+            }
         }
-        let backoff = self.retry_policy.get_backoff();
-        let mut delay = backoff.delay(self.reconnection_time, self.failures, rand::random());
-        if let Some(asked) = at_least {
-            delay = delay.max(asked);
-        }
-        self.state = State::Waiting(Box::pin(tokio::time::sleep(delay)));
-        let error = error.with_retry(Some(delay));
-        tracing::debug!(%error, failures = self.failures, "will reconnect");
-        error
     }
 
-    /// Ends an open connection: it delivered something if a message came out or an id was committed
-    /// (a `retry:` alone does not count, so a server that only says `retry: 0` still gets backoff).
-    fn disconnect(&mut self, error: Error) -> Error {
-        let delivered = match &self.state {
-            State::Open {
-                sent_id, delivered, ..
-            } => *delivered || sent_id != self.parser.last_event_id(),
-            _ => false,
+    /// Waits for the machine's next deadline and fires it; `Pending` until it passes.
+    fn poll_timer(&mut self, cx: &mut Context<'_>, now: std::time::Instant) -> Poll<()> {
+        let Some(deadline) = self.connection.poll_timeout() else {
+            return Poll::Pending;
         };
-        self.retry(error, delivered, None)
+        if deadline > now {
+            let at = Instant::from_std(deadline);
+            let timer = match &mut self.timer {
+                Some(timer) => {
+                    if timer.deadline() != at {
+                        timer.as_mut().reset(at);
+                    }
+                    timer
+                }
+                None => self.timer.insert(Box::pin(tokio::time::sleep_until(at))),
+            };
+            std::task::ready!(timer.as_mut().poll(cx));
+        }
+        // The timer fired, so the deadline is due even if the clock reads a hair earlier.
+        let now = Instant::now().into_std().max(deadline);
+        self.connection.handle_timeout(now);
+        Poll::Ready(())
     }
-}
-
-/// `text/event-stream`, case-insensitive, parameters (`; charset=utf-8`) allowed.
-fn is_event_stream(content_type: &str) -> bool {
-    let essence = content_type.split(';').next().unwrap_or("").trim();
-    essence.eq_ignore_ascii_case("text/event-stream")
 }
 
 impl Stream for EventSource {
@@ -370,87 +289,29 @@ impl Stream for EventSource {
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
         loop {
-            match &mut this.state {
-                State::Closed => return Poll::Ready(None),
-                State::Idle => this.connect(),
-                State::Waiting(sleep) => {
-                    if sleep.as_mut().poll(cx).is_pending() {
-                        return Poll::Pending;
+            let now = Instant::now().into_std();
+            match this.connection.poll(now) {
+                Some(Action::Connect { last_event_id }) => {
+                    this.connect(&last_event_id);
+                    continue;
+                }
+                Some(Action::Deliver(event)) => return Poll::Ready(Some(Ok(event))),
+                Some(Action::Error(error)) => {
+                    if !matches!(error, Error::Parse(_)) {
+                        this.io = Io::None;
                     }
-                    this.connect();
+                    return Poll::Ready(Some(Err(error)));
                 }
-                State::Connecting { response, idle } => {
-                    let result = match response.as_mut().poll(cx) {
-                        Poll::Ready(result) => result,
-                        Poll::Pending => {
-                            if let Some(timer) = idle
-                                && timer.as_mut().poll(cx).is_ready()
-                            {
-                                let timeout = this.idle_timeout.unwrap_or_default();
-                                let error = Error::IdleTimeout {
-                                    timeout,
-                                    retry_in: None,
-                                };
-                                return Poll::Ready(Some(Err(this.retry(error, false, None))));
-                            }
-                            return Poll::Pending;
-                        }
-                    };
-                    let outcome = match result {
-                        Ok(response) => this.open(response).map(|()| Event::Open),
-                        Err(error) => Err(this.retry(error, false, None)),
-                    };
-                    return Poll::Ready(Some(outcome));
-                }
-                State::Open {
-                    body,
-                    idle,
-                    delivered,
-                    ..
-                } => {
-                    match this.parser.next() {
-                        Some(Ok(Item::Message(message))) => {
-                            *delivered = true;
-                            return Poll::Ready(Some(Ok(Event::Message(message))));
-                        }
-                        Some(Ok(Item::Retry(time))) => {
-                            tracing::debug!(?time, "server set the reconnection time");
-                            this.reconnection_time = time;
-                            continue;
-                        }
-                        Some(Ok(_)) => continue,
-                        Some(Err(error)) => return Poll::Ready(Some(Err(Error::Parse(error)))),
-                        None => {}
-                    }
-                    let error = match body.as_mut().poll_next(cx) {
-                        Poll::Ready(Some(Ok(chunk))) => {
-                            if let (Some(timer), Some(timeout)) = (idle, this.idle_timeout) {
-                                timer.as_mut().reset(Instant::now() + timeout);
-                            }
-                            this.parser.feed(&chunk);
-                            continue;
-                        }
-                        Poll::Ready(Some(Err(source))) => Error::Transport {
-                            source,
-                            retry_in: None,
-                        },
-                        Poll::Ready(None) => Error::StreamEnded { retry_in: None },
-                        Poll::Pending => {
-                            let expired = idle
-                                .as_mut()
-                                .is_some_and(|timer| timer.as_mut().poll(cx).is_ready());
-                            if !expired {
-                                return Poll::Pending;
-                            }
-                            Error::IdleTimeout {
-                                timeout: this.idle_timeout.unwrap_or_default(),
-                                retry_in: None,
-                            }
-                        }
-                    };
-                    return Poll::Ready(Some(Err(this.disconnect(error))));
-                }
+                None => {}
             }
+            if this.connection.ready_state() == ReadyState::Closed {
+                this.close();
+                return Poll::Ready(None);
+            }
+            if this.poll_io(cx, now).is_ready() || this.poll_timer(cx, now).is_ready() {
+                continue;
+            }
+            return Poll::Pending;
         }
     }
 }
@@ -458,7 +319,7 @@ impl Stream for EventSource {
 /// Terminated once closed (by [`EventSource::close`] or a fatal error).
 impl futures_core::FusedStream for EventSource {
     fn is_terminated(&self) -> bool {
-        matches!(self.state, State::Closed)
+        self.connection.ready_state() == ReadyState::Closed
     }
 }
 
@@ -466,33 +327,18 @@ impl fmt::Debug for EventSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("EventSource")
             .field("url", self.request.url())
-            .field("ready_state", &self.ready_state())
-            .field("last_event_id", &self.parser.last_event_id())
-            .field("reconnection_time", &self.reconnection_time)
-            .field("idle_timeout", &self.idle_timeout)
-            .field("retry_policy", &self.retry_policy)
-            .field("failures", &self.failures)
+            .field("connection", &self.connection)
             .finish_non_exhaustive()
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{EventSource, is_event_stream};
+    use super::EventSource;
 
     #[test]
     fn an_event_source_can_move_between_threads() {
         fn send<T: Send + Unpin>() {}
         send::<EventSource>();
-    }
-
-    #[test]
-    fn content_type_allows_parameters_and_any_case() {
-        assert!(is_event_stream("text/event-stream"));
-        assert!(is_event_stream("Text/Event-Stream; charset=utf-8"));
-        assert!(is_event_stream(" text/event-stream ;x=y"));
-        assert!(!is_event_stream("text/plain"));
-        assert!(!is_event_stream("text/event-streamx"));
-        assert!(!is_event_stream(""));
     }
 }

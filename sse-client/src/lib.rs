@@ -16,6 +16,11 @@
 //! `EventSource` and run only while it is polled, so [`EventSource::close`] or dropping it stops
 //! everything at once.
 //!
+//! Every decision (when to reconnect, with which `Last-Event-ID`, what a response or a silence means)
+//! is made by [`proto::Connection`], a state machine without I/O fed responses, bytes and the current
+//! time; `EventSource` only runs reqwest and one timer for it. Use `proto` directly to drive another
+//! HTTP client, or to test reconnection on simulated time.
+//!
 //! ```no_run
 //! use futures::StreamExt;
 //! use sse_client::{Event, EventSource};
@@ -48,14 +53,15 @@ mod credentials;
 mod error;
 mod event;
 mod event_source;
+pub mod proto;
 mod reconnect;
 
 pub use backoff::Backoff;
-pub use builder::{DEFAULT_RECONNECTION_TIME, EventSourceBuilder};
+pub use builder::EventSourceBuilder;
 pub use error::{BoxError, Error};
 pub use event::{Event, Message, ReadyState};
 pub use event_source::EventSource;
-pub use reconnect::RetryPolicy;
+pub use reconnect::{DEFAULT_RECONNECTION_TIME, RetryPolicy};
 /// The HTTP client this crate is built on, re-exported so versions match.
 pub use reqwest;
 /// The parser this crate uses; its [`Limits`](sse_proto::Limits) configure the source.

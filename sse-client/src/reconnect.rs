@@ -5,7 +5,14 @@ use std::time::{Duration, SystemTime};
 use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 
-use crate::Backoff;
+use crate::backoff::Backoff;
+
+/// The spec leaves the initial reconnection time to the client; browsers use about 3 seconds.
+///
+/// ```
+/// assert_eq!(sse_client::DEFAULT_RECONNECTION_TIME.as_secs(), 3);
+/// ```
+pub const DEFAULT_RECONNECTION_TIME: Duration = Duration::from_secs(3);
 
 /// What the [`EventSource`](crate::EventSource) does after a connection ends or fails.
 ///
