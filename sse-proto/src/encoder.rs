@@ -2,7 +2,7 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use crate::Event;
+use crate::event::Event;
 
 /// Encodes an event into a new, exactly-sized [`Bytes`] (one allocation).
 ///

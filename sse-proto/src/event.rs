@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use crate::Error;
+use crate::error::Error;
 
 /// An event a server sends: `id`, `event` type, `data`, `retry` and a `comment`, each optional.
 ///

@@ -4,8 +4,9 @@ use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::time::Duration;
 
+use crate::error::Error;
 use crate::field::split_field;
-use crate::{Error, Limits};
+use crate::limits::Limits;
 
 /// A dispatched event, as a browser's `MessageEvent` would report it.
 ///

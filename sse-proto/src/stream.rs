@@ -5,7 +5,8 @@ use std::task::{Context, Poll};
 
 use futures_core::Stream;
 
-use crate::{BoxError, Error, Item, Parser};
+use crate::error::{BoxError, Error};
+use crate::parser::{Item, Parser};
 
 pin_project_lite::pin_project! {
     /// Adapts a `Stream<Item = Result<B, E>>` of byte chunks (for example `reqwest`'s

@@ -17,6 +17,43 @@ use cli::Args;
 
 /// Starts the hub and serves until Ctrl-C or SIGTERM.
 pub(crate) async fn run(args: Args) -> Result<(), Error> {
+    let hub = build_hub(&args).await?;
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(sse_server::tls_acceptor(cert, key)?),
+        _ => None,
+    };
+    let listener = bind(&args.listen).await?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let token = announce(&args, scheme, listener.local_addr()?);
+
+    if !args.no_demo {
+        tokio::spawn(tick::run(hub.clone()));
+    }
+    if let Some(channel) = args.stdin.clone() {
+        tokio::spawn(stdin::run(hub.clone(), channel));
+    }
+
+    let hub_service = HubService::new(hub.clone()).publish_token(token);
+    let hub_service = match args.security.auth()? {
+        Some(auth) => hub_service.authorization(auth),
+        None => hub_service,
+    };
+    let service = site::Site::new(hub_service.clone(), args.static_dir.clone());
+    // Site hands /events/* to the same HubService, so subscriptions may take the lean path.
+    let mut server = Server::new(hub)
+        .fast_subscribe(hub_service)
+        .grace_period(Duration::from_secs(5))
+        .limits(args.security.limits());
+    if let Some(tls) = tls {
+        server = server.tls(tls);
+    }
+    server.serve(listener, service, shutdown_signal()).await?;
+    tracing::info!("bye");
+    Ok(())
+}
+
+/// The hub the flags describe: its limits, and its store (memory, `--data-dir` or `--redis`).
+async fn build_hub(args: &Args) -> Result<Hub, Error> {
     let mut builder = Hub::builder()
         .replay_events(args.replay_events)
         .replay_bytes(args.replay_bytes)
@@ -26,7 +63,8 @@ pub(crate) async fn run(args: Args) -> Result<(), Error> {
         .coalesce(Duration::from_millis(args.coalesce_ms))
         .max_event_bytes(args.max_event_bytes)
         .max_channels(args.security.max_channels);
-    let auth = args.security.auth()?;
+    // Refuse a bad JWT key before anything else starts.
+    args.security.auth()?;
     if let Some(url) = &args.redis {
         // Start anyway when Redis is down (nodes may start first): publishes answer 503 until it is up.
         let probe = sse_server::RedisStore::builder(url.clone()).build()?;
@@ -56,24 +94,21 @@ pub(crate) async fn run(args: Args) -> Result<(), Error> {
     for (name, value) in &args.header {
         builder = builder.header(name.clone(), value.clone());
     }
-    let hub = builder.try_build()?;
+    builder.try_build()
+}
 
-    let tls = match (&args.tls_cert, &args.tls_key) {
-        (Some(cert), Some(key)) => Some(sse_server::tls_acceptor(cert, key)?),
-        _ => None,
-    };
-    let listener = TcpListener::bind(&args.listen).await.map_err(|e| {
+/// Binds `--listen`, with an error that says what to do.
+async fn bind(listen: &str) -> Result<TcpListener, Error> {
+    TcpListener::bind(listen).await.map_err(|e| {
         Error::Io(std::io::Error::new(
             e.kind(),
-            format!(
-                "cannot listen on {}: {e}; pick another address with --listen",
-                args.listen
-            ),
+            format!("cannot listen on {listen}: {e}; pick another address with --listen"),
         ))
-    })?;
-    let addr = listener.local_addr()?;
-    let scheme = if tls.is_some() { "https" } else { "http" };
+    })
+}
 
+/// Says where the hub listens, and the publish token when it generated one; returns the token.
+fn announce(args: &Args, scheme: &str, addr: std::net::SocketAddr) -> String {
     let (token, generated) = match &args.publish_token {
         Some(t) if !t.is_empty() => (t.clone(), false),
         _ => (generate_token(), true),
@@ -95,31 +130,7 @@ pub(crate) async fn run(args: Args) -> Result<(), Error> {
             );
         }
     }
-
-    if !args.no_demo {
-        tokio::spawn(tick::run(hub.clone()));
-    }
-    if let Some(channel) = args.stdin.clone() {
-        tokio::spawn(stdin::run(hub.clone(), channel));
-    }
-
-    let hub_service = HubService::new(hub.clone()).publish_token(token);
-    let hub_service = match auth {
-        Some(auth) => hub_service.authorization(auth),
-        None => hub_service,
-    };
-    let service = site::Site::new(hub_service.clone(), args.static_dir.clone());
-    // Site hands /events/* to the same HubService, so subscriptions may take the lean path.
-    let mut server = Server::new(hub)
-        .fast_subscribe(hub_service)
-        .grace_period(Duration::from_secs(5))
-        .limits(args.security.limits());
-    if let Some(tls) = tls {
-        server = server.tls(tls);
-    }
-    server.serve(listener, service, shutdown_signal()).await?;
-    tracing::info!("bye");
-    Ok(())
+    token
 }
 
 fn generate_token() -> String {
