@@ -1,20 +1,24 @@
 //! The project's task runner: `cargo xtask <task>`.
 //!
 //! * `ci`          — everything CI checks: format, clippy `-D warnings`, every test (conformance included),
-//!   and a short fuzz smoke when `cargo-fuzz` is installed.
+//!   `cargo package` of the published crates, and a short fuzz smoke when `cargo-fuzz` is installed.
 //! * `conformance` — the conformance suite alone.
 //! * `bench [parser] [durable] [fanout ARGS...]` — benchmarks (prints their tables); all by default.
 //! * `fuzz [--seconds N] [TARGET...]` — runs the fuzz targets (all by default) for N seconds each.
 //!
+//! Every task ends with a table and a closing `N passed, N failed, N skipped` line. A test that returned
+//! early because a tool it needs is missing prints a `SKIPPED:` line; it counts as skipped, not passed.
+//!
 //! Plain std on purpose: this crate is built first in CI and must cost nothing to compile.
 
+use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 const USAGE: &str = "usage: cargo xtask <task>
-  ci                           fmt check, clippy -D warnings, all tests, conformance, fuzz smoke
+  ci                           fmt check, clippy -D warnings, all tests, conformance, cargo package, fuzz smoke
   conformance                  the conformance suite alone
   bench [parser] [durable] [fanout ARGS...]
                                benchmarks (default: all of them; `fanout --help` for its options)
@@ -53,13 +57,19 @@ struct Step {
     ok: bool,
     elapsed: Duration,
     tests: TestCounts,
+    /// Tests that returned early because a tool was missing.
+    skipped: Vec<String>,
 }
 
-#[derive(Default, Clone, Copy)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 struct TestCounts {
     passed: u64,
     failed: u64,
+    /// `#[ignore]`d tests (libtest's own count).
     ignored: u64,
+    /// Tests libtest reports as `ok` that printed a `SKIPPED:` line: they returned early because a tool
+    /// they need (chromium, node, python, redis-server) is missing, and proved nothing.
+    skipped: u64,
 }
 
 impl TestCounts {
@@ -67,7 +77,79 @@ impl TestCounts {
         self.passed += other.passed;
         self.failed += other.failed;
         self.ignored += other.ignored;
+        self.skipped += other.skipped;
     }
+}
+
+/// Counts the results in `cargo test` output, one line at a time: libtest's `test result:` lines, minus
+/// the passing tests whose captured output (shown by `--show-output` in a `---- NAME stdout ----`
+/// section) has a skip marker, which count as skipped instead.
+#[derive(Debug, Default)]
+struct Tally {
+    counts: TestCounts,
+    /// Names of the tests counted as skipped, for the summary.
+    skipped: Vec<String>,
+    /// The test binary being read: tests reported `ok`, tests whose output has a skip marker, and the
+    /// test whose captured output is being read.
+    passed: BTreeSet<String>,
+    marked: BTreeSet<String>,
+    section: Option<String>,
+}
+
+impl Tally {
+    fn line(&mut self, line: &str) {
+        if let Some((name, status)) = test_status_line(line) {
+            if status == "ok" {
+                self.passed.insert(name.to_owned());
+            }
+        } else if let Some(name) = output_section(line) {
+            self.section = Some(name.to_owned());
+        } else if is_skip_marker(line) {
+            if let Some(name) = &self.section {
+                self.marked.insert(name.clone());
+            }
+        } else if line.starts_with("running ") {
+            // A new test binary (names are only unique within one).
+            self.reset();
+        } else if line.trim().starts_with("test result: ") {
+            let mut counts = parse_test_result(line);
+            for name in self.marked.intersection(&self.passed) {
+                if counts.passed > 0 {
+                    counts.passed -= 1;
+                    counts.skipped += 1;
+                    self.skipped.push(name.clone());
+                }
+            }
+            self.counts.add(counts);
+            self.reset();
+        }
+    }
+
+    fn reset(&mut self) {
+        self.passed.clear();
+        self.marked.clear();
+        self.section = None;
+    }
+}
+
+/// `test NAME ... STATUS` → (NAME, STATUS).
+fn test_status_line(line: &str) -> Option<(&str, &str)> {
+    let (name, status) = line.strip_prefix("test ")?.rsplit_once(" ... ")?;
+    Some((name, status.trim()))
+}
+
+/// `---- NAME stdout ----` (libtest's header above a test's captured output) → NAME.
+fn output_section(line: &str) -> Option<&str> {
+    line.strip_prefix("---- ")?.strip_suffix(" stdout ----")
+}
+
+/// The line a test prints when it returns early because a tool is missing: `SKIPPED: ...`, possibly
+/// made loud as `*** SKIPPED: ... ***`.
+fn is_skip_marker(line: &str) -> bool {
+    line.trim_start()
+        .trim_start_matches('*')
+        .trim_start()
+        .starts_with("SKIPPED:")
 }
 
 #[derive(Default)]
@@ -86,10 +168,17 @@ impl Runner {
         self.run(name, cmd)
     }
 
-    fn run(&mut self, name: &str, mut cmd: Command) -> bool {
+    fn run(&mut self, name: &str, cmd: Command) -> bool {
+        self.run_collecting(name, cmd, false).0
+    }
+
+    /// Runs `cmd`, echoing its stdout and counting test results; returns whether it succeeded and, when
+    /// `keep` is set, its stdout lines.
+    fn run_collecting(&mut self, name: &str, mut cmd: Command, keep: bool) -> (bool, Vec<String>) {
         eprintln!("\n==> {name}: {cmd:?}");
         let start = Instant::now();
-        let mut tests = TestCounts::default();
+        let mut tally = Tally::default();
+        let mut lines = Vec::new();
         let ok = match cmd.stdout(Stdio::piped()).spawn() {
             Err(e) => {
                 eprintln!("cannot start {cmd:?}: {e}");
@@ -99,9 +188,11 @@ impl Runner {
                 if let Some(out) = child.stdout.take() {
                     let stdout = std::io::stdout();
                     for line in BufReader::new(out).lines().map_while(Result::ok) {
-                        tests.add(parse_test_result(&line));
-                        let mut lock = stdout.lock();
-                        let _ = writeln!(lock, "{line}");
+                        tally.line(&line);
+                        let _ = writeln!(stdout.lock(), "{line}");
+                        if keep {
+                            lines.push(line);
+                        }
                     }
                 }
                 child.wait().map(|s| s.success()).unwrap_or(false)
@@ -111,29 +202,43 @@ impl Runner {
             name: name.to_owned(),
             ok,
             elapsed: start.elapsed(),
-            tests,
+            tests: tally.counts,
+            skipped: tally.skipped,
         });
-        ok
+        (ok, lines)
     }
 
-    /// Prints the summary table and a closing `N passed, N failed` line; errors if any step failed.
+    /// Prints the summary table and the closing `N passed, N failed, N skipped` line (skipped: ignored
+    /// tests and tests that returned early for lack of a tool); errors if any step failed.
     fn finish(self, title: &str) -> Result<(), String> {
         let mut total = TestCounts::default();
         println!("\n{title} summary");
         println!(
-            "{:<34} {:>6} {:>8} {:>7} {:>7} {:>8}",
-            "step", "result", "time", "passed", "failed", "ignored"
+            "{:<34} {:>6} {:>8} {:>7} {:>7} {:>8} {:>8}",
+            "step", "result", "time", "passed", "failed", "ignored", "skipped"
         );
         for s in &self.steps {
             total.add(s.tests);
             println!(
-                "{:<34} {:>6} {:>7.1}s {:>7} {:>7} {:>8}",
+                "{:<34} {:>6} {:>7.1}s {:>7} {:>7} {:>8} {:>8}",
                 s.name,
                 if s.ok { "ok" } else { "FAILED" },
                 s.elapsed.as_secs_f64(),
                 s.tests.passed,
                 s.tests.failed,
-                s.tests.ignored
+                s.tests.ignored,
+                s.tests.skipped
+            );
+        }
+        let skipped: Vec<&str> = self
+            .steps
+            .iter()
+            .flat_map(|s| s.skipped.iter().map(String::as_str))
+            .collect();
+        if !skipped.is_empty() {
+            println!(
+                "SKIPPED (a tool was missing, counted as skipped): {}",
+                skipped.join(", ")
             );
         }
         let failed_steps: Vec<&str> = self
@@ -142,10 +247,7 @@ impl Runner {
             .filter(|s| !s.ok)
             .map(|s| s.name.as_str())
             .collect();
-        println!(
-            "{} passed, {} failed, {} skipped",
-            total.passed, total.failed, total.ignored
-        );
+        println!("{}", closing_line(total));
         if failed_steps.is_empty() {
             Ok(())
         } else {
@@ -155,6 +257,16 @@ impl Runner {
             ))
         }
     }
+}
+
+/// The line CI reads, alone on its line: `N passed, N failed, N skipped`.
+fn closing_line(total: TestCounts) -> String {
+    format!(
+        "{} passed, {} failed, {} skipped",
+        total.passed,
+        total.failed,
+        total.ignored + total.skipped
+    )
 }
 
 /// Reads libtest's `test result: ok. 3 passed; 0 failed; 1 ignored; ...` line.
@@ -195,11 +307,21 @@ fn ci() -> Result<(), String> {
         ],
         &[],
     );
+    // `--show-output` prints the captured output of passing tests too, so a test that returned early
+    // with a `SKIPPED:` line (a tool is missing) is counted as skipped rather than passed.
     r.cargo(
         "tests (workspace, conformance included)",
-        &["test", "--workspace", "--all-features"],
+        &[
+            "test",
+            "--workspace",
+            "--all-features",
+            "--",
+            "--show-output",
+        ],
         &[],
     );
+    features(&mut r);
+    package(&mut r);
     if fuzz_available() {
         let seconds = std::env::var("XTASK_FUZZ_SMOKE_SECONDS").unwrap_or_else(|_| "10".into());
         for target in fuzz_targets()? {
@@ -211,6 +333,65 @@ fn ci() -> Result<(), String> {
         );
     }
     r.finish("ci")
+}
+
+/// Every cargo feature of sse-server builds alone and with the others (`cargo hack --each-feature`:
+/// no default features, each feature by itself, all of them), so a library user who turns the
+/// defaults off never meets a build error. cargo-hack is installed by `.ci/run`; in CI its absence
+/// fails the step, elsewhere it is skipped loudly.
+fn features(r: &mut Runner) {
+    let available = Command::new(cargo())
+        .args(["hack", "--version"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !available && std::env::var_os("CI").is_none() {
+        eprintln!(
+            "\nSKIPPED: feature check (cargo-hack is not installed; `cargo install cargo-hack` enables it)"
+        );
+        return;
+    }
+    r.cargo(
+        "features build alone (cargo hack --each-feature -p sse-server)",
+        &[
+            "hack",
+            "check",
+            "--each-feature",
+            "--no-dev-deps",
+            "-p",
+            "sse-server",
+        ],
+        &[],
+    );
+}
+
+/// `cargo package` for the published crates, so the packaging rules (metadata, the files in each
+/// `.crate`, versioned path dependencies, a crate that builds from its `.crate` alone) are checked on every
+/// run, not first at release time.
+///
+/// One command for the three: cargo packages them in dependency order (sse-proto, then sse-server and
+/// sse-client) and resolves sse-proto, which is not on crates.io yet, from the `.crate` it has just made.
+/// Packaged on its own, sse-server or sse-client fails even with `--no-verify` ("no matching package named
+/// `sse-proto` found": its Cargo.lock is resolved from the registry). So nothing needs `--no-verify`:
+/// each `.crate` is unpacked and built (its other dependencies from crates.io, hence network or a warm
+/// cargo cache). `--allow-dirty`: the check is about the sources as they are, committed or not.
+fn package(r: &mut Runner) {
+    r.cargo(
+        "package sse-proto, sse-server, sse-client",
+        &[
+            "package",
+            "-p",
+            "sse-proto",
+            "-p",
+            "sse-server",
+            "-p",
+            "sse-client",
+            "--allow-dirty",
+        ],
+        &[],
+    );
 }
 
 /// The conformance crate, one test target at a time (so every result is attributed to its suite),
@@ -249,43 +430,11 @@ fn conformance() -> Result<(), String> {
             .args(base)
             .args(selector)
             .args(["--", "--show-output"]);
-        let lines = run_collecting(&mut r, &format!("conformance {suite}"), cmd);
+        let (_, lines) = r.run_collecting(&format!("conformance {suite}"), cmd, true);
         results.extend(conformance_results(suite, &lines));
     }
     print_conformance_table(&results);
     r.finish("conformance")
-}
-
-/// Like [`Runner::run`], but also returns the command's stdout lines.
-fn run_collecting(r: &mut Runner, name: &str, mut cmd: Command) -> Vec<String> {
-    eprintln!("\n==> {name}: {cmd:?}");
-    let start = Instant::now();
-    let mut tests = TestCounts::default();
-    let mut lines = Vec::new();
-    let ok = match cmd.stdout(Stdio::piped()).spawn() {
-        Err(e) => {
-            eprintln!("cannot start {cmd:?}: {e}");
-            false
-        }
-        Ok(mut child) => {
-            if let Some(out) = child.stdout.take() {
-                let stdout = std::io::stdout();
-                for line in BufReader::new(out).lines().map_while(Result::ok) {
-                    tests.add(parse_test_result(&line));
-                    let _ = writeln!(stdout.lock(), "{line}");
-                    lines.push(line);
-                }
-            }
-            child.wait().map(|s| s.success()).unwrap_or(false)
-        }
-    };
-    r.steps.push(Step {
-        name: name.to_owned(),
-        ok,
-        elapsed: start.elapsed(),
-        tests,
-    });
-    lines
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -302,24 +451,19 @@ type TestOutcome = (String, &'static str, Outcome);
 /// section (a test that returned early because its tool is missing).
 fn conformance_results(suite: &str, lines: &[String]) -> Vec<TestOutcome> {
     let mut outcomes: Vec<(String, Outcome)> = Vec::new();
-    let mut skipped = std::collections::BTreeSet::new();
+    let mut skipped = BTreeSet::new();
     let mut current: Option<String> = None;
     for line in lines {
-        if let Some(rest) = line.strip_prefix("test ")
-            && let Some((name, status)) = rest.rsplit_once(" ... ")
-        {
-            let outcome = match status.trim() {
+        if let Some((name, status)) = test_status_line(line) {
+            let outcome = match status {
                 "ok" => Outcome::Passed,
                 s if s.starts_with("ignored") => Outcome::Skipped,
                 _ => Outcome::Failed,
             };
             outcomes.push((name.to_owned(), outcome));
-        } else if let Some(name) = line
-            .strip_prefix("---- ")
-            .and_then(|l| l.strip_suffix(" stdout ----"))
-        {
+        } else if let Some(name) = output_section(line) {
             current = Some(name.to_owned());
-        } else if line.starts_with("SKIPPED:")
+        } else if is_skip_marker(line)
             && let Some(name) = &current
         {
             skipped.insert(name.clone());
@@ -539,12 +683,133 @@ mod tests {
         assert_eq!(peers[1].2, Outcome::Failed);
     }
 
+    /// `cargo test -- --show-output` for two test binaries: the first has a test that returned early
+    /// (its marker printed by `println!` and, louder, by `eprintln!`, both captured), the second a test
+    /// with the same name that really ran, an ignored test and a failure whose output has a marker.
+    const SHOW_OUTPUT: &str = "
+running 3 tests
+test chromium_receives_named_events ... ok
+test vectors_match ... ok
+test node_eventsource_receives_x ... ok
+
+successes:
+
+---- chromium_receives_named_events stdout ----
+
+*** SKIPPED: chromium not installed (set SSE_REQUIRE_BROWSER=1 to make this fail) ***
+
+SKIPPED: chromium not installed
+
+---- vectors_match stdout ----
+checked 40 vectors
+
+successes:
+    chromium_receives_named_events
+    node_eventsource_receives_x
+    vectors_match
+
+test result: ok. 3 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.20s
+
+running 4 tests
+test chromium_receives_named_events ... ok
+test cluster_replays ... FAILED
+test slow_one ... ignored
+test demo_page ... ok
+
+successes:
+
+---- demo_page stdout ----
+SKIPPED: redis-server not installed (demo_page); set SSE_REQUIRE_REDIS=1 to fail instead
+
+successes:
+    chromium_receives_named_events
+    demo_page
+
+failures:
+
+---- cluster_replays stdout ----
+SKIPPED: redis-server not installed
+thread 'cluster_replays' panicked at tests/cluster.rs:9:5
+
+failures:
+    cluster_replays
+
+test result: FAILED. 2 passed; 1 failed; 1 ignored; 0 measured; 0 filtered out; finished in 1.00s
+";
+
+    #[test]
+    fn tests_that_printed_a_skip_marker_count_as_skipped_not_passed() {
+        use super::{Tally, TestCounts, closing_line};
+        let mut tally = Tally::default();
+        for line in SHOW_OUTPUT.lines() {
+            tally.line(line);
+        }
+        assert_eq!(
+            tally.counts,
+            TestCounts {
+                passed: 3,
+                failed: 1,
+                ignored: 1,
+                skipped: 2
+            }
+        );
+        assert_eq!(
+            tally.skipped,
+            ["chromium_receives_named_events", "demo_page"]
+        );
+        assert_eq!(closing_line(tally.counts), "3 passed, 1 failed, 3 skipped");
+    }
+
+    #[test]
+    fn without_markers_the_counts_are_libtest_s() {
+        use super::{Tally, TestCounts};
+        let mut tally = Tally::default();
+        for line in [
+            "running 2 tests",
+            "test a ... ok",
+            "test b ... ok",
+            "test result: ok. 2 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.01s",
+            // An xtask-level line outside any test's output is not a test.
+            "SKIPPED: fuzz smoke",
+        ] {
+            tally.line(line);
+        }
+        assert_eq!(
+            tally.counts,
+            TestCounts {
+                passed: 2,
+                ..TestCounts::default()
+            }
+        );
+    }
+
+    #[test]
+    fn conformance_table_and_closing_line_agree() {
+        use super::{Outcome, Tally, conformance_results};
+        let lines: Vec<String> = SHOW_OUTPUT.lines().map(String::from).collect();
+        let split = lines
+            .iter()
+            .position(|l| l.starts_with("running 4"))
+            .unwrap_or(lines.len());
+        let mut outcomes = conformance_results("browser", &lines[..split]);
+        outcomes.extend(conformance_results("peers", &lines[split..]));
+        let count = |o: Outcome| outcomes.iter().filter(|r| r.2 == o).count() as u64;
+        let mut tally = Tally::default();
+        for line in &lines {
+            tally.line(line);
+        }
+        let c = tally.counts;
+        assert_eq!(count(Outcome::Passed), c.passed);
+        assert_eq!(count(Outcome::Failed), c.failed);
+        assert_eq!(count(Outcome::Skipped), c.ignored + c.skipped);
+    }
+
     #[test]
     fn reads_libtest_summary_lines() {
         let c = parse_test_result(
             "test result: ok. 12 passed; 1 failed; 3 ignored; 0 measured; 0 filtered out; finished in 0.01s",
         );
-        assert_eq!((c.passed, c.failed, c.ignored), (12, 1, 3));
+        assert_eq!((c.passed, c.failed, c.ignored, c.skipped), (12, 1, 3, 0));
         let c = parse_test_result("running 3 tests");
         assert_eq!((c.passed, c.failed, c.ignored), (0, 0, 0));
     }
