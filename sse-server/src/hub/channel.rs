@@ -248,26 +248,23 @@ impl Channel {
 
     /// Ends every stream after what is already queued. Returns how many there were.
     pub(crate) fn close(&self) -> usize {
+        self.drain().len()
+    }
+
+    /// Takes every subscriber out of the channel (their sockets back to their tasks first).
+    fn drain(&self) -> Vec<Handle> {
         let mut subs = self.lock();
         let mut drained: Vec<Handle> = subs.map.drain().map(|(_, h)| h).collect();
         for h in &mut drained {
             subs.detach(h);
         }
         subs.log.trim();
-        drop(subs);
-        drained.len()
+        drained
     }
 
     /// Ends every stream with a final frame (or at once when its queue is full).
     pub(crate) fn finish(&self, mut last: impl FnMut() -> Bytes) {
-        let mut subs = self.lock();
-        let mut drained: Vec<Handle> = subs.map.drain().map(|(_, h)| h).collect();
-        for h in &mut drained {
-            subs.detach(h);
-        }
-        subs.log.trim();
-        drop(subs);
-        for h in drained {
+        for h in self.drain() {
             if h.tx.try_send(Frame::Final(last())).is_err() {
                 h.kicked.store(true, Ordering::Release);
             }

@@ -65,15 +65,7 @@ impl Inner {
     }
 
     pub(crate) fn channel(&self, name: &str) -> Result<Arc<Channel>, Error> {
-        let mut reg = self.registry();
-        if reg.closed {
-            return Err(Error::ShuttingDown);
-        }
-        let limit = self.config.max_channels;
-        if reg.channels.len() >= limit && !reg.channels.contains_key(name) {
-            return Err(Error::TooManyChannels { limit });
-        }
-        Ok(Self::entry(&mut reg, name))
+        self.admit(&mut self.registry(), name)
     }
 
     /// Adds a subscriber under the registry lock, so shutdown either sees it or refuses it.
@@ -82,7 +74,14 @@ impl Inner {
         name: &str,
         handle: Handle,
     ) -> Result<(Arc<Channel>, u64), Error> {
-        let mut reg = self.registry();
+        let ch = self.admit(&mut self.registry(), name)?;
+        let id = ch.add(handle);
+        Ok((ch, id))
+    }
+
+    /// The channel `name`, made if needed: refused while shutting down, or when it would be one
+    /// channel over the limit.
+    fn admit(&self, reg: &mut Registry, name: &str) -> Result<Arc<Channel>, Error> {
         if reg.closed {
             return Err(Error::ShuttingDown);
         }
@@ -90,9 +89,7 @@ impl Inner {
         if reg.channels.len() >= limit && !reg.channels.contains_key(name) {
             return Err(Error::TooManyChannels { limit });
         }
-        let ch = Self::entry(&mut reg, name);
-        let id = ch.add(handle);
-        Ok((ch, id))
+        Ok(Self::entry(reg, name))
     }
 
     fn entry(reg: &mut Registry, name: &str) -> Arc<Channel> {
