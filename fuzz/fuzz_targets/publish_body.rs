@@ -7,12 +7,19 @@
 use libfuzzer_sys::fuzz_target;
 use sse_proto::{Item, Parser, encode};
 
-// The decoder's own source file, compiled here as a module: it depends only on http, serde_json,
-// thiserror and sse-proto, so the instrumented build stays small (no tokio, hyper, redb or redis
-// client, which depending on the whole sse-server crate would instrument and build for minutes).
-#[path = "../../sse-server/src/publish.rs"]
+// The decoder's own source files, compiled here as modules: they depend only on http, serde_json,
+// thiserror, percent-encoding and sse-proto, so the instrumented build stays small (no tokio, hyper,
+// redb or redis client, which depending on the whole sse-server crate would instrument and build for
+// minutes). `http` re-exports `query` at the path publish.rs imports it from in sse-server.
+#[path = "../../sse-server/src/http/publish.rs"]
 #[allow(dead_code, unreachable_pub)]
 mod publish;
+#[path = "../../sse-server/src/http/query.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod query;
+mod http {
+    pub(crate) use super::query;
+}
 
 /// Byte 0 picks the content type; byte 1's low bit says whether a query string follows the body
 /// after the first 0xFF byte (0xFF never occurs in UTF-8, so it cannot split a valid body).
