@@ -35,8 +35,12 @@ const LAST_EVENT_ID: HeaderName = HeaderName::from_static("last-event-id");
 ///   the id committed at the last dispatch (not sent when empty). `retry:` replaces the reconnection
 ///   time; repeated failures back off (see [`Backoff`](crate::Backoff)).
 /// * 204, another status or another content type yields a fatal `Err` and the stream ends
-///   (see [`RetryPolicy`](crate::RetryPolicy) for the 5xx/429 opt-in). Redirects are followed by
-///   reqwest, and later reconnections go straight to the final URL.
+///   (see [`RetryPolicy`](crate::RetryPolicy) for the 5xx/429 opt-in); the error quotes the start of
+///   the refusal's body ([`Error::InvalidStatus`]). Redirects are followed by reqwest, and later
+///   reconnections go straight to the final URL.
+/// * A failure that trying again cannot fix ends the stream at once, whatever the retry policy:
+///   a URL that is not http(s) ([`Error::UnsupportedScheme`], refused at `build`), a failed TLS
+///   handshake or an answer that is not HTTP ([`Error::Protocol`]).
 /// * Every request carries `Accept: text/event-stream` and `Cache-Control: no-cache`.
 ///
 /// ```no_run

@@ -162,7 +162,12 @@ async fn listen(args: ListenArgs) -> Result<ExitCode, String> {
                     args.max_retries
                 ));
             }
-            Err(e) if e.is_fatal() => return Err(e.to_string()),
+            // The library names its option; here it is a flag.
+            Err(e) if e.is_fatal() => {
+                return Err(e
+                    .to_string()
+                    .replace("RetryPolicy::retry_server_errors", "--retry-server-errors"));
+            }
             Err(e) => eprintln!("sse-client: {e}"),
         }
     }
