@@ -206,11 +206,17 @@ impl EventSourceBuilder {
     }
 
     /// Checks the request and returns the source. Nothing is sent until the stream is first polled.
-    /// Fails with [`Error::InvalidRequest`] for an invalid URL or header, or a request with a
-    /// streaming body (which cannot be sent again on reconnection).
+    /// Fails with [`Error::InvalidRequest`] for an invalid URL or header,
+    /// [`Error::UnsupportedScheme`] for a URL that is not `http://` or `https://`, or
+    /// [`Error::UnrepeatableRequest`] for a request with a streaming body (which cannot be sent again
+    /// on reconnection).
     ///
     /// ```
-    /// assert!(sse_client::EventSource::builder("not a url").build().is_err());
+    /// use sse_client::{Error, EventSource};
+    ///
+    /// assert!(EventSource::builder("not a url").build().is_err());
+    /// let err = EventSource::builder("ftp://127.0.0.1/x").build().unwrap_err();
+    /// assert!(matches!(err, Error::UnsupportedScheme { .. }), "{err}");
     /// ```
     pub fn build(mut self) -> Result<EventSource, Error> {
         let target = std::mem::replace(&mut self.target, Target::Url(String::new()));
@@ -225,7 +231,13 @@ impl EventSourceBuilder {
                 (self.client.take().unwrap_or(client), request)
             }
         };
-        let request = request.map_err(Error::InvalidRequest)?;
+        let request = request.map_err(|e| match e.url() {
+            Some(url) => unsupported_scheme(url).unwrap_or(Error::InvalidRequest(e)),
+            None => Error::InvalidRequest(e),
+        })?;
+        if let Some(error) = unsupported_scheme(request.url()) {
+            return Err(error);
+        }
         if request.try_clone().is_none() {
             return Err(Error::UnrepeatableRequest);
         }
@@ -237,4 +249,15 @@ impl EventSourceBuilder {
             connection,
         ))
     }
+}
+
+/// [`Error::UnsupportedScheme`] unless `url` is `http://` or `https://`.
+fn unsupported_scheme(url: &reqwest::Url) -> Option<Error> {
+    if matches!(url.scheme(), "http" | "https") {
+        return None;
+    }
+    Some(Error::UnsupportedScheme {
+        scheme: url.scheme().to_owned(),
+        url: url.to_string(),
+    })
 }

@@ -4,6 +4,21 @@
 use std::fmt;
 use std::time::Duration;
 
+/// How much of a refusal's body (a status other than 200) is kept in [`Error::InvalidStatus`].
+///
+/// ```
+/// assert_eq!(sse_client::ERROR_BODY_LIMIT, 4096);
+/// ```
+pub const ERROR_BODY_LIMIT: usize = 4096;
+
+/// How long the [`EventSource`](crate::EventSource) waits for a refusal's body before reporting
+/// the status without (the rest of) it.
+///
+/// ```
+/// assert_eq!(sse_client::ERROR_BODY_TIME.as_secs(), 2);
+/// ```
+pub const ERROR_BODY_TIME: Duration = Duration::from_secs(2);
+
 /// A boxed error, as returned by a [credentials callback](crate::EventSourceBuilder::credentials).
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
@@ -72,16 +87,45 @@ pub enum Error {
     #[error("the server answered 204 No Content, which tells clients to stop; not reconnecting")]
     NoContent,
 
-    /// The server answered a status other than 200 (after redirects). Fatal, unless the
-    /// [`RetryPolicy`](crate::RetryPolicy) opts in to retrying 5xx/429.
+    /// The URL's scheme is not `http` or `https`. Never retried: refused at
+    /// [`build`](crate::EventSourceBuilder::build), or when a redirect leads there.
     #[error(
-        "the server answered HTTP {status} instead of 200{}{}",
+        "unsupported URL scheme {scheme:?} in {url}: use an http:// or https:// URL{}",
+        scheme_hint(.scheme, .url)
+    )]
+    UnsupportedScheme {
+        /// The scheme found (`ftp`, ...; for `localhost:8080/x` the URL parser reads `localhost`).
+        scheme: String,
+        /// The URL as given.
+        url: String,
+    },
+
+    /// The server does not speak the protocol the URL asks for: the TLS handshake failed (an
+    /// `https://` URL to a plain HTTP port, an invalid certificate) or the answer is not HTTP/1.x or
+    /// HTTP/2 (an HTTP/0.9 or garbage response). Never retried: the next attempt would fail the same
+    /// way.
+    #[error("{}", protocol_message(source))]
+    Protocol {
+        /// What reqwest reported.
+        #[source]
+        source: reqwest::Error,
+    },
+
+    /// The server answered a status other than 200 (after redirects). Fatal, unless the
+    /// [`RetryPolicy`](crate::RetryPolicy) opts in to retrying 5xx/429. The message quotes the
+    /// response body (the server's explanation, e.g. the hub's `{"error":"..."}`).
+    #[error(
+        "the server answered HTTP {status} instead of 200{}{}{}",
+        Body(.body),
         status_hint(*.status, .retry_in.is_some()),
         Next(*.retry_in)
     )]
     InvalidStatus {
         /// The status received.
         status: reqwest::StatusCode,
+        /// The start of the response body (at most [`ERROR_BODY_LIMIT`] bytes, read for at most
+        /// [`ERROR_BODY_TIME`]), decoded lossily as UTF-8; empty when there was none.
+        body: String,
         /// `Some(delay)` when the retry policy retries this status after `delay`.
         retry_in: Option<Duration>,
     },
@@ -127,6 +171,8 @@ impl Error {
             | Error::Credentials { retry_in, .. } => *retry_in,
             Error::InvalidRequest(_)
             | Error::UnrepeatableRequest
+            | Error::UnsupportedScheme { .. }
+            | Error::Protocol { .. }
             | Error::NoContent
             | Error::InvalidContentType { .. }
             | Error::Parse(_) => None,
@@ -166,7 +212,7 @@ impl Error {
     ///
     /// ```
     /// use sse_client::{Error, reqwest::StatusCode};
-    /// let e = Error::InvalidStatus { status: StatusCode::NOT_FOUND, retry_in: None };
+    /// let e = Error::InvalidStatus { status: StatusCode::NOT_FOUND, body: String::new(), retry_in: None };
     /// assert_eq!(e.status(), Some(StatusCode::NOT_FOUND));
     /// ```
     pub fn status(&self) -> Option<reqwest::StatusCode> {
@@ -175,6 +221,26 @@ impl Error {
             Error::NoContent => Some(reqwest::StatusCode::NO_CONTENT),
             _ => None,
         }
+    }
+
+    /// Classifies a failed request: [`Error::UnsupportedScheme`] or [`Error::Protocol`] when trying
+    /// again cannot help, else [`Error::Transport`] (retried).
+    pub(crate) fn request_failed(source: reqwest::Error) -> Error {
+        if !is_permanent(&source) {
+            return Error::Transport {
+                source,
+                retry_in: None,
+            };
+        }
+        if let Some(url) = source.url()
+            && !matches!(url.scheme(), "http" | "https")
+        {
+            return Error::UnsupportedScheme {
+                scheme: url.scheme().to_owned(),
+                url: url.to_string(),
+            };
+        }
+        Error::Protocol { source }
     }
 
     /// Replaces the "what next" of a retryable error: `None` when the retry limit gave up.
@@ -187,6 +253,8 @@ impl Error {
             | Error::Credentials { retry_in, .. } => *retry_in = delay,
             Error::InvalidRequest(_)
             | Error::UnrepeatableRequest
+            | Error::UnsupportedScheme { .. }
+            | Error::Protocol { .. }
             | Error::NoContent
             | Error::InvalidContentType { .. }
             | Error::Parse(_) => {}
@@ -215,6 +283,89 @@ impl fmt::Display for Seconds {
         let text = format!("{:.3}", self.0.as_secs_f64());
         f.write_str(text.trim_end_matches('0').trim_end_matches('.'))
     }
+}
+
+/// How much of a refusal's body the message of [`Error::InvalidStatus`] quotes.
+const QUOTED_BODY: usize = 512;
+
+/// `: <body>` on one line, when the refusal had a body.
+struct Body<'a>(&'a str);
+
+impl fmt::Display for Body<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let body = self.0;
+        if body.trim().is_empty() {
+            return Ok(());
+        }
+        // One line, and short: an HTML error page would drown the status otherwise.
+        let line = body.split_whitespace().collect::<Vec<_>>().join(" ");
+        match line.char_indices().nth(QUOTED_BODY) {
+            Some((cut, _)) => write!(f, ": {}...", &line[..cut]),
+            None => write!(f, ": {line}"),
+        }
+    }
+}
+
+fn scheme_hint(scheme: &str, url: &str) -> String {
+    // `localhost:8080/x` parses as scheme `localhost`: the user meant a host.
+    match url
+        .strip_prefix(scheme)
+        .and_then(|rest| rest.strip_prefix(':'))
+    {
+        Some(rest) if !rest.starts_with("//") => format!(" (did you mean http://{url}?)"),
+        _ => String::new(),
+    }
+}
+
+fn protocol_message(e: &reqwest::Error) -> String {
+    let (what, hint) = if find_cause::<rustls::Error>(e).is_some() {
+        (
+            "the TLS handshake failed",
+            "check that the server speaks TLS on this port (an https:// URL to a plain HTTP port fails like this) and its certificate",
+        )
+    } else if e.is_builder() {
+        ("the request could not be sent", "check the URL")
+    } else {
+        (
+            "the server's answer is not HTTP",
+            "check the host, the port and the scheme (http:// to a TLS port fails like this)",
+        )
+    };
+    format!("{what}: {}; {hint}; not reconnecting", chain(e))
+}
+
+/// Whether a failed request can never succeed by trying again: a TLS failure during the
+/// handshake, an answer that is not HTTP, or a request reqwest refused to send.
+fn is_permanent(e: &reqwest::Error) -> bool {
+    if e.is_builder() {
+        return true;
+    }
+    if find_cause::<rustls::Error>(e).is_some() {
+        return true;
+    }
+    find_cause::<hyper::Error>(e).is_some_and(|h| h.is_parse() || h.is_parse_status())
+}
+
+/// The first error of type `T` in `e`'s causes. `std::io::Error::source` skips the error it
+/// wraps (where tokio-rustls puts the rustls error), so that one is looked at too.
+fn find_cause<'a, T: std::error::Error + 'static>(
+    e: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a T> {
+    let mut next = Some(e);
+    while let Some(err) = next {
+        if let Some(found) = err.downcast_ref::<T>() {
+            return Some(found);
+        }
+        if let Some(inner) = err
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            && let Some(found) = find_cause::<T>(inner)
+        {
+            return Some(found);
+        }
+        next = err.source();
+    }
+    None
 }
 
 fn status_hint(status: reqwest::StatusCode, retrying: bool) -> &'static str {
@@ -280,9 +431,19 @@ mod tests {
         );
         let e = Error::InvalidStatus {
             status: reqwest::StatusCode::NOT_FOUND,
+            body: String::new(),
             retry_in: None,
         };
         assert!(e.to_string().contains("404 Not Found"));
         assert!(!e.to_string().contains('\n'));
+        let e = Error::InvalidStatus {
+            status: reqwest::StatusCode::UNAUTHORIZED,
+            body: "{\"error\":\"wrong token\"}\r\n  second line\n".into(),
+            retry_in: None,
+        };
+        assert_eq!(
+            e.to_string(),
+            "the server answered HTTP 401 Unauthorized instead of 200: {\"error\":\"wrong token\"} second line (check the URL and credentials); not reconnecting"
+        );
     }
 }

@@ -14,12 +14,12 @@ use bytes::Bytes;
 use futures_core::Stream;
 use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
-use reqwest::header::{ACCEPT, CACHE_CONTROL, HeaderName, HeaderValue};
-use reqwest::{Client, Request, Response, Url};
+use reqwest::header::{ACCEPT, CACHE_CONTROL, HeaderMap, HeaderName, HeaderValue};
+use reqwest::{Client, Request, Response, StatusCode, Url};
 use tokio::time::{Instant, Sleep};
 
 use crate::credentials::Credentials;
-use crate::error::Error;
+use crate::error::{ERROR_BODY_LIMIT, ERROR_BODY_TIME, Error};
 use crate::event::{Event, ReadyState};
 use crate::proto::{Action, Connection};
 
@@ -35,8 +35,12 @@ const LAST_EVENT_ID: HeaderName = HeaderName::from_static("last-event-id");
 ///   the id committed at the last dispatch (not sent when empty). `retry:` replaces the reconnection
 ///   time; repeated failures back off (see [`Backoff`](crate::Backoff)).
 /// * 204, another status or another content type yields a fatal `Err` and the stream ends
-///   (see [`RetryPolicy`](crate::RetryPolicy) for the 5xx/429 opt-in). Redirects are followed by
-///   reqwest, and later reconnections go straight to the final URL.
+///   (see [`RetryPolicy`](crate::RetryPolicy) for the 5xx/429 opt-in); the error quotes the start of
+///   the refusal's body ([`Error::InvalidStatus`]). Redirects are followed by reqwest, and later
+///   reconnections go straight to the final URL.
+/// * A failure that trying again cannot fix ends the stream at once, whatever the retry policy:
+///   a URL that is not http(s) ([`Error::UnsupportedScheme`], refused at `build`), a failed TLS
+///   handshake or an answer that is not HTTP ([`Error::Protocol`]).
 /// * Every request carries `Accept: text/event-stream` and `Cache-Control: no-cache`.
 ///
 /// ```no_run
@@ -69,8 +73,54 @@ pub struct EventSource {
 /// The I/O in progress, as the machine's last actions asked.
 enum Io {
     None,
-    Requesting(BoxFuture<'static, Result<Response, Error>>),
+    Requesting(BoxFuture<'static, Result<Answer, Error>>),
     Reading(BoxStream<'static, reqwest::Result<Bytes>>),
+}
+
+/// What a request came back with.
+enum Answer {
+    /// 200 or 204: the machine decides, and a stream's body is read as it comes.
+    Stream(Response),
+    /// Another status, with the start of its body: the server's explanation of the refusal.
+    Refused {
+        status: StatusCode,
+        headers: HeaderMap,
+        body: Vec<u8>,
+    },
+}
+
+impl Answer {
+    /// Reads up to [`ERROR_BODY_LIMIT`] bytes of a refusal's body, for at most [`ERROR_BODY_TIME`]
+    /// (a refusal is small and complete; a stalled one must not hold the source).
+    async fn read(mut response: Response) -> Answer {
+        let status = response.status();
+        if matches!(status, StatusCode::OK | StatusCode::NO_CONTENT) {
+            return Answer::Stream(response);
+        }
+        let headers = std::mem::take(response.headers_mut());
+        let mut body = Vec::new();
+        let read = async {
+            while body.len() < ERROR_BODY_LIMIT {
+                match response.chunk().await {
+                    Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+                    Ok(None) => break,
+                    Err(error) => {
+                        tracing::debug!(%error, "the refusal's body broke off");
+                        break;
+                    }
+                }
+            }
+        };
+        if tokio::time::timeout(ERROR_BODY_TIME, read).await.is_err() {
+            tracing::debug!(%status, "the refusal's body is slow; reporting what came");
+        }
+        body.truncate(ERROR_BODY_LIMIT);
+        Answer::Refused {
+            status,
+            headers,
+            body,
+        }
+    }
 }
 
 impl EventSource {
@@ -195,18 +245,29 @@ impl EventSource {
                     })?;
                 request.headers_mut().extend(extra);
             }
-            client
+            let response = client
                 .execute(request)
                 .await
-                .map_err(|source| Error::Transport {
-                    source,
-                    retry_in: None,
-                })
+                .map_err(Error::request_failed)?;
+            Ok(Answer::read(response).await)
         }));
     }
 
     /// Hands the response to the machine and, when it opens the stream, starts reading the body.
-    fn respond(&mut self, now: std::time::Instant, response: Response) {
+    fn respond(&mut self, now: std::time::Instant, answer: Answer) {
+        let response = match answer {
+            Answer::Stream(response) => response,
+            Answer::Refused {
+                status,
+                headers,
+                body,
+            } => {
+                let date = SystemTime::now();
+                self.connection
+                    .response_with_body(now, status, &headers, date, &body);
+                return;
+            }
+        };
         self.connection.response(
             now,
             response.status(),

@@ -58,7 +58,7 @@ mod reconnect;
 
 pub use backoff::Backoff;
 pub use builder::EventSourceBuilder;
-pub use error::{BoxError, Error};
+pub use error::{BoxError, ERROR_BODY_LIMIT, ERROR_BODY_TIME, Error};
 pub use event::{Event, Message, ReadyState};
 pub use event_source::EventSource;
 pub use reconnect::{DEFAULT_RECONNECTION_TIME, RetryPolicy};

@@ -1,4 +1,4 @@
-//! `sse-client`: listen to a Server-Sent Events stream, or parse a recorded one.
+//! `sse-client`: listen to a Server-Sent Events stream, publish to a hub, or parse a recorded stream.
 
 use std::process::ExitCode;
 
@@ -22,9 +22,14 @@ enum Command {
     /// Listen to an event stream and print each event (human-readable, or --json lines like
     /// `parse`), reconnecting with Last-Event-ID as the library does. Status lines (connected,
     /// reconnecting in N s, replaying from id) go to standard error. Exits 0 after --max-events
-    /// events or when the server answers 204; exits 1 with a one-line error on a fatal failure
-    /// (another status, a wrong content type, or connection failures beyond --max-retries).
+    /// events or when the server answers 204. Exits 1 with a one-line error at once on a permanent
+    /// failure (unsupported scheme, TLS or protocol mismatch, any 4xx but 429, quoting the server's
+    /// error body; a 5xx/429 without --retry-server-errors; a wrong content type), or when
+    /// connection failures go beyond --max-retries.
     Listen(cli::listen::ListenArgs),
+    /// Publish one event to a hub (POST URL with {"data","event","id"} and the bearer token) and
+    /// print the id it assigned; exits 1 with the hub's error message when it refuses.
+    Publish(cli::publish::PublishArgs),
 }
 
 fn main() -> ExitCode {
@@ -32,6 +37,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Parse(args) => cli::parse::run(args),
         Command::Listen(args) => cli::listen::run(args),
+        Command::Publish(args) => cli::publish::run(args),
     };
     match result {
         Ok(code) => code,

@@ -17,7 +17,9 @@ pub const DEFAULT_RECONNECTION_TIME: Duration = Duration::from_secs(3);
 /// What the [`EventSource`](crate::EventSource) does after a connection ends or fails.
 ///
 /// * A stream that ends (EOF), breaks (network error) or goes silent beyond the idle timeout is
-///   always reconnected, after the [`Backoff`] delay.
+///   always reconnected, after the [`Backoff`] delay; so is a connection that cannot be made
+///   (refused, DNS, reset), but not one that never can: an unsupported scheme, a failed TLS
+///   handshake or an answer that is not HTTP are fatal.
 /// * 204, any other status and a wrong content type are fatal, as the spec says, except that with
 ///   [`RetryPolicy::retry_server_errors`] (opt-in) 5xx and 429 answers are retried too, waiting at
 ///   least what their `Retry-After` header asks (seconds or an HTTP date).

@@ -4,46 +4,62 @@ use std::io::{self, Write};
 use std::process::ExitCode;
 use std::time::Duration;
 
+use clap::builder::FalseyValueParser;
 use futures_util::StreamExt;
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
 use sse_client::{Backoff, Error, Event, EventSource, Message, RetryPolicy};
 
 use super::json::JsonLine;
+use super::url::with_default_scheme;
 
-/// Arguments of `sse-client listen`.
+/// Arguments of `sse-client listen`. Every one can also come from the `SSE_*` environment variable
+/// shown in `--help` (the command line wins).
 #[derive(Debug, clap::Args)]
 pub struct ListenArgs {
-    /// The event stream URL (http or https).
+    /// The event stream URL, http:// or https:// (without a scheme, http:// is meant:
+    /// localhost:8080/events/x).
+    #[arg(env = "SSE_URL")]
     url: String,
-    /// An extra request header, `'Name: value'`; repeat for several (e.g. -H 'Authorization: Bearer T').
-    #[arg(short = 'H', long = "header", value_name = "'K: V'")]
+    /// Send `Authorization: Bearer T` (unless a -H header sets Authorization).
+    #[arg(long, value_name = "T", env = "SSE_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// An extra request header, `'Name: value'`; repeat for several (e.g. -H 'X-Trace: 1'). In
+    /// SSE_HEADER, one header per line.
+    #[arg(
+        short = 'H',
+        long = "header",
+        value_name = "'K: V'",
+        env = "SSE_HEADER",
+        value_delimiter = '\n'
+    )]
     headers: Vec<String>,
     /// Resume after this event id: sent as Last-Event-ID on the first request.
-    #[arg(long, value_name = "ID")]
+    #[arg(long, value_name = "ID", env = "SSE_LAST_EVENT_ID")]
     last_event_id: Option<String>,
     /// Print one JSON object per event, exactly like `parse`: {"type","data","lastEventId"}.
-    #[arg(long)]
+    #[arg(long, env = "SSE_JSON", value_parser = FalseyValueParser::new())]
     json: bool,
     /// Exit with status 0 after printing this many events.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", env = "SSE_MAX_EVENTS")]
     max_events: Option<u64>,
     /// Idle (liveness) timeout in seconds: if no byte at all arrives for this long (heartbeat
     /// comments count), while waiting for the response or reading the stream, the connection is
     /// considered dead and the client reconnects. Fractions allowed. Default: wait forever.
-    #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
+    #[arg(long, value_name = "SECS", value_parser = parse_seconds, env = "SSE_TIMEOUT")]
     timeout: Option<Duration>,
     /// Give up (exit 1) after this many consecutive failed connection attempts; a connection that
-    /// delivered events resets the count.
-    #[arg(long, value_name = "N", default_value_t = 2)]
+    /// delivered events resets the count. Permanent errors (unsupported scheme, TLS or protocol
+    /// mismatch, 4xx other than 429) are never retried.
+    #[arg(long, value_name = "N", default_value_t = 2, env = "SSE_MAX_RETRIES")]
     max_retries: u32,
     /// Initial reconnection time in seconds, until the server sends `retry:`.
-    #[arg(long, value_name = "SECS", value_parser = parse_seconds, default_value = "3")]
+    #[arg(long, value_name = "SECS", value_parser = parse_seconds, default_value = "3", env = "SSE_RECONNECTION_TIME")]
     reconnection_time: Duration,
     /// Longest wait between two attempts, in seconds (the backoff cap).
-    #[arg(long, value_name = "SECS", value_parser = parse_seconds, default_value = "30")]
+    #[arg(long, value_name = "SECS", value_parser = parse_seconds, default_value = "30", env = "SSE_MAX_BACKOFF")]
     max_backoff: Duration,
     /// Also retry 5xx and 429 answers, honouring Retry-After (otherwise they are fatal).
-    #[arg(long)]
+    #[arg(long, env = "SSE_RETRY_SERVER_ERRORS", value_parser = FalseyValueParser::new())]
     retry_server_errors: bool,
 }
 
@@ -68,18 +84,7 @@ fn parse_header(h: &str) -> Result<(HeaderName, HeaderValue), String> {
 
 /// Runs until `--max-events` is reached (0), the server says 204 (0), or a fatal error (1).
 pub fn run(args: ListenArgs) -> Result<ExitCode, String> {
-    // The library's tracing logs (connect attempts, redirects, backoff) on demand: RUST_LOG=sse_client=debug.
-    if std::env::var_os("RUST_LOG").is_some() {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-            .with_writer(io::stderr)
-            .try_init();
-    }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
-    runtime.block_on(listen(args))
+    super::runtime()?.block_on(listen(args))
 }
 
 async fn listen(args: ListenArgs) -> Result<ExitCode, String> {
@@ -87,19 +92,26 @@ async fn listen(args: ListenArgs) -> Result<ExitCode, String> {
         return Ok(ExitCode::SUCCESS);
     }
     let mut headers = HeaderMap::new();
-    for h in &args.headers {
+    for h in args.headers.iter().filter(|h| !h.trim().is_empty()) {
         let (name, value) = parse_header(h)?;
         headers.append(name, value);
     }
+    if let Some(token) = &args.token
+        && !headers.contains_key(AUTHORIZATION)
+    {
+        let value = HeaderValue::from_str(&format!("Bearer {token}"))
+            .map_err(|_| "the token has characters a header cannot carry".to_owned())?;
+        headers.insert(AUTHORIZATION, value);
+    }
+    let url = with_default_scheme(&args.url);
     let policy = RetryPolicy::new()
         .backoff(Backoff::new().max_delay(args.max_backoff))
         .max_retries(Some(args.max_retries))
         .retry_server_errors(args.retry_server_errors);
-    let mut builder =
-        EventSource::from_request(reqwest::Client::new().get(&args.url).headers(headers))
-            .reconnection_time(args.reconnection_time)
-            .idle_timeout(args.timeout)
-            .retry_policy(policy);
+    let mut builder = EventSource::from_request(reqwest::Client::new().get(&url).headers(headers))
+        .reconnection_time(args.reconnection_time)
+        .idle_timeout(args.timeout)
+        .retry_policy(policy);
     if let Some(id) = &args.last_event_id {
         builder = builder.last_event_id(id.clone());
     }
@@ -150,7 +162,12 @@ async fn listen(args: ListenArgs) -> Result<ExitCode, String> {
                     args.max_retries
                 ));
             }
-            Err(e) if e.is_fatal() => return Err(e.to_string()),
+            // The library names its option; here it is a flag.
+            Err(e) if e.is_fatal() => {
+                return Err(e
+                    .to_string()
+                    .replace("RetryPolicy::retry_server_errors", "--retry-server-errors"));
+            }
             Err(e) => eprintln!("sse-client: {e}"),
         }
     }

@@ -379,6 +379,36 @@ impl Connection {
         headers: &HeaderMap,
         date: SystemTime,
     ) {
+        self.response_with_body(now, status, headers, date, b"");
+    }
+
+    /// Like [`response`](Connection::response), for a status other than 200 whose body the driver
+    /// read (the start of it: [`ERROR_BODY_LIMIT`](crate::ERROR_BODY_LIMIT) bytes are kept): the
+    /// [`Error::InvalidStatus`] it causes quotes the body, which usually says why the server refused
+    /// (the hub's `{"error":"..."}`). For 200 the body is ignored: feed the stream to
+    /// [`bytes`](Connection::bytes).
+    ///
+    /// ```
+    /// use std::time::{Instant, SystemTime};
+    /// use sse_client::proto::{Action, Config, Connection};
+    /// use sse_client::reqwest::{StatusCode, header::HeaderMap};
+    ///
+    /// let mut conn = Connection::new(Config::new());
+    /// let now = Instant::now();
+    /// conn.poll(now); // Connect
+    /// let body = br#"{"error":"wrong token"}"#;
+    /// conn.response_with_body(now, StatusCode::UNAUTHORIZED, &HeaderMap::new(), SystemTime::now(), body);
+    /// let Some(Action::Error(e)) = conn.poll(now) else { panic!() };
+    /// assert!(e.is_fatal() && e.to_string().contains("wrong token"), "{e}");
+    /// ```
+    pub fn response_with_body(
+        &mut self,
+        now: Instant,
+        status: StatusCode,
+        headers: &HeaderMap,
+        date: SystemTime,
+        body: &[u8],
+    ) {
         if !matches!(self.state, State::Connecting) {
             tracing::debug!(%status, "response without a request in flight; ignored");
             return;
@@ -387,8 +417,10 @@ impl Connection {
             return self.fatal(Error::NoContent);
         }
         if status != StatusCode::OK {
+            let body = &body[..body.len().min(crate::error::ERROR_BODY_LIMIT)];
             let error = Error::InvalidStatus {
                 status,
+                body: String::from_utf8_lossy(body).into_owned(),
                 retry_in: None,
             };
             if self.retry_policy.retries_status(status) {
