@@ -38,7 +38,8 @@ pub(crate) async fn run(args: Args) -> Result<(), Error> {
         Some(auth) => hub_service.authorization(auth),
         None => hub_service,
     };
-    let service = site::Site::new(hub_service.clone(), args.static_dir.clone());
+    let service =
+        site::Site::new(hub_service.clone(), args.static_dir.clone()).console(!args.no_demo);
     // Site hands /events/* to the same HubService, so subscriptions may take the lean path.
     let mut server = Server::new(hub)
         .fast_subscribe(hub_service)

@@ -2,7 +2,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::path::{Component, Path, PathBuf};
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::task::{Context, Poll};
 
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
@@ -10,14 +10,22 @@ use hyper::body::Incoming;
 use sse_server::{Body, HubService};
 use tower::Service;
 
-/// The built-in demo page: subscribes to `demo` (and any `?channel=`) with EventSource.
-const DEMO_PAGE: &str = include_str!("demo.html");
+/// The hub console at `/`: channels, follows with a live log, resume, publish, a chart from `/metrics`.
+/// Plain HTML, CSS and JavaScript compiled into the binary and served as one document (its style and
+/// script inline), so it works offline, with no build step and no second request.
+static CONSOLE_PAGE: LazyLock<String> = LazyLock::new(|| {
+    include_str!("console.html")
+        .replacen("/*console.css*/", include_str!("console.css"), 1)
+        .replacen("/*console.js*/", include_str!("console.js"), 1)
+});
 
-/// The hub's routes, plus the demo page at `/` and the optional static directory for everything else.
+/// The hub's routes, plus the console at `/` (unless `--no-demo`) and the optional static directory for
+/// everything else.
 #[derive(Debug, Clone)]
 pub(crate) struct Site {
     hub: HubService,
     static_dir: Option<Arc<PathBuf>>,
+    console: bool,
 }
 
 impl Site {
@@ -25,7 +33,14 @@ impl Site {
         Site {
             hub,
             static_dir: static_dir.map(Arc::new),
+            console: true,
         }
+    }
+
+    /// Serves the console at `/` (the default), or not (`--no-demo`).
+    pub(crate) fn console(mut self, on: bool) -> Self {
+        self.console = on;
+        self
     }
 }
 
@@ -43,9 +58,10 @@ impl Service<Request<Incoming>> for Site {
             return self.hub.call(req);
         }
         let static_dir = self.static_dir.clone();
+        let console = self.console;
         let extra = self.hub.hub().config().headers().clone();
         Box::pin(async move {
-            let mut resp = page(&req, static_dir.as_deref().map(PathBuf::as_path)).await;
+            let mut resp = page(&req, static_dir.as_deref().map(PathBuf::as_path), console).await;
             for (name, value) in &extra {
                 resp.headers_mut().append(name.clone(), value.clone());
             }
@@ -54,7 +70,7 @@ impl Service<Request<Incoming>> for Site {
     }
 }
 
-async fn page(req: &Request<Incoming>, static_dir: Option<&Path>) -> Response<Body> {
+async fn page(req: &Request<Incoming>, static_dir: Option<&Path>, console: bool) -> Response<Body> {
     if !matches!(*req.method(), Method::GET | Method::HEAD) {
         return plain(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -68,11 +84,13 @@ async fn page(req: &Request<Incoming>, static_dir: Option<&Path>) -> Response<Bo
     {
         return with_type(Response::new(Body::full(bytes)), content_type(&file));
     }
-    if path == "/" || path == "/index.html" {
-        return with_type(
-            Response::new(Body::full(DEMO_PAGE)),
-            "text/html; charset=utf-8",
-        );
+    if console && (path == "/" || path == "/index.html") {
+        let page: &'static str = CONSOLE_PAGE.as_str();
+        let mut resp = with_type(Response::new(Body::full(page)), "text/html; charset=utf-8");
+        // A new binary may ship a new console: revalidate rather than run a stale script.
+        resp.headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        return resp;
     }
     plain(StatusCode::NOT_FOUND, "not found\n")
 }
@@ -130,6 +148,14 @@ fn plain(status: StatusCode, text: &'static str) -> Response<Body> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_console_is_one_document_with_its_style_and_script_inline() {
+        let page = CONSOLE_PAGE.as_str();
+        assert!(!page.contains("/*console.css*/") && !page.contains("/*console.js*/"));
+        assert!(page.contains(r#"id="log-rows""#) && page.contains("new EventSource("));
+        assert!(!page.contains("<script src") && !page.contains("<link"));
+    }
 
     #[test]
     fn static_paths_cannot_escape_the_directory() {
