@@ -78,6 +78,6 @@ pub use replay::{RedisStore, RedisStoreBuilder};
 /// The protocol crate this hub encodes with, re-exported so versions match.
 pub use sse_proto;
 pub use transport::limits::Limits;
-pub use transport::server::Server;
+pub use transport::server::{Server, graceful_shutdown};
 #[cfg(feature = "tls")]
 pub use transport::tls::tls_acceptor;
