@@ -163,7 +163,7 @@ async fn readme_quick_start_runs_as_written() {
     let subscribe = subscribe.trim().replace(":8080/", &format!(":{port}/"));
     let channel = subscribe.rsplit('/').next().unwrap().to_owned();
     let mut cmd = shell(&format!("exec {subscribe}"));
-    cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
+    cmd.stdout(Stdio::piped()).stderr(Stdio::null());
     let mut subscriber = Group(cmd.spawn().unwrap());
     let mut stream = subscriber.0.stdout.take().unwrap();
     wait_for_subscriber(&base, &channel).await;
@@ -317,4 +317,59 @@ async fn readme_cluster_recipe_shares_one_token_and_binds_loopback() {
     }
     assert_eq!(got, ["via node 0", "via node 1", "via node 2"]);
     drop(group);
+}
+
+/// `sse-server ARGS` run to its end (it refuses to start), with no `SSE_*` variables: (success, stderr).
+async fn refused(args: &[&str]) -> (bool, String) {
+    let mut cmd = shell("exec \"$0\" \"$@\"");
+    cmd.arg(env!("CARGO_BIN_EXE_sse-server"))
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let out = tokio::time::timeout(WAIT, cmd.output())
+        .await
+        .expect("sse-server should have refused to start")
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn publish_token_file_sets_the_token_and_a_bad_file_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("token");
+    std::fs::write(&file, "  file-token\n").unwrap();
+    let file = file.to_str().unwrap().to_owned();
+    let mut cmd = shell("exec \"$0\" --listen 127.0.0.1:0 --no-demo");
+    cmd.arg(env!("CARGO_BIN_EXE_sse-server"))
+        .env("SSE_PUBLISH_TOKEN_FILE", &file);
+    let (child, base) = support::spawn_server(cmd, Stdio::null()).await;
+    let _hub = Group(child);
+    let client = reqwest::Client::new();
+    for (token, status) in [("file-token", 200), ("file", 401), ("other", 401)] {
+        let resp = client
+            .post(format!("{base}/events/x"))
+            .bearer_auth(token)
+            .form(&[("data", "hi")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), status, "publishing with {token:?}");
+    }
+
+    let missing = dir.path().join("missing").to_str().unwrap().to_owned();
+    let (ok, stderr) = refused(&["--publish-token-file", &missing]).await;
+    assert!(!ok && stderr.contains(&missing), "{stderr}");
+    let empty = dir.path().join("empty");
+    std::fs::write(&empty, "\n").unwrap();
+    let empty = empty.to_str().unwrap().to_owned();
+    let (ok, stderr) = refused(&["--publish-token-file", &empty]).await;
+    assert!(
+        !ok && stderr.contains(&empty) && stderr.contains("empty"),
+        "{stderr}"
+    );
+    let (ok, stderr) = refused(&["--publish-token-file", &file, "--publish-token", "x"]).await;
+    assert!(!ok && stderr.contains("cannot be used with"), "{stderr}");
 }
