@@ -32,6 +32,10 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// | `GET /healthz`             | `{"status":"ok"}` (503 while shutting down)                   |
 /// | `GET /metrics`             | Prometheus text                                               |
 ///
+/// These are the paths of a service mounted at the root (hyper, [`Server`](crate::transport::server::Server),
+/// axum's `fallback_service`). Under axum's `nest_service("/events", …)`, use
+/// [`nested`](HubService::nested): the channel routes then keep the same public URLs.
+///
 /// Errors are JSON `{"error": "..."}`: 401 for a missing or wrong token (403 when publishing is
 /// disabled), 400 for a bad body or channel name, 413 over the size limit, 404/405 for unknown routes,
 /// 503 while shutting down. With [`authorization`](HubService::authorization), subscribing to a channel
