@@ -1,14 +1,19 @@
-//! Mounting the hub's `tower::Service` in a bare hyper 1.x server, publishing from Rust.
+//! Mounting the hub's `tower::Service` in a bare hyper 1.x server, publishing from Rust, with graceful
+//! shutdown.
 //!
 //! ```sh
 //! cargo run -p sse-server --example hyper
 //! curl -N http://127.0.0.1:3000/events/clock
 //! ```
+//!
+//! Ctrl-C ends every open stream (with a randomised `retry:`), then waits for the connections to finish.
+//! ([`sse_server::Server`] does all of this, and more, by itself.)
 
 use std::time::Duration;
 
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use sse_proto::Event;
 use sse_server::{Hub, HubService};
@@ -16,6 +21,7 @@ use sse_server::{Hub, HubService};
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let hub = Hub::builder().replay_events(100).build();
+    // Mounted at the root of the connection: it answers /events/{channel}, /channels, /healthz, /metrics.
     let service = HubService::new(hub.clone());
 
     // Publish from the application itself: no HTTP publish endpoint needs to be exposed.
@@ -40,13 +46,29 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "subscribe with: curl -N http://{}/events/clock",
         listener.local_addr()?
     );
+    let builder = auto::Builder::new(TokioExecutor::new());
+    let connections = GracefulShutdown::new();
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let shutdown = sse_server::graceful_shutdown(hub, ctrl_c);
+    tokio::pin!(shutdown);
     loop {
-        let (stream, _) = listener.accept().await?;
-        let service = TowerToHyperService::new(service.clone());
-        tokio::spawn(async move {
-            let _ = auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, _) = accepted?;
+                let conn = builder
+                    .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service.clone()))
+                    .into_owned();
+                let conn = connections.watch(conn);
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                });
+            }
+            // The hub has ended every stream: stop accepting and let the connections finish.
+            () = &mut shutdown => break,
+        }
     }
+    connections.shutdown().await;
+    Ok(())
 }

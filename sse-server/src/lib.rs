@@ -41,6 +41,54 @@
 //! # Ok::<(), sse_server::Error>(()) })?;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! ## Mounting in axum and hyper
+//!
+//! [`HubService`] is a `tower::Service`, so it mounts wherever HTTP services go. In axum, nest it
+//! under a path with [`HubService::nested`] (its routes are then relative to the mount point), and
+//! give `with_graceful_shutdown` the [`graceful_shutdown`] future: it ends every open stream when the
+//! signal comes, without which axum would wait for them forever.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let hub = sse_server::Hub::builder().build();
+//! let app = axum::Router::new()
+//!     .route("/", axum::routing::get(|| async { "the application" }))
+//!     // GET/POST/DELETE /events/{channel} and POST /events (broadcast), as at the root.
+//!     .nest_service("/events", sse_server::HubService::new(hub.clone()).nested().publish_token("secret"));
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+//! let ctrl_c = async { let _ = tokio::signal::ctrl_c().await; };
+//! axum::serve(listener, app)
+//!     .with_graceful_shutdown(sse_server::graceful_shutdown(hub, ctrl_c))
+//!     .await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! In hyper, serve each connection with it, mounted at the root (`/events/{channel}`, `/channels`,
+//! `/healthz`, `/metrics`):
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use hyper_util::{rt::{TokioExecutor, TokioIo}, server::conn::auto, service::TowerToHyperService};
+//! let hub = sse_server::Hub::builder().build();
+//! let service = sse_server::HubService::new(hub.clone()).publish_token("secret");
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+//! loop {
+//!     let (stream, _) = listener.accept().await?;
+//!     let service = TowerToHyperService::new(service.clone());
+//!     tokio::spawn(async move {
+//!         let _ = auto::Builder::new(TokioExecutor::new())
+//!             .serve_connection(TokioIo::new(stream), service)
+//!             .await;
+//!     });
+//! }
+//! # }
+//! ```
+//!
+//! Or let [`Server`] accept the connections: it adds connection limits, TLS, a lean path for idle
+//! subscribers and the graceful shutdown. `examples/axum.rs` and `examples/hyper.rs` are complete
+//! programs (the hyper one with graceful shutdown).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![deny(missing_debug_implementations)]
@@ -78,6 +126,6 @@ pub use replay::{RedisStore, RedisStoreBuilder};
 /// The protocol crate this hub encodes with, re-exported so versions match.
 pub use sse_proto;
 pub use transport::limits::Limits;
-pub use transport::server::Server;
+pub use transport::server::{Server, graceful_shutdown};
 #[cfg(feature = "tls")]
 pub use transport::tls::tls_acceptor;

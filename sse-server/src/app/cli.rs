@@ -109,6 +109,24 @@ pub(crate) struct Args {
     )]
     pub(crate) cors_origin: Vec<String>,
 
+    /// Let the origins given by name with --cors-origin send cookies (e.g. the JWT cookie) to the hub:
+    /// answers to them carry Access-Control-Allow-Credentials: true, so a page on such an origin can use
+    /// `new EventSource(url, {withCredentials: true})`. Origins let in only by `*` never get it.
+    #[arg(long, env = "SSE_CORS_CREDENTIALS")]
+    pub(crate) cors_credentials: bool,
+
+    /// Read the publish token from FILE (surrounding whitespace is ignored), instead of giving it on the
+    /// command line where other users of the machine can see it.
+    #[arg(
+        long,
+        env = "SSE_PUBLISH_TOKEN_FILE",
+        value_name = "FILE",
+        value_parser = read_token_file,
+        conflicts_with = "publish_token"
+    )]
+    // The token itself, read from the file while the flags are parsed.
+    pub(crate) publish_token_file: Option<String>,
+
     /// Add a response header, written 'Name: value' (repeatable; newline-separated in the env var).
     #[arg(long = "header", env = "SSE_HEADER", value_name = "'K: V'", value_parser = parse_header, value_delimiter = '\n')]
     pub(crate) header: Vec<(HeaderName, HeaderValue)>,
@@ -174,6 +192,19 @@ fn parse_header(s: &str) -> Result<(HeaderName, HeaderValue), String> {
     let value = HeaderValue::try_from(value.trim())
         .map_err(|e| format!("bad value for header {name}: {e}"))?;
     Ok((name, value))
+}
+
+/// The token in the file at `path`: its content without surrounding whitespace, which must not be empty.
+fn read_token_file(path: &str) -> Result<String, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read the publish token from {path}: {e}"))?;
+    let token = text.trim();
+    if token.is_empty() {
+        return Err(format!(
+            "the publish token file {path} is empty: write the token into it"
+        ));
+    }
+    Ok(token.to_owned())
 }
 
 #[cfg(test)]

@@ -33,7 +33,10 @@ pub(crate) async fn run(args: Args) -> Result<(), Error> {
         tokio::spawn(stdin::run(hub.clone(), channel));
     }
 
-    let hub_service = HubService::new(hub.clone()).publish_token(token);
+    let mut hub_service = HubService::new(hub.clone()).publish_token(token);
+    if args.cors_credentials {
+        hub_service = hub_service.cors_credentials();
+    }
     let hub_service = match args.security.auth()? {
         Some(auth) => hub_service.authorization(auth),
         None => hub_service,
@@ -110,7 +113,11 @@ async fn bind(listen: &str) -> Result<TcpListener, Error> {
 
 /// Says where the hub listens, and the publish token when it generated one; returns the token.
 fn announce(args: &Args, scheme: &str, addr: std::net::SocketAddr) -> String {
-    let (token, generated) = match &args.publish_token {
+    let given = args
+        .publish_token
+        .as_ref()
+        .or(args.publish_token_file.as_ref());
+    let (token, generated) = match given {
         Some(t) if !t.is_empty() => (t.clone(), false),
         _ => (generate_token(), true),
     };

@@ -32,6 +32,10 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// | `GET /healthz`             | `{"status":"ok"}` (503 while shutting down)                   |
 /// | `GET /metrics`             | Prometheus text                                               |
 ///
+/// These are the paths of a service mounted at the root (hyper, [`Server`](crate::transport::server::Server),
+/// axum's `fallback_service`). Under axum's `nest_service("/events", …)`, use
+/// [`nested`](HubService::nested): the channel routes then keep the same public URLs.
+///
 /// Errors are JSON `{"error": "..."}`: 401 for a missing or wrong token (403 when publishing is
 /// disabled), 400 for a bad body or channel name, 413 over the size limit, 404/405 for unknown routes,
 /// 503 while shutting down. With [`authorization`](HubService::authorization), subscribing to a channel
@@ -59,6 +63,10 @@ pub struct HubService {
     auth: Arc<PublishAuth>,
     #[cfg(feature = "jwt")]
     access: Option<Arc<crate::http::auth::Auth>>,
+    /// Paths are relative to a mount point (`/{channel}`, `/`), as `Router::nest_service` gives them.
+    nested: bool,
+    /// Whether allow-listed origins may send cookies (`Access-Control-Allow-Credentials: true`).
+    cors_credentials: bool,
 }
 
 #[derive(Debug)]
@@ -80,7 +88,58 @@ impl HubService {
             auth: Arc::new(PublishAuth::Disabled),
             #[cfg(feature = "jwt")]
             access: None,
+            nested: false,
+            cors_credentials: false,
         }
+    }
+
+    /// Routes relative to where the service is mounted, for a router that strips the mount point
+    /// from the path, such as axum's `Router::nest_service`: the service then sees `/{channel}` where a
+    /// root mount sees `/events/{channel}`, and `/` where it sees `/events`. So under
+    /// `nest_service("/events", …)` the public URLs are the same as at the root: `GET /events/{channel}`
+    /// subscribes, `POST /events/{channel}` publishes, `POST /events` broadcasts, `DELETE
+    /// /events/{channel}` closes. `/channels`, `/healthz` and `/metrics` are not part of a nested
+    /// service (a path below the mount point is always a channel name); serve them from a root-mounted
+    /// service, or from [`Hub::channels`] and [`Hub::metrics`].
+    ///
+    /// Mounting at the root (`fallback_service`, hyper, [`Server`](crate::transport::server::Server)) needs
+    /// no option: there the service answers the full paths listed on [`HubService`].
+    ///
+    /// ```
+    /// use tower::ServiceExt;
+    /// # tokio::runtime::Runtime::new()?.block_on(async {
+    /// let hub = sse_server::Hub::builder().build();
+    /// let app = axum::Router::new()
+    ///     .route("/", axum::routing::get(|| async { "the application" }))
+    ///     .nest_service("/events", sse_server::HubService::new(hub.clone()).nested().publish_token("secret"));
+    /// let publish = http::Request::post("/events/news")
+    ///     .header("authorization", "Bearer secret")
+    ///     .header("content-type", "application/x-www-form-urlencoded")
+    ///     .body(axum::body::Body::from("data=hi"))?;
+    /// let resp = app.oneshot(publish).await?;
+    /// assert_eq!(resp.status(), 200);
+    /// # Ok::<(), Box<dyn std::error::Error>>(()) })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn nested(mut self) -> Self {
+        self.nested = true;
+        self
+    }
+
+    /// Lets the origins allowed with [`HubBuilder::cors_origin`](crate::hub::builder::HubBuilder::cors_origin)
+    /// send credentials (cookies such as the `sse_token` JWT cookie): to a request from an origin that
+    /// is listed by name, every answer, preflight included, carries `Access-Control-Allow-Origin: <that
+    /// origin>`, `Access-Control-Allow-Credentials: true` and `Vary: Origin`, so that a page elsewhere
+    /// can open `new EventSource(url, { withCredentials: true })`. Origins let in only by `*` never get
+    /// credentials: list the origins you trust by name.
+    ///
+    /// ```
+    /// let hub = sse_server::Hub::builder().cors_origin("https://app.example").build();
+    /// let _svc = sse_server::HubService::new(hub).cors_credentials();
+    /// ```
+    pub fn cors_credentials(mut self) -> Self {
+        self.cors_credentials = true;
+        self
     }
 
     /// Requires `Authorization: Bearer <token>` to publish, broadcast and close channels.
@@ -150,7 +209,12 @@ impl HubService {
     {
         let request_headers = req.headers().clone();
         let mut response = self.route(req).await;
-        headers::decorate(self.hub.config(), &request_headers, response.headers_mut());
+        headers::decorate(
+            self.hub.config(),
+            &request_headers,
+            self.cors_credentials,
+            response.headers_mut(),
+        );
         response
     }
 
@@ -160,7 +224,7 @@ impl HubService {
         B::Data: Send,
         B::Error: Into<BoxError>,
     {
-        let path = req.uri().path().to_owned();
+        let path = self.full_path(req.uri().path());
         let method = req.method().clone();
         if method == Method::OPTIONS {
             let mut resp = status_only(StatusCode::NO_CONTENT);
@@ -216,6 +280,17 @@ impl HubService {
                 StatusCode::NOT_FOUND,
                 &format!("no route for {path}: subscribe with GET /events/{{channel}}"),
             ),
+        }
+    }
+
+    /// The path as a root mount sees it: a nested service's `/x` is `/events/x`, its `/` is `/events`.
+    fn full_path(&self, path: &str) -> String {
+        if !self.nested {
+            return path.to_owned();
+        }
+        match path.trim_start_matches('/') {
+            "" => "/events".to_owned(),
+            rest => format!("/events/{rest}"),
         }
     }
 

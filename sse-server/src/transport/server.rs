@@ -227,6 +227,33 @@ impl Server {
     }
 }
 
+/// The shutdown future for a server other than [`Server`] (axum's `with_graceful_shutdown`, hyper-util's
+/// `GracefulShutdown`): waits for `signal`, then calls [`Hub::shutdown`] (every stream of `hub` ends
+/// with a randomised `retry:`, new subscriptions are refused), then completes.
+///
+/// Why: an event stream never ends by itself, so a server that waits for its connections to finish
+/// (axum's graceful shutdown does) waits forever unless the hub ends them; with this future it
+/// returns as soon as the streams are written out. [`Server::serve`] does the same by itself.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let hub = sse_server::Hub::builder().build();
+/// let app = axum::Router::new()
+///     .nest_service("/events", sse_server::HubService::new(hub.clone()).nested());
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+/// let ctrl_c = async { let _ = tokio::signal::ctrl_c().await; };
+/// axum::serve(listener, app)
+///     .with_graceful_shutdown(sse_server::graceful_shutdown(hub, ctrl_c))
+///     .await?;
+/// # Ok(())
+/// # }
+/// ```
+pub async fn graceful_shutdown(hub: Hub, signal: impl Future<Output = ()>) {
+    signal.await;
+    tracing::info!("shutting down: ending streams");
+    hub.shutdown().await;
+}
+
 /// One accepted connection, and what serving it takes.
 struct Conn<S> {
     stream: TcpStream,
