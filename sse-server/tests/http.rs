@@ -437,11 +437,11 @@ async fn channels_healthz_and_metrics_report_state() {
     );
     let text = metrics.text().await.unwrap();
     for line in [
-        "sse_connections 1",
+        "sse_subscribers{protocol=\"h1\",tls=\"false\"} 1",
         "sse_events_published_total 1",
         "sse_events_delivered_total",
         "sse_events_replayed_total 0",
-        "sse_dropped_subscribers_total 0",
+        "sse_disconnects_total{reason=\"slow\"} 0",
     ] {
         assert!(text.contains(line), "{line} missing from\n{text}");
     }

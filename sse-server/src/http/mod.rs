@@ -7,5 +7,6 @@ pub(crate) mod body;
 pub(crate) mod headers;
 pub(crate) mod publish;
 pub(crate) mod query;
+pub(crate) mod secure;
 pub(crate) mod service;
 pub(crate) mod token;

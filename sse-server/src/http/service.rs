@@ -15,8 +15,10 @@ use crate::http::body::Body;
 use crate::http::headers;
 use crate::http::publish::parse_publish_body;
 use crate::http::query::{percent_decode, query_param};
+use crate::http::secure::Secure;
 use crate::http::token::{bearer, constant_time_eq};
 use crate::hub::handle::Hub;
+use crate::hub::metrics::Transport;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -268,7 +270,7 @@ impl HubService {
                 }
             }
             "/metrics" if get => {
-                let mut resp = Response::new(Body::full(self.hub.metrics().render_prometheus()));
+                let mut resp = Response::new(Body::full(self.hub.render_metrics()));
                 resp.headers_mut().insert(
                     header::CONTENT_TYPE,
                     HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
@@ -313,7 +315,13 @@ impl HubService {
             .subscribe_with(channel, last.as_deref(), Some(req.headers()))
             .await
         {
-            Ok(sub) => {
+            Ok(mut sub) => {
+                let tls = req.extensions().get::<Secure>().is_some();
+                sub.served_over(if req.version() == http::Version::HTTP_2 {
+                    Transport::Http2 { tls }
+                } else {
+                    Transport::Http1 { tls }
+                });
                 let sub = match deadline {
                     Some((at, exp)) => sub.expires_at(at, Some(exp)),
                     None => sub,

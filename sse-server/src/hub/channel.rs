@@ -19,10 +19,11 @@ use std::task::Waker;
 
 use bytes::Bytes;
 use tokio::sync::mpsc::error::TrySendError;
+use tokio::time::Instant;
 
 use crate::hub::lent::{Direct, Sink};
 use crate::hub::log::Log;
-use crate::hub::metrics::{Metrics, bump};
+use crate::hub::metrics::{Disconnect, Metrics};
 use crate::hub::queue::{Frame, Queue, QueueRx, QueueState, QueueTx, hand_back};
 use crate::hub::round::Round;
 use crate::position::Position;
@@ -114,6 +115,7 @@ fn detach_locked(subs: &Subscribers, state: &mut QueueState) -> Option<Waker> {
         .map(|(p, b)| Frame::Event(*p, b.clone()))
         .collect();
     for frame in unseen.into_iter().rev() {
+        state.bytes += frame.len();
         state.frames.push_front(frame);
     }
     let last_write = direct.last_write;
@@ -153,6 +155,12 @@ impl Channel {
         self.lock().map.len()
     }
 
+    /// Bytes waiting for this channel's subscribers: in their queues and in the log.
+    pub(crate) fn queued_bytes(&self) -> usize {
+        let subs = self.lock();
+        subs.log.bytes() + subs.map.values().map(|h| h.tx.0.bytes()).sum::<usize>()
+    }
+
     /// Whether the log holds nothing (every direct subscriber has everything).
     #[cfg(test)]
     pub(crate) fn log_is_empty(&self) -> bool {
@@ -166,6 +174,7 @@ impl Channel {
         &self,
         position: Position,
         bytes: &Bytes,
+        at: Instant,
         metrics: &Metrics,
     ) -> Scheduled {
         let mut subs = self.lock();
@@ -179,7 +188,7 @@ impl Channel {
                 Ok(()) => true,
                 Err(TrySendError::Full(_)) => {
                     h.kicked.store(true, Ordering::Release);
-                    bump(&metrics.dropped_slow);
+                    metrics.disconnected(Disconnect::Slow, 1);
                     tracing::info!(channel = %self.name, "disconnected a slow subscriber (queue full)");
                     false
                 }
@@ -190,7 +199,7 @@ impl Channel {
         if !direct {
             return scheduled;
         }
-        subs.log.push(position, bytes.clone());
+        subs.log.push(position, bytes.clone(), at);
         for (i, shard) in subs.log.shards_mut().iter_mut().enumerate() {
             if shard.count > 0 && !shard.scheduled {
                 shard.scheduled = true;
@@ -235,7 +244,7 @@ impl Channel {
             });
             if behind && let Some(mut h) = subs.map.remove(&id) {
                 h.kicked.store(true, Ordering::Release);
-                bump(&metrics.dropped_slow);
+                metrics.disconnected(Disconnect::Slow, 1);
                 subs.detach(&mut h);
                 dropped += 1;
             }
@@ -263,12 +272,15 @@ impl Channel {
     }
 
     /// Ends every stream with a final frame (or at once when its queue is full).
-    pub(crate) fn finish(&self, mut last: impl FnMut() -> Bytes) {
-        for h in self.drain() {
+    pub(crate) fn finish(&self, mut last: impl FnMut() -> Bytes) -> usize {
+        let drained = self.drain();
+        let n = drained.len();
+        for h in drained {
             if h.tx.try_send(Frame::Final(last())).is_err() {
                 h.kicked.store(true, Ordering::Release);
             }
         }
+        n
     }
 
     /// Lets flusher `flusher` write subscriber `id`'s live events straight to `sink`, if its queue is
@@ -339,13 +351,14 @@ impl Channel {
         let from = shard.done;
         // The events are shared `Bytes`: cloned once per round, not per subscriber.
         let events: Vec<(Position, Bytes)> = subs.log.unseen(from, head, None).cloned().collect();
+        let published = subs.log.times(from, head);
         let queues: Vec<Arc<Queue>> = subs
             .map
             .values()
             .filter(|h| h.direct == Some(flusher))
             .map(|h| h.tx.0.clone())
             .collect();
-        Some(Round::new(queues, events, from, head))
+        Some(Round::new(queues, events, published, from, head))
     }
 
     /// Ends a round: subscribers whose socket did not take their chunk whole (or whose task asked

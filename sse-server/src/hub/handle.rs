@@ -5,6 +5,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use http::HeaderMap;
 use rand::Rng;
 use sse_proto::Event;
@@ -14,7 +16,7 @@ use crate::hub::channel::{Channel, Handle};
 use crate::hub::config::Config;
 use crate::hub::control;
 use crate::hub::hooks::SubscribeInfo;
-use crate::hub::metrics::{Metrics, bump};
+use crate::hub::metrics::{Disconnect, Metrics, Transport, bump};
 use crate::hub::registry::{Inner, check_channel};
 use crate::hub::resume;
 use crate::hub::subscription::{Guard, Subscription};
@@ -118,6 +120,17 @@ impl Hub {
         &self.inner.metrics
     }
 
+    /// The metrics as Prometheus text, with the queued-bytes gauge counted now.
+    pub(crate) fn render_metrics(&self) -> String {
+        self.inner.refresh_queued_bytes();
+        self.inner.metrics.render_prometheus()
+    }
+
+    /// The metrics, shared (the transport counts open connections in them).
+    pub(crate) fn metrics_shared(&self) -> Arc<Metrics> {
+        self.inner.metrics.clone()
+    }
+
     /// The replay store behind this hub.
     ///
     /// ```
@@ -161,12 +174,18 @@ impl Hub {
             return Err(Error::ShuttingDown);
         }
         let ch = self.inner.channel(channel)?;
-        let result = self.append_and_fan_out(&ch, event).await;
+        let result = self.append_and_fan_out(&ch, event, Instant::now()).await;
         self.inner.release(&ch);
         result
     }
 
-    async fn append_and_fan_out(&self, ch: &Arc<Channel>, event: Event) -> Result<String, Error> {
+    /// `at`: when the publish started (for the publish-to-write latency).
+    async fn append_and_fan_out(
+        &self,
+        ch: &Arc<Channel>,
+        event: Event,
+        at: Instant,
+    ) -> Result<String, Error> {
         if self.inner.live.is_some() {
             // A shared store orders appends itself and its feed fans out: no need to serialise here.
             let stored = self.inner.store.append(&ch.name, event).await?;
@@ -178,7 +197,7 @@ impl Hub {
         bump(&self.inner.metrics.published);
         self.inner
             .rounds
-            .fan_out(ch, stored.position, &stored.bytes, &self.inner.metrics);
+            .fan_out(ch, stored.position, &stored.bytes, at, &self.inner.metrics);
         Ok(stored.id.to_string())
     }
 
@@ -302,10 +321,10 @@ impl Hub {
             .inner
             .register(channel, Handle::new(tx, kicked.clone()))?;
         let metrics = &self.inner.metrics;
-        metrics.connections.fetch_add(1, Ordering::Relaxed);
-        bump(&metrics.connections_total);
+        metrics.subscribed();
         let guard = Guard {
             hub: self.inner.clone(),
+            transport: Transport::Library,
             channel: ch,
             id,
             released: false,
@@ -380,7 +399,11 @@ impl Hub {
     /// ```
     pub fn close_channel(&self, channel: &str) -> usize {
         let ch = self.inner.registry().channels.get(channel).cloned();
-        ch.map_or(0, |ch| ch.close())
+        let closed = ch.map_or(0, |ch| ch.close());
+        self.inner
+            .metrics
+            .disconnected(Disconnect::Closed, closed as u64);
+        closed
     }
 
     /// Shuts down gracefully: refuses new subscriptions and publishes, waits for in-flight publishes to
@@ -412,10 +435,13 @@ impl Hub {
         let (min, max) = (min.as_millis() as u64, max.as_millis() as u64);
         let mut rng = rand::rng();
         for ch in channels {
-            ch.finish(|| {
+            let ended = ch.finish(|| {
                 let ms = rng.random_range(min..=max);
                 control::retry(Duration::from_millis(ms)).unwrap_or_default()
             });
+            self.inner
+                .metrics
+                .disconnected(Disconnect::Shutdown, ended as u64);
         }
         tracing::info!("hub shut down: all streams ended");
     }

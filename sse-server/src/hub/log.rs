@@ -8,6 +8,7 @@
 use std::collections::VecDeque;
 
 use bytes::Bytes;
+use tokio::time::Instant;
 
 use crate::hub::queue::KEEP_CAPACITY;
 use crate::position::Position;
@@ -16,6 +17,10 @@ use crate::position::Position;
 #[derive(Debug, Default)]
 pub(crate) struct Log {
     entries: VecDeque<(Position, Bytes)>,
+    /// When each entry was published (`times[k]` goes with `entries[k]`).
+    times: VecDeque<Instant>,
+    /// Bytes of the entries.
+    bytes: usize,
     base: u64,
     /// Per flusher (by index).
     shards: Vec<Shard>,
@@ -50,8 +55,23 @@ impl Log {
     }
 
     /// Appends a live event.
-    pub(crate) fn push(&mut self, position: Position, bytes: Bytes) {
+    pub(crate) fn push(&mut self, position: Position, bytes: Bytes, at: Instant) {
+        self.bytes += bytes.len();
         self.entries.push_back((position, bytes));
+        self.times.push_back(at);
+    }
+
+    /// Bytes of the events the log holds.
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// When the events from sequence `from` up to `until` were published.
+    pub(crate) fn times(&self, from: u64, until: u64) -> Vec<Instant> {
+        let len = self.times.len();
+        let start = (from.saturating_sub(self.base) as usize).min(len);
+        let end = (until.saturating_sub(self.base) as usize).clamp(start, len);
+        self.times.range(start..end).copied().collect()
     }
 
     /// Flusher `i`'s part.
@@ -84,10 +104,12 @@ impl Log {
             .unwrap_or(head)
             .clamp(self.base, head);
         let n = (keep_from - self.base) as usize;
-        self.entries.drain(..n);
+        self.bytes -= self.entries.drain(..n).map(|(_, b)| b.len()).sum::<usize>();
+        self.times.drain(..n);
         self.base = keep_from;
         if self.entries.is_empty() && self.entries.capacity() > KEEP_CAPACITY {
             self.entries = VecDeque::new();
+            self.times = VecDeque::new();
         }
     }
 

@@ -21,6 +21,22 @@ pub(crate) enum Frame {
     Final(Bytes),
 }
 
+impl Frame {
+    /// The bytes it carries.
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Frame::Event(_, b) | Frame::Final(b) => b.len(),
+        }
+    }
+}
+
+impl Queue {
+    /// Bytes queued now.
+    pub(crate) fn bytes(&self) -> usize {
+        self.lock().bytes
+    }
+}
+
 /// A subscriber's bounded queue (publisher side). Dropping it ends the stream after what is queued.
 ///
 /// Why not `tokio::sync::mpsc`: its bounded channel allocates a 32-slot block per subscriber up front
@@ -44,6 +60,8 @@ pub(crate) struct Queue {
 #[derive(Debug)]
 pub(crate) struct QueueState {
     pub(crate) frames: VecDeque<Frame>,
+    /// Bytes of the frames queued.
+    pub(crate) bytes: usize,
     pub(crate) waker: Option<Waker>,
     pub(crate) sender_alive: bool,
     receiver_alive: bool,
@@ -59,6 +77,7 @@ pub(crate) fn queue(capacity: usize) -> (QueueTx, QueueRx) {
         capacity: capacity.max(1),
         state: Mutex::new(QueueState {
             frames: VecDeque::new(),
+            bytes: 0,
             waker: None,
             sender_alive: true,
             receiver_alive: true,
@@ -101,6 +120,7 @@ impl QueueTx {
         if state.frames.len() >= self.0.capacity {
             return Err(TrySendError::Full(frame));
         }
+        state.bytes += frame.len();
         state.frames.push_back(frame);
         // A direct subscriber's task is woken by the hand-back, after the flusher's write.
         let waker = if state.direct.is_some() {
@@ -148,6 +168,7 @@ impl QueueRx {
     pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Frame>> {
         let mut state = self.0.lock();
         if let Some(frame) = state.frames.pop_front() {
+            state.bytes = state.bytes.saturating_sub(frame.len());
             return Poll::Ready(Some(frame));
         }
         if !state.sender_alive {
@@ -190,6 +211,7 @@ impl Drop for QueueRx {
         state.receiver_alive = false;
         state.waker = None;
         let frames = std::mem::take(&mut state.frames);
+        state.bytes = 0;
         // The socket closes with its task, not when a flusher's snapshot lets go of the queue.
         let direct = state.direct.take();
         let handback = state.handback.take();

@@ -5,10 +5,12 @@ use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use tokio::time::Instant;
+
 use crate::error::Error;
 use crate::hub::channel::{Channel, Handle};
 use crate::hub::config::Config;
-use crate::hub::metrics::Metrics;
+use crate::hub::metrics::{Disconnect, Metrics};
 use crate::hub::rounds::Rounds;
 use crate::replay::{Live, LiveFeed, ReplayStore};
 
@@ -16,7 +18,7 @@ use crate::replay::{Live, LiveFeed, ReplayStore};
 #[derive(Debug)]
 pub(crate) struct Inner {
     pub(crate) config: Config,
-    pub(crate) metrics: Metrics,
+    pub(crate) metrics: Arc<Metrics>,
     /// Write live events straight to lean-path subscribers' sockets.
     pub(crate) rounds: Rounds,
     pub(crate) store: Arc<dyn ReplayStore>,
@@ -46,8 +48,8 @@ pub(crate) fn check_channel(name: &str) -> Result<(), Error> {
 
 impl Inner {
     pub(crate) fn new(config: Config, store: Arc<dyn ReplayStore>) -> Inner {
-        let metrics = Metrics::default();
-        let rounds = Rounds::new(metrics.delivered.clone(), config.coalesce);
+        let metrics = Arc::new(Metrics::default());
+        let rounds = Rounds::new(&metrics, config.coalesce);
         Inner {
             live: store.live(),
             config,
@@ -102,6 +104,15 @@ impl Inner {
         ch
     }
 
+    /// Counts the bytes waiting in subscriber queues and channel logs into the metrics.
+    pub(crate) fn refresh_queued_bytes(&self) {
+        let channels: Vec<Arc<Channel>> = self.registry().channels.values().cloned().collect();
+        let bytes: usize = channels.iter().map(|ch| ch.queued_bytes()).sum();
+        self.metrics
+            .queued_bytes
+            .store(bytes as u64, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Forgets a channel object nobody uses any more. The caller's own `Arc` is the second reference.
     pub(crate) fn release(&self, ch: &Arc<Channel>) {
         let mut reg = self.registry();
@@ -119,14 +130,18 @@ impl Inner {
         let ch = self.registry().channels.get(channel).cloned();
         let Some(ch) = ch else { return };
         match live {
-            Live::Event(event) => {
-                self.rounds
-                    .fan_out(&ch, event.position, &event.bytes, &self.metrics)
-            }
+            Live::Event(event) => self.rounds.fan_out(
+                &ch,
+                event.position,
+                &event.bytes,
+                Instant::now(),
+                &self.metrics,
+            ),
             Live::Gap => {
                 // Skipping ahead would lose events silently: end the streams, and the clients'
                 // reconnects replay what is retained, with an `expired` reset if something is gone.
                 let ended = ch.close();
+                self.metrics.disconnected(Disconnect::Gap, ended as u64);
                 tracing::warn!(
                     channel,
                     ended,

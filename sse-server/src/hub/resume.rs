@@ -15,7 +15,6 @@ use sse_proto::Event;
 
 use crate::error::Error;
 use crate::hub::control;
-use crate::hub::metrics::bump;
 use crate::hub::registry::Inner;
 use crate::position::Position;
 
@@ -39,7 +38,8 @@ pub(crate) async fn prelude(
     };
     let replay = hub.store.replay(channel, last).await?;
     if let Some(reset) = &replay.reset {
-        bump(&hub.metrics.resets);
+        hub.metrics
+            .reset(reset.reason == crate::replay::ResetReason::Expired);
         prelude.push_back(control::reset(reset, last)?);
         tracing::debug!(
             channel,

@@ -15,6 +15,8 @@ pub(crate) struct Round {
     /// The direct subscribers to write.
     pub(crate) targets: Vec<Arc<Queue>>,
     events: Vec<(Position, Bytes)>,
+    /// When each event was published.
+    published: Vec<Instant>,
     from: u64,
     /// The log sequence the round writes up to.
     pub(crate) head: u64,
@@ -60,15 +62,22 @@ impl Round {
     pub(crate) fn new(
         targets: Vec<Arc<Queue>>,
         events: Vec<(Position, Bytes)>,
+        published: Vec<Instant>,
         from: u64,
         head: u64,
     ) -> Round {
         Round {
             targets,
             events,
+            published,
             from,
             head,
         }
+    }
+
+    /// When the round's events were published.
+    pub(crate) fn published(&self) -> &[Instant] {
+        &self.published
     }
 
     /// Whether there is anything to write.

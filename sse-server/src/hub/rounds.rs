@@ -14,9 +14,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 use crate::hub::channel::Channel;
-use crate::hub::metrics::Metrics;
+use crate::hub::metrics::{Histogram, Metrics};
 use crate::position::Position;
 
 /// Called after a round on a channel that has no subscribers left (the hub then forgets it).
@@ -49,6 +50,8 @@ pub(crate) struct WorkList {
     hurry: Notify,
     closed: AtomicBool,
     delivered: Arc<AtomicU64>,
+    publish_to_write: Arc<Histogram>,
+    round_time: Arc<Histogram>,
     /// The longest pause between rounds under load.
     pub(crate) coalesce: Duration,
 }
@@ -58,9 +61,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Rounds {
-    /// One list per core; `delivered` counts the events flushers write; `coalesce` is the longest
-    /// pause between rounds under load.
-    pub(crate) fn new(delivered: Arc<AtomicU64>, coalesce: Duration) -> Rounds {
+    /// One list per core; the flushers count what they write in `metrics`; `coalesce` is the
+    /// longest pause between rounds under load.
+    pub(crate) fn new(metrics: &Metrics, coalesce: Duration) -> Rounds {
         let n = std::thread::available_parallelism().map_or(1, |n| n.get());
         Rounds {
             lists: (0..n)
@@ -71,7 +74,9 @@ impl Rounds {
                         wake: Notify::new(),
                         hurry: Notify::new(),
                         closed: AtomicBool::new(false),
-                        delivered: delivered.clone(),
+                        delivered: metrics.delivered.clone(),
+                        publish_to_write: metrics.publish_to_write.clone(),
+                        round_time: metrics.flusher_round.clone(),
                         coalesce,
                     })
                 })
@@ -109,9 +114,10 @@ impl Rounds {
         channel: &Arc<Channel>,
         position: Position,
         bytes: &Bytes,
+        at: Instant,
         metrics: &Metrics,
     ) {
-        let scheduled = channel.fan_out(position, bytes, metrics);
+        let scheduled = channel.fan_out(position, bytes, at, metrics);
         for i in scheduled.flushers {
             self.schedule(i, channel);
         }
@@ -191,6 +197,19 @@ impl WorkList {
     /// Adds `n` to the hub's count of delivered events.
     pub(crate) fn delivered(&self, n: u64) {
         self.delivered.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Records a round's events, published at `published`, as written at `now`.
+    pub(crate) fn written(&self, published: &[Instant], now: Instant) {
+        for at in published {
+            self.publish_to_write
+                .observe(now.saturating_duration_since(*at));
+        }
+    }
+
+    /// Records how long a round took.
+    pub(crate) fn round_took(&self, took: Duration) {
+        self.round_time.observe(took);
     }
 }
 

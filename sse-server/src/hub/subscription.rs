@@ -16,6 +16,7 @@ use crate::hub::channel::Channel;
 use crate::hub::control;
 use crate::hub::expiry::Expiry;
 use crate::hub::lent::Sink;
+use crate::hub::metrics::{Disconnect, Transport};
 use crate::hub::queue::{Frame, QueueRx};
 use crate::hub::registry::Inner;
 use crate::hub::rounds::Spawn;
@@ -71,6 +72,8 @@ impl fmt::Debug for Subscription {
 /// Unregisters the subscriber however the stream ends.
 pub(crate) struct Guard {
     pub(crate) hub: Arc<Inner>,
+    /// How the stream is served (the metrics' labels).
+    pub(crate) transport: Transport,
     pub(crate) channel: Arc<Channel>,
     pub(crate) id: u64,
     pub(crate) released: bool,
@@ -83,10 +86,7 @@ impl Guard {
             return;
         }
         self.channel.remove(self.id);
-        self.hub
-            .metrics
-            .connections
-            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        self.hub.metrics.unsubscribed(self.transport);
         if let Some(hook) = &self.hub.config.hooks.on_unsubscribe {
             hook(&self.channel.name);
         }
@@ -180,6 +180,14 @@ impl Subscription {
         self.touched = true;
     }
 
+    /// Says how the stream is served (HTTP/1.1 or HTTP/2, TLS or not), for the metrics' labels.
+    pub(crate) fn served_over(&mut self, transport: Transport) {
+        if self.guard.transport == Transport::Library && transport != Transport::Library {
+            self.guard.hub.metrics.moved(transport);
+            self.guard.transport = transport;
+        }
+    }
+
     /// Lends the subscriber's socket to one of the hub's flushers (started with `spawn` if it
     /// is not running), which then writes live events to it (see `hub/lent.rs`). Only when nothing
     /// is pending here; `false` otherwise.
@@ -240,6 +248,7 @@ impl Stream for Subscription {
             && let Poll::Ready(farewell) = expiry.poll(cx)
         {
             this.done = true;
+            this.guard.hub.metrics.disconnected(Disconnect::Expired, 1);
             return Poll::Ready(Some(farewell));
         }
         if let Some(bytes) = this.prelude.pop_front() {

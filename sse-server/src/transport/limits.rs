@@ -192,6 +192,17 @@ pub(crate) struct Refusal {
     retry_after: Duration,
 }
 
+impl Refusal {
+    /// Which limit refused the connection (for the metrics).
+    pub(crate) fn reason(&self) -> crate::hub::metrics::Refused {
+        if self.status == StatusCode::TOO_MANY_REQUESTS {
+            crate::hub::metrics::Refused::MaxConnectionsPerIp
+        } else {
+            crate::hub::metrics::Refused::MaxConnections
+        }
+    }
+}
+
 fn lock(counts: &Mutex<Counts>) -> MutexGuard<'_, Counts> {
     counts.lock().unwrap_or_else(|p| p.into_inner())
 }

@@ -1,4 +1,5 @@
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::{Request, Response};
@@ -11,8 +12,11 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::error::Error;
+#[cfg(feature = "tls")]
+use crate::http::secure::Secure;
 use crate::http::service::HubService;
 use crate::hub::handle::Hub;
+use crate::hub::metrics::{Metrics, Refused};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -148,6 +152,7 @@ impl Server {
         self.limits.configure(&mut builder);
         let limiter = crate::transport::limits::ConnectionLimiter::new(self.limits);
         let head_timeout = self.limits.header_read_timeout_value();
+        let metrics = self.hub.metrics_shared();
         let graceful = GracefulShutdown::new();
         tokio::pin!(shutdown);
         loop {
@@ -168,6 +173,7 @@ impl Server {
                 Ok(permit) => permit,
                 Err(refusal) => {
                     tracing::debug!(%peer, ?refusal, "connection refused: over a connection limit");
+                    metrics.refused(refusal.reason());
                     tokio::spawn(refusal.serve(stream, head_timeout));
                     continue;
                 }
@@ -175,10 +181,11 @@ impl Server {
             let conn = Conn {
                 stream,
                 peer,
-                service: TowerToHyperService::new(service.clone()),
+                service: service.clone(),
                 builder: builder.clone(),
                 watcher: graceful.watcher(),
                 head_timeout,
+                metrics: metrics.clone(),
             };
             let (tls, fast) = (self.tls.clone(), self.fast.clone());
             tokio::spawn(async move {
@@ -258,10 +265,21 @@ pub async fn graceful_shutdown(hub: Hub, signal: impl Future<Output = ()>) {
 struct Conn<S> {
     stream: TcpStream,
     peer: std::net::SocketAddr,
-    service: TowerToHyperService<S>,
+    service: S,
     builder: auto::Builder<TokioExecutor>,
     watcher: Watcher,
     head_timeout: Duration,
+    metrics: Arc<Metrics>,
+}
+
+#[cfg(feature = "tls")]
+type MarkSecure = fn(Request<Incoming>) -> Request<Incoming>;
+
+/// Adds the [`Secure`] extension to a request that arrived over TLS.
+#[cfg(feature = "tls")]
+fn mark_secure(mut req: Request<Incoming>) -> Request<Incoming> {
+    req.extensions_mut().insert(Secure);
+    req
 }
 
 impl<S, B> Conn<S>
@@ -278,6 +296,7 @@ where
     async fn serve_plain(self, fast: Option<HubService>) -> Result<(), BoxError> {
         if !crate::transport::limits::first_bytes(&self.stream, self.head_timeout).await {
             tracing::debug!(peer = %self.peer, "no request within the header read timeout");
+            self.metrics.refused(Refused::HeaderTimeout);
             return Ok(());
         }
         let stream = match &fast {
@@ -289,9 +308,10 @@ where
             }
             None => self.stream,
         };
+        let _open = self.metrics.connection_opened(false);
         let conn = self
             .builder
-            .serve_connection(TokioIo::new(stream), self.service);
+            .serve_connection(TokioIo::new(stream), TowerToHyperService::new(self.service));
         self.watcher.watch(conn.into_owned()).await
     }
 
@@ -303,16 +323,21 @@ where
                 Ok(Ok(tls_stream)) => tls_stream,
                 Ok(Err(e)) => {
                     tracing::debug!(peer = %self.peer, error = %e, "TLS handshake failed");
+                    self.metrics.refused(Refused::TlsHandshake);
                     return Ok(());
                 }
                 Err(_) => {
                     tracing::debug!(peer = %self.peer, "TLS handshake timed out");
+                    self.metrics.refused(Refused::TlsHandshake);
                     return Ok(());
                 }
             };
+        let _open = self.metrics.connection_opened(true);
+        // The service learns the request came over TLS (for the metrics' labels).
+        let service = tower::util::MapRequest::new(self.service, mark_secure as MarkSecure);
         let conn = self
             .builder
-            .serve_connection(TokioIo::new(tls_stream), self.service);
+            .serve_connection(TokioIo::new(tls_stream), TowerToHyperService::new(service));
         self.watcher.watch(conn.into_owned()).await
     }
 

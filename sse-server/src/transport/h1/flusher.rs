@@ -86,11 +86,14 @@ async fn write_round(round: &Round, now: Instant) -> (u64, Vec<Arc<Queue>>) {
 }
 
 /// One round on one channel.
-async fn flush_channel(index: usize, channel: &Arc<Channel>, now: Instant) -> u64 {
+async fn flush_channel(list: &WorkList, index: usize, channel: &Arc<Channel>, now: Instant) -> u64 {
     let Some(round) = channel.start_round(index) else {
         return 0;
     };
     let (delivered, handbacks) = write_round(&round, now).await;
+    if delivered > 0 {
+        list.written(round.published(), Instant::now());
+    }
     channel.end_round(index, round.head, handbacks);
     delivered
 }
@@ -122,7 +125,7 @@ async fn run(index: usize, list: Arc<WorkList>) {
         let now = Instant::now();
         let mut delivered = 0;
         for (i, channel) in round.into_iter().enumerate() {
-            delivered += flush_channel(index, &channel, now).await;
+            delivered += flush_channel(&list, index, &channel, now).await;
             list.after_round(&channel);
             // Many small channels: let the worker's other tasks run now and then too.
             if i % YIELD_CHANNELS == YIELD_CHANNELS - 1 {
@@ -130,7 +133,9 @@ async fn run(index: usize, list: Arc<WorkList>) {
             }
         }
         list.delivered(delivered);
-        last_round = Some((now, now.elapsed()));
+        let took = now.elapsed();
+        list.round_took(took);
+        last_round = Some((now, took));
     }
 }
 
@@ -204,7 +209,8 @@ mod direct_tests {
             self.next += 1;
             let bytes = Bytes::from(format!("data: {data}\n\n"));
             let position = Position::new(1, self.next);
-            self.ch.fan_out(position, &bytes, &self.metrics);
+            self.ch
+                .fan_out(position, &bytes, Instant::now(), &self.metrics);
             bytes
         }
 
@@ -330,11 +336,11 @@ mod direct_tests {
         let rx_shared2 = rx_shared.clone();
         *sink.during.lock().unwrap() = Some(Box::new(move || {
             let metrics = Metrics::default();
-            ch.fan_out(Position::new(1, 100), &mid2, &metrics);
+            ch.fan_out(Position::new(1, 100), &mid2, Instant::now(), &metrics);
             let guard = rx_shared2.lock().unwrap();
             ch.leave_direct(id, guard.as_ref().unwrap());
             drop(guard);
-            ch.fan_out(Position::new(1, 101), &after2, &metrics);
+            ch.fan_out(Position::new(1, 101), &after2, Instant::now(), &metrics);
         }));
         assert_eq!(f.round(), 2, "`a` to both");
         assert_eq!(*sink.got.lock().unwrap(), chunk_of(&[&a]));
