@@ -1,4 +1,4 @@
-//! The binary around the library: options, the demo page and clock, static files, stdin publishing.
+//! The binary around the library: options, the console page, the demo clock, static files, stdin publishing.
 
 pub(crate) mod cli;
 pub(crate) mod logging;
