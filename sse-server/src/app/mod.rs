@@ -1,6 +1,7 @@
 //! The binary around the library: options, the demo page and clock, static files, stdin publishing.
 
 pub(crate) mod cli;
+pub(crate) mod config;
 pub(crate) mod logging;
 mod security;
 mod site;

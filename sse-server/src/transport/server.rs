@@ -13,6 +13,7 @@ use tokio::net::{TcpListener, TcpStream};
 use crate::error::Error;
 use crate::http::service::HubService;
 use crate::hub::handle::Hub;
+use crate::transport::forwarded::{ForwardedLimit, ForwardedService};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -146,7 +147,7 @@ impl Server {
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder.http1().timer(TokioTimer::new());
         self.limits.configure(&mut builder);
-        let limiter = crate::transport::limits::ConnectionLimiter::new(self.limits);
+        let limiter = crate::transport::limits::ConnectionLimiter::new(self.limits.clone());
         let head_timeout = self.limits.header_read_timeout_value();
         let graceful = GracefulShutdown::new();
         tokio::pin!(shutdown);
@@ -172,10 +173,16 @@ impl Server {
                     continue;
                 }
             };
+            // Behind a trusted proxy, each request counts for its forwarded client (`forwarded.rs`).
+            let forwarded = limiter.forwarded(peer.ip());
             let conn = Conn {
                 stream,
                 peer,
-                service: TowerToHyperService::new(service.clone()),
+                service: TowerToHyperService::new(ForwardedService::new(
+                    service.clone(),
+                    forwarded.clone(),
+                )),
+                forwarded,
                 builder: builder.clone(),
                 watcher: graceful.watcher(),
                 head_timeout,
@@ -231,7 +238,8 @@ impl Server {
 struct Conn<S> {
     stream: TcpStream,
     peer: std::net::SocketAddr,
-    service: TowerToHyperService<S>,
+    service: TowerToHyperService<ForwardedService<S>>,
+    forwarded: Option<ForwardedLimit>,
     builder: auto::Builder<TokioExecutor>,
     watcher: Watcher,
     head_timeout: Duration,
@@ -255,7 +263,13 @@ where
         }
         let stream = match &fast {
             Some(hub_service) => {
-                match crate::transport::h1::conn::serve(self.stream, hub_service).await {
+                match crate::transport::h1::conn::serve(
+                    self.stream,
+                    hub_service,
+                    self.forwarded.as_ref(),
+                )
+                .await
+                {
                     Ok(()) => return Ok(()),
                     Err(stream) => stream,
                 }
