@@ -19,41 +19,7 @@ use std::task::{Context, Poll};
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
 use http_body::{Body, Frame, SizeHint};
 
-use crate::transport::limits::{ConnectionLimiter, Permit, Refusal};
-
-/// A network: an address and a prefix length (`10.0.0.0/8`, `::1/128`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Cidr {
-    network: IpAddr,
-    prefix: u8,
-}
-
-impl Cidr {
-    /// The network of `addr` with `prefix` leading bits (clamped to the address length).
-    pub(crate) fn new(addr: IpAddr, prefix: u8) -> Self {
-        let addr = addr.to_canonical();
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        Cidr {
-            network: addr,
-            prefix: prefix.min(max),
-        }
-    }
-
-    /// Whether `ip` is inside the network (an IPv4-mapped IPv6 address counts as IPv4).
-    pub(crate) fn contains(&self, ip: IpAddr) -> bool {
-        let bits = |v: u128, width: u32| {
-            let keep = u32::from(self.prefix);
-            if keep == 0 { 0 } else { v >> (width - keep) }
-        };
-        match (self.network, ip.to_canonical()) {
-            (IpAddr::V4(n), IpAddr::V4(a)) => {
-                bits(u128::from(u32::from(n)), 32) == bits(u128::from(u32::from(a)), 32)
-            }
-            (IpAddr::V6(n), IpAddr::V6(a)) => bits(u128::from(n), 128) == bits(u128::from(a), 128),
-            _ => false,
-        }
-    }
-}
+use crate::transport::limits::{Cidr, ConnectionLimiter, Permit, Refusal};
 
 /// The client of a request that came through `peer`: with `peer` trusted, the right-most address of
 /// `X-Forwarded-For` (every such header, in order) that is not a trusted proxy. Without the header,
@@ -101,6 +67,14 @@ pub(crate) struct ForwardedLimit {
 }
 
 impl ForwardedLimit {
+    /// The limit for the requests on a connection from `peer`: `Some` when `peer` is a trusted proxy.
+    pub(crate) fn for_peer(limiter: &ConnectionLimiter, peer: IpAddr) -> Option<Self> {
+        limiter.is_trusted_proxy(peer).then(|| ForwardedLimit {
+            limiter: limiter.clone(),
+            peer,
+        })
+    }
+
     /// A place for the request's client, held until the permit drops.
     pub(crate) fn acquire(&self, headers: &HeaderMap) -> Result<Permit, Refusal> {
         let client = client_ip(self.peer, headers, self.limiter.trusted_proxies());

@@ -15,10 +15,43 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpStream;
 
 use crate::http::body::Body;
-use crate::transport::forwarded::{Cidr, ForwardedLimit};
 
 /// The HTTP/2 client preface; a connection that starts with part of it may still be HTTP/2.
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// A network: an address and a prefix length (`10.0.0.0/8`, `::1/128`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Cidr {
+    network: IpAddr,
+    prefix: u8,
+}
+
+impl Cidr {
+    /// The network of `addr` with `prefix` leading bits (clamped to the address length).
+    pub(crate) fn new(addr: IpAddr, prefix: u8) -> Self {
+        let addr = addr.to_canonical();
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        Cidr {
+            network: addr,
+            prefix: prefix.min(max),
+        }
+    }
+
+    /// Whether `ip` is inside the network (an IPv4-mapped IPv6 address counts as IPv4).
+    pub(crate) fn contains(&self, ip: IpAddr) -> bool {
+        let bits = |v: u128, width: u32| {
+            let keep = u32::from(self.prefix);
+            if keep == 0 { 0 } else { v >> (width - keep) }
+        };
+        match (self.network, ip.to_canonical()) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => {
+                bits(u128::from(u32::from(n)), 32) == bits(u128::from(u32::from(a)), 32)
+            }
+            (IpAddr::V6(n), IpAddr::V6(a)) => bits(u128::from(n), 128) == bits(u128::from(a), 128),
+            _ => false,
+        }
+    }
+}
 
 /// Connection limits of a [`Server`](crate::transport::server::Server).
 ///
@@ -257,13 +290,9 @@ impl ConnectionLimiter {
         &self.limits.trusted_proxies
     }
 
-    /// What the requests on a connection from `peer` are limited by: `Some` when `peer` is a trusted
-    /// proxy.
-    pub(crate) fn forwarded(&self, peer: IpAddr) -> Option<ForwardedLimit> {
-        self.limits.is_trusted_proxy(peer).then(|| ForwardedLimit {
-            limiter: self.clone(),
-            peer,
-        })
+    /// Whether `ip` is a trusted proxy.
+    pub(crate) fn is_trusted_proxy(&self, ip: IpAddr) -> bool {
+        self.limits.is_trusted_proxy(ip)
     }
 
     fn acquire(&self, total: bool, ip: Option<IpAddr>) -> Result<Permit, Refusal> {
@@ -417,24 +446,20 @@ mod tests {
         // Many connections from the proxy: not limited per IP, only in total.
         let _c1 = limiter.try_acquire(proxy).unwrap();
         let _c2 = limiter.try_acquire(proxy).unwrap();
-        let forwarded = limiter.forwarded(proxy).expect("a trusted peer");
-        assert!(limiter.forwarded("10.0.1.1".parse().unwrap()).is_none());
-        let client = |ip: &str| {
-            let mut h = http::HeaderMap::new();
-            h.insert("x-forwarded-for", ip.parse().unwrap());
-            h
-        };
-        let a1 = forwarded.acquire(&client("198.51.100.1")).unwrap();
-        let _b1 = forwarded.acquire(&client("198.51.100.2")).unwrap();
+        assert!(limiter.is_trusted_proxy(proxy));
+        assert!(!limiter.is_trusted_proxy("10.0.1.1".parse().unwrap()));
+        let (a, b): (IpAddr, IpAddr) = (
+            "198.51.100.1".parse().unwrap(),
+            "198.51.100.2".parse().unwrap(),
+        );
+        let a1 = limiter.try_acquire_client(a).unwrap();
+        let _b1 = limiter.try_acquire_client(b).unwrap();
         assert_eq!(
-            forwarded
-                .acquire(&client("198.51.100.1"))
-                .unwrap_err()
-                .status,
+            limiter.try_acquire_client(a).unwrap_err().status,
             StatusCode::TOO_MANY_REQUESTS
         );
         drop(a1);
-        let _a2 = forwarded.acquire(&client("198.51.100.1")).unwrap();
+        let _a2 = limiter.try_acquire_client(a).unwrap();
         // Requests do not take places in the total.
         let _c3 = limiter.try_acquire(proxy).unwrap();
         assert_eq!(

@@ -174,7 +174,7 @@ impl Server {
                 }
             };
             // Behind a trusted proxy, each request counts for its forwarded client (`forwarded.rs`).
-            let forwarded = limiter.forwarded(peer.ip());
+            let forwarded = ForwardedLimit::for_peer(&limiter, peer.ip());
             let conn = Conn {
                 stream,
                 peer,
