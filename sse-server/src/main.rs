@@ -6,10 +6,8 @@ mod app;
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 fn main() -> ExitCode {
-    let args = app::cli::Args::parse();
+    let args = app::config::args();
     app::logging::init(args.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -7,7 +7,7 @@ use http::{HeaderName, HeaderValue};
 ///
 /// With no options it listens on 127.0.0.1:8080 with an in-memory replay window, serves a demo page at
 /// / and ticks a clock on the `demo` channel. Every option can also be set by the environment variable
-/// shown.
+/// shown, or by its name as a key of a TOML file given with --config (flag > environment > file).
 #[derive(Debug, Parser)]
 #[command(name = "sse-server", version, about, long_about)]
 pub(crate) struct Args {

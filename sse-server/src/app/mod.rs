@@ -1,6 +1,7 @@
 //! The binary around the library: options, the console page, the demo clock, static files, stdin publishing.
 
 pub(crate) mod cli;
+pub(crate) mod config;
 pub(crate) mod logging;
 mod security;
 mod site;

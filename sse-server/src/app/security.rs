@@ -1,5 +1,6 @@
 //! Flags for authorization (JWT, public channels) and connection limits.
 
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -59,6 +60,18 @@ pub(crate) struct SecurityArgs {
         value_name = "N"
     )]
     pub(crate) max_connections_per_ip: usize,
+
+    /// Reverse proxies (CIDR like 10.0.0.0/8, or one address) whose X-Forwarded-For is believed: their
+    /// connections count only towards --max-connections, and each request through them counts towards
+    /// --max-connections-per-ip of the client it names (repeatable; comma-separated in the env var).
+    #[arg(
+        long = "trusted-proxy",
+        env = "SSE_TRUSTED_PROXY",
+        value_name = "CIDR",
+        value_delimiter = ',',
+        value_parser = parse_cidr
+    )]
+    pub(crate) trusted_proxy: Vec<(IpAddr, u8)>,
 
     /// Seconds a client has to send its request headers; idle keep-alive connections close after it too.
     #[arg(
@@ -126,10 +139,57 @@ impl SecurityArgs {
 
     /// The connection limits.
     pub(crate) fn limits(&self) -> Limits {
-        Limits::default()
+        let mut limits = Limits::default()
             .max_connections(self.max_connections)
             .max_connections_per_ip(self.max_connections_per_ip)
             .header_read_timeout(Duration::from_secs(self.header_read_timeout.max(1)))
-            .max_header_bytes(self.max_header_bytes)
+            .max_header_bytes(self.max_header_bytes);
+        for &(network, prefix) in &self.trusted_proxy {
+            limits = limits.trusted_proxy(network, prefix);
+        }
+        limits
+    }
+}
+
+/// `ADDR/PREFIX` or a single `ADDR` (a /32 or /128).
+fn parse_cidr(s: &str) -> Result<(IpAddr, u8), String> {
+    let s = s.trim();
+    let (addr, prefix) = match s.split_once('/') {
+        Some((a, p)) => (a, Some(p)),
+        None => (s, None),
+    };
+    let addr: IpAddr = addr
+        .parse()
+        .map_err(|_| format!("{addr:?} is not an IP address; write a network as 10.0.0.0/8"))?;
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    let prefix = match prefix {
+        None => max,
+        Some(p) => p
+            .parse::<u8>()
+            .ok()
+            .filter(|p| *p <= max)
+            .ok_or_else(|| format!("prefix length {p:?} must be a number from 0 to {max}"))?,
+    };
+    Ok((addr, prefix))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_cidr;
+
+    #[test]
+    fn parses_networks_and_single_addresses() {
+        assert_eq!(
+            parse_cidr("10.0.0.0/8").unwrap(),
+            ("10.0.0.0".parse().unwrap(), 8)
+        );
+        assert_eq!(
+            parse_cidr("127.0.0.1").unwrap(),
+            ("127.0.0.1".parse().unwrap(), 32)
+        );
+        assert_eq!(parse_cidr("::1").unwrap(), ("::1".parse().unwrap(), 128));
+        assert!(parse_cidr("10.0.0.0/33").is_err());
+        assert!(parse_cidr("example.com/8").is_err());
+        assert!(parse_cidr("10.0.0.0/x").is_err());
     }
 }

@@ -19,6 +19,40 @@ use crate::http::body::Body;
 /// The HTTP/2 client preface; a connection that starts with part of it may still be HTTP/2.
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
+/// A network: an address and a prefix length (`10.0.0.0/8`, `::1/128`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Cidr {
+    network: IpAddr,
+    prefix: u8,
+}
+
+impl Cidr {
+    /// The network of `addr` with `prefix` leading bits (clamped to the address length).
+    pub(crate) fn new(addr: IpAddr, prefix: u8) -> Self {
+        let addr = addr.to_canonical();
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        Cidr {
+            network: addr,
+            prefix: prefix.min(max),
+        }
+    }
+
+    /// Whether `ip` is inside the network (an IPv4-mapped IPv6 address counts as IPv4).
+    pub(crate) fn contains(&self, ip: IpAddr) -> bool {
+        let bits = |v: u128, width: u32| {
+            let keep = u32::from(self.prefix);
+            if keep == 0 { 0 } else { v >> (width - keep) }
+        };
+        match (self.network, ip.to_canonical()) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => {
+                bits(u128::from(u32::from(n)), 32) == bits(u128::from(u32::from(a)), 32)
+            }
+            (IpAddr::V6(n), IpAddr::V6(a)) => bits(u128::from(n), 128) == bits(u128::from(a), 128),
+            _ => false,
+        }
+    }
+}
+
 /// Connection limits of a [`Server`](crate::transport::server::Server).
 ///
 /// | Setting                     | Default | Over the limit                                   |
@@ -27,6 +61,7 @@ const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// | `max_connections_per_ip`    | 256     | 429 with `Retry-After`, connection closed        |
 /// | `header_read_timeout`       | 10 s    | connection closed (also idle keep-alive ones)    |
 /// | `max_header_bytes`          | 32 KiB  | 431 (HTTP/1.1); stream reset (HTTP/2)            |
+/// | `trusted_proxy`             | none    | per-IP limit by `X-Forwarded-For` behind them    |
 ///
 /// ```
 /// use std::time::Duration;
@@ -35,16 +70,18 @@ const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 ///     .max_connections_per_ip(20)
 ///     .header_read_timeout(Duration::from_secs(5))
 ///     .max_header_bytes(16 * 1024)
-///     .retry_after(Duration::from_secs(2));
+///     .retry_after(Duration::from_secs(2))
+///     .trusted_proxy("10.0.0.0".parse().unwrap(), 8);
 /// assert_eq!(limits.max_connections_value(), 1000);
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
     max_connections: usize,
     max_connections_per_ip: usize,
     retry_after: Duration,
     header_read_timeout: Duration,
     max_header_bytes: usize,
+    trusted_proxies: Vec<Cidr>,
 }
 
 impl Default for Limits {
@@ -55,6 +92,7 @@ impl Default for Limits {
             retry_after: Duration::from_secs(5),
             header_read_timeout: Duration::from_secs(10),
             max_header_bytes: 32 * 1024,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -74,7 +112,8 @@ impl Limits {
     }
 
     /// Open connections per client IP address (default 256); beyond it new ones get 429 with
-    /// `Retry-After`. Behind a reverse proxy every client has the proxy's address: raise it there.
+    /// `Retry-After`. Behind a reverse proxy every client has the proxy's address: name the proxy
+    /// with [`trusted_proxy`](Limits::trusted_proxy) so its clients are told apart.
     ///
     /// ```
     /// let _ = sse_server::Limits::default().max_connections_per_ip(32);
@@ -114,6 +153,33 @@ impl Limits {
     pub fn max_header_bytes(mut self, n: usize) -> Self {
         self.max_header_bytes = n.max(MIN_HEADER_BYTES);
         self
+    }
+
+    /// Trusts the reverse proxies in the network `network/prefix_len` (repeatable; e.g. `10.0.0.0`,
+    /// 8; a single address with 32 or 128): a connection from one counts towards the total limit
+    /// only, and each of its requests counts, for the per-IP limit, towards the client named by
+    /// `X-Forwarded-For` (the right-most address that is not a trusted proxy), for as long as its
+    /// response lasts; over the limit, that request gets 429 with `Retry-After`. `X-Forwarded-For`
+    /// from any other peer is ignored. Nothing but the per-IP limit uses the forwarded address.
+    ///
+    /// ```
+    /// use std::net::{IpAddr, Ipv4Addr};
+    /// let limits = sse_server::Limits::default().trusted_proxy(IpAddr::V4(Ipv4Addr::LOCALHOST), 32);
+    /// assert!(limits.is_trusted_proxy("127.0.0.1".parse().unwrap()));
+    /// assert!(!limits.is_trusted_proxy("127.0.0.2".parse().unwrap()));
+    /// ```
+    pub fn trusted_proxy(mut self, network: IpAddr, prefix_len: u8) -> Self {
+        self.trusted_proxies.push(Cidr::new(network, prefix_len));
+        self
+    }
+
+    /// Whether `ip` is inside a network given to [`trusted_proxy`](Limits::trusted_proxy).
+    ///
+    /// ```
+    /// assert!(!sse_server::Limits::default().is_trusted_proxy("10.0.0.1".parse().unwrap()));
+    /// ```
+    pub fn is_trusted_proxy(&self, ip: IpAddr) -> bool {
+        self.trusted_proxies.iter().any(|c| c.contains(ip))
     }
 
     /// The total connection limit.
@@ -177,10 +243,13 @@ struct Counts {
     per_ip: HashMap<IpAddr, usize>,
 }
 
-/// One open connection; dropping it frees its place.
+/// One open connection (or one request of a trusted proxy's client); dropping it frees its place.
 #[derive(Debug)]
 pub(crate) struct Permit {
-    ip: IpAddr,
+    /// Whether it holds a place in the total.
+    total: bool,
+    /// The address whose per-IP place it holds (none for a trusted proxy's connection).
+    ip: Option<IpAddr>,
     counts: Arc<Mutex<Counts>>,
 }
 
@@ -215,29 +284,56 @@ impl ConnectionLimiter {
         }
     }
 
+    /// A place for a new connection from `ip`: in the total, and in `ip`'s own count unless `ip` is
+    /// a trusted proxy (whose requests are then counted by [`try_acquire_client`](Self::try_acquire_client)).
     pub(crate) fn try_acquire(&self, ip: IpAddr) -> Result<Permit, Refusal> {
+        let per_ip = !self.limits.is_trusted_proxy(ip);
+        self.acquire(true, per_ip.then_some(ip))
+    }
+
+    /// A per-IP place (only) for a request of `client`, forwarded by a trusted proxy.
+    pub(crate) fn try_acquire_client(&self, client: IpAddr) -> Result<Permit, Refusal> {
+        self.acquire(false, Some(client))
+    }
+
+    /// The networks of the trusted proxies.
+    pub(crate) fn trusted_proxies(&self) -> &[Cidr] {
+        &self.limits.trusted_proxies
+    }
+
+    /// Whether `ip` is a trusted proxy.
+    pub(crate) fn is_trusted_proxy(&self, ip: IpAddr) -> bool {
+        self.limits.is_trusted_proxy(ip)
+    }
+
+    fn acquire(&self, total: bool, ip: Option<IpAddr>) -> Result<Permit, Refusal> {
         let mut counts = lock(&self.counts);
         let refuse = |status, limit| Refusal {
             status,
             limit,
             retry_after: self.limits.retry_after,
         };
-        if counts.total >= self.limits.max_connections {
+        if total && counts.total >= self.limits.max_connections {
             return Err(refuse(
                 StatusCode::SERVICE_UNAVAILABLE,
                 self.limits.max_connections,
             ));
         }
-        let mine = counts.per_ip.entry(ip).or_insert(0);
-        if *mine >= self.limits.max_connections_per_ip {
-            return Err(refuse(
-                StatusCode::TOO_MANY_REQUESTS,
-                self.limits.max_connections_per_ip,
-            ));
+        if let Some(ip) = ip {
+            let mine = counts.per_ip.entry(ip).or_insert(0);
+            if *mine >= self.limits.max_connections_per_ip {
+                return Err(refuse(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    self.limits.max_connections_per_ip,
+                ));
+            }
+            *mine += 1;
         }
-        *mine += 1;
-        counts.total += 1;
+        if total {
+            counts.total += 1;
+        }
         Ok(Permit {
+            total,
             ip,
             counts: self.counts.clone(),
         })
@@ -247,17 +343,26 @@ impl ConnectionLimiter {
 impl Drop for Permit {
     fn drop(&mut self) {
         let mut counts = lock(&self.counts);
-        counts.total = counts.total.saturating_sub(1);
-        if let Some(n) = counts.per_ip.get_mut(&self.ip) {
+        if self.total {
+            counts.total = counts.total.saturating_sub(1);
+        }
+        if let Some(ip) = self.ip
+            && let Some(n) = counts.per_ip.get_mut(&ip)
+        {
             *n = n.saturating_sub(1);
             if *n == 0 {
-                counts.per_ip.remove(&self.ip);
+                counts.per_ip.remove(&ip);
             }
         }
     }
 }
 
 impl Refusal {
+    /// The `Retry-After` value: whole seconds, rounded up.
+    pub(crate) fn retry_after_secs(&self) -> u64 {
+        self.retry_after.as_secs() + u64::from(self.retry_after.subsec_nanos() > 0)
+    }
+
     fn response(&self) -> Response<Body> {
         let message = if self.status == StatusCode::TOO_MANY_REQUESTS {
             format!(
@@ -271,7 +376,7 @@ impl Refusal {
             )
         };
         let mut resp = crate::http::service::error(self.status, &message);
-        let secs = self.retry_after.as_secs() + u64::from(self.retry_after.subsec_nanos() > 0);
+        let secs = self.retry_after_secs();
         resp.headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         resp.headers_mut()
@@ -338,5 +443,39 @@ mod tests {
         let _b2 = limiter.try_acquire(b).unwrap();
         let r = limiter.try_acquire(a).unwrap_err();
         assert_eq!(r.response().headers()[header::RETRY_AFTER], "5");
+    }
+
+    #[test]
+    fn trusted_proxy_connections_count_in_the_total_and_their_clients_per_ip() {
+        let proxy: IpAddr = "10.0.0.9".parse().unwrap();
+        let limiter = ConnectionLimiter::new(
+            Limits::default()
+                .max_connections(3)
+                .max_connections_per_ip(1)
+                .trusted_proxy("10.0.0.0".parse().unwrap(), 24),
+        );
+        // Many connections from the proxy: not limited per IP, only in total.
+        let _c1 = limiter.try_acquire(proxy).unwrap();
+        let _c2 = limiter.try_acquire(proxy).unwrap();
+        assert!(limiter.is_trusted_proxy(proxy));
+        assert!(!limiter.is_trusted_proxy("10.0.1.1".parse().unwrap()));
+        let (a, b): (IpAddr, IpAddr) = (
+            "198.51.100.1".parse().unwrap(),
+            "198.51.100.2".parse().unwrap(),
+        );
+        let a1 = limiter.try_acquire_client(a).unwrap();
+        let _b1 = limiter.try_acquire_client(b).unwrap();
+        assert_eq!(
+            limiter.try_acquire_client(a).unwrap_err().status,
+            StatusCode::TOO_MANY_REQUESTS
+        );
+        drop(a1);
+        let _a2 = limiter.try_acquire_client(a).unwrap();
+        // Requests do not take places in the total.
+        let _c3 = limiter.try_acquire(proxy).unwrap();
+        assert_eq!(
+            limiter.try_acquire(proxy).unwrap_err().status,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
     }
 }

@@ -2,6 +2,7 @@
 //! flushers that write what the hub offers through the seam (`hub/lent.rs`, `hub/round.rs`).
 //! Every `WouldBlock` and partial-write rule lives in one adapter, `io.rs`.
 
+pub(crate) mod forwarded;
 pub(crate) mod h1;
 pub(crate) mod io;
 pub(crate) mod limits;

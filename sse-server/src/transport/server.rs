@@ -17,6 +17,7 @@ use crate::http::secure::Secure;
 use crate::http::service::HubService;
 use crate::hub::handle::Hub;
 use crate::hub::metrics::{Metrics, Refused};
+use crate::transport::forwarded::{ForwardedLimit, ForwardedService};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -150,7 +151,7 @@ impl Server {
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder.http1().timer(TokioTimer::new());
         self.limits.configure(&mut builder);
-        let limiter = crate::transport::limits::ConnectionLimiter::new(self.limits);
+        let limiter = crate::transport::limits::ConnectionLimiter::new(self.limits.clone());
         let head_timeout = self.limits.header_read_timeout_value();
         let metrics = self.hub.metrics_shared();
         let graceful = GracefulShutdown::new();
@@ -178,10 +179,13 @@ impl Server {
                     continue;
                 }
             };
+            // Behind a trusted proxy, each request counts for its forwarded client (`forwarded.rs`).
+            let forwarded = ForwardedLimit::for_peer(&limiter, peer.ip());
             let conn = Conn {
                 stream,
                 peer,
-                service: service.clone(),
+                service: ForwardedService::new(service.clone(), forwarded.clone()),
+                forwarded,
                 builder: builder.clone(),
                 watcher: graceful.watcher(),
                 head_timeout,
@@ -266,6 +270,7 @@ struct Conn<S> {
     stream: TcpStream,
     peer: std::net::SocketAddr,
     service: S,
+    forwarded: Option<ForwardedLimit>,
     builder: auto::Builder<TokioExecutor>,
     watcher: Watcher,
     head_timeout: Duration,
@@ -301,7 +306,13 @@ where
         }
         let stream = match &fast {
             Some(hub_service) => {
-                match crate::transport::h1::conn::serve(self.stream, hub_service).await {
+                match crate::transport::h1::conn::serve(
+                    self.stream,
+                    hub_service,
+                    self.forwarded.as_ref(),
+                )
+                .await
+                {
                     Ok(()) => return Ok(()),
                     Err(stream) => stream,
                 }

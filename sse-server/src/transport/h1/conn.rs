@@ -26,6 +26,7 @@ use tower::Service;
 use crate::http::body::Body;
 use crate::http::service::HubService;
 use crate::hub::lent::Sink;
+use crate::transport::forwarded::ForwardedLimit;
 use crate::transport::h1::chunk;
 use crate::transport::h1::flusher;
 use crate::transport::h1::head::{MAX_HEAD, parse_head, response_head};
@@ -35,10 +36,20 @@ use crate::transport::io::{client_gone, consume, write_all, write_all_vectored};
 const MAX_BATCH: usize = 64;
 
 /// Serves the connection when its first request is a plain subscription; otherwise hands the
-/// untouched stream back.
-pub(crate) async fn serve(stream: TcpStream, service: &HubService) -> Result<(), TcpStream> {
+/// untouched stream back. From a trusted proxy (`forwarded`), the subscription also needs a place
+/// for its forwarded client; without one, hyper answers it (429).
+pub(crate) async fn serve(
+    stream: TcpStream,
+    service: &HubService,
+    forwarded: Option<&ForwardedLimit>,
+) -> Result<(), TcpStream> {
     let Some((request, head_len)) = peek_subscription(&stream).await else {
         return Err(stream);
+    };
+    let _permit = match forwarded.map(|f| f.acquire(request.headers())) {
+        Some(Err(_)) => return Err(stream),
+        Some(Ok(permit)) => Some(permit),
+        None => None,
     };
     let mut stream = stream;
     if consume(&mut stream, head_len).await.is_err() {
