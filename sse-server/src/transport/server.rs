@@ -197,7 +197,9 @@ impl Server {
                 let peer = conn.peer;
                 let result = match tls {
                     None => conn.serve_plain(fast).await,
-                    Some(acceptor) => conn.serve_tls(acceptor).await,
+                    // Boxed: a TLS connection's state is large, and an unboxed branch would size
+                    // every plain connection's task for it too (most are idle subscribers).
+                    Some(acceptor) => Box::pin(conn.serve_tls(acceptor)).await,
                 };
                 if let Err(e) = result {
                     tracing::debug!(%peer, error = %e, "connection ended with an error");
@@ -323,7 +325,9 @@ where
         let conn = self
             .builder
             .serve_connection(TokioIo::new(stream), TowerToHyperService::new(self.service));
-        self.watcher.watch(conn.into_owned()).await
+        // Boxed: hyper's connection state is large, and the lean path's subscribers (the idle
+        // majority) would otherwise carry room for it in their task.
+        Box::pin(self.watcher.watch(conn.into_owned())).await
     }
 
     /// TLS: the handshake (bounded in time), then hyper (HTTP/1.1 or HTTP/2 by ALPN).
