@@ -31,7 +31,8 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// | `POST /events`             | broadcast to every channel (bearer token), answers `{"id":"..."}` |
 /// | `DELETE /events/{channel}` | end every stream of the channel (bearer token)                |
 /// | `GET /channels`            | `[{"name","subscribers","last_id"}]`                          |
-/// | `GET /healthz`             | `{"status":"ok"}` (503 while shutting down)                   |
+/// | `GET /healthz`             | `{"status":"ok"}` (503 while shutting down): liveness          |
+/// | `GET /readyz`              | `{"status":"ready"}`, or 503 `{"status":"not ready","reason"}` while publishes cannot be acknowledged (store failing, Redis unreachable, shutting down) |
 /// | `GET /metrics`             | Prometheus text                                               |
 ///
 /// These are the paths of a service mounted at the root (hyper, [`Server`](crate::transport::server::Server),
@@ -190,7 +191,7 @@ impl HubService {
         &self.hub
     }
 
-    /// True when this service answers `path` (`/events…`, `/channels`, `/healthz`, `/metrics`), so that
+    /// True when this service answers `path` (`/events…`, `/channels`, `/healthz`, `/readyz`, `/metrics`), so that
     /// a host application can route everything else elsewhere.
     ///
     /// ```
@@ -200,7 +201,7 @@ impl HubService {
     pub fn handles(path: &str) -> bool {
         path == "/events"
             || path.starts_with("/events/")
-            || matches!(path, "/channels" | "/healthz" | "/metrics")
+            || matches!(path, "/channels" | "/healthz" | "/readyz" | "/metrics")
     }
 
     async fn handle<B>(self, req: Request<B>) -> Response<Body>
@@ -269,6 +270,13 @@ impl HubService {
                     json(StatusCode::OK, &serde_json::json!({"status": "ok"}))
                 }
             }
+            "/readyz" if get => match self.hub.readiness().await {
+                Ok(()) => json(StatusCode::OK, &serde_json::json!({"status": "ready"})),
+                Err(e) => json(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &serde_json::json!({"status": "not ready", "reason": e.to_string()}),
+                ),
+            },
             "/metrics" if get => {
                 let mut resp = Response::new(Body::full(self.hub.render_metrics()));
                 resp.headers_mut().insert(
@@ -277,7 +285,7 @@ impl HubService {
                 );
                 resp
             }
-            "/channels" | "/healthz" | "/metrics" => method_not_allowed("GET, HEAD"),
+            "/channels" | "/healthz" | "/readyz" | "/metrics" => method_not_allowed("GET, HEAD"),
             _ => error(
                 StatusCode::NOT_FOUND,
                 &format!("no route for {path}: subscribe with GET /events/{{channel}}"),

@@ -150,6 +150,25 @@ impl Hub {
         self.inner.shutting_down.load(Ordering::Acquire)
     }
 
+    /// Whether a publish can be acknowledged now (what `GET /readyz` reports): `Err` while the hub is
+    /// shutting down ([`Error::ShuttingDown`]) or the store reports a problem
+    /// ([`ReplayStore::health`]: a durable store that failed a write and is not reopened yet, an
+    /// unreachable Redis). [`is_shutting_down`](Hub::is_shutting_down) alone is the liveness side.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new()?.block_on(async {
+    /// let hub = sse_server::Hub::builder().build();
+    /// assert!(hub.readiness().await.is_ok());
+    /// # Ok::<(), sse_server::Error>(()) })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub async fn readiness(&self) -> Result<(), Error> {
+        if self.is_shutting_down() {
+            return Err(Error::ShuttingDown);
+        }
+        self.inner.store.health().await
+    }
+
     /// Publishes `event` on `channel` and returns its id (the event's own, or one the store assigns).
     ///
     /// The event is encoded once and the same bytes go to every subscriber and into the replay window

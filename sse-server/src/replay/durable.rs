@@ -5,8 +5,9 @@ mod format;
 mod open;
 mod ops;
 
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, TryRecvError};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -34,6 +35,13 @@ const PRUNE_EVERY: u64 = 1024;
 
 /// Most publishes one group commit carries.
 const MAX_BATCH: usize = 1024;
+
+/// First wait before the writer reopens a file whose write failed (doubling up to [`RETRY_MAX`]);
+/// publishes arriving meanwhile are refused at once.
+const RETRY_MIN: Duration = Duration::from_millis(100);
+
+/// Longest wait between two reopen attempts while nobody publishes.
+const RETRY_MAX: Duration = Duration::from_secs(1);
 
 /// When a publish is acknowledged relative to the disk. Both modes acknowledge only after `fsync`; they
 /// differ in how many publishes share one.
@@ -82,6 +90,11 @@ impl Default for CommitMode {
 ///   [`MemoryStore`](crate::replay::MemoryStore), deleting from the file in the same commit; redb reuses the freed
 ///   pages, so the file stays bounded under a steady load. A lower retention given at start-up trims the
 ///   file at once.
+/// * **A failed write heals by itself**: when a commit fails (a full disk, an I/O error), that publish
+///   and every later one get [`Error::Store`] (503) and [`health`](ReplayStore::health) reports it,
+///   until the writer has closed and reopened the file with the start-up steps (open, integrity check,
+///   load), which it retries with backoff (100 ms doubling to 1 s), publishes or not. Nothing
+///   acknowledged is lost (each commit is atomic) and ids keep increasing.
 /// * **Damage is reported, never repaired silently**: a truncated, garbled or foreign file makes
 ///   [`open`](DurableStoreBuilder::open) fail with [`Error::DataDir`] naming the file; starting fresh is
 ///   explicit ([`DurableStoreBuilder::reset`], `--reset-data-dir`).
@@ -121,8 +134,12 @@ struct Shared {
     /// Last position issued. Bumped by the writer and by `mint_id`; committed with every batch.
     counter: AtomicU64,
     state: Mutex<State>,
-    /// Set when a failed commit left the file unreadable: every later append fails with it.
+    /// Set when a commit failed, until the writer has reopened the file: every append fails with it
+    /// and [`ReplayStore::health`] reports it.
     broken: Mutex<Option<String>>,
+    /// Set when the in-memory window may hold events that are not on disk (a commit failed and the
+    /// file could not be read back): replays fail, rather than show them, until the file is reopened.
+    stale: AtomicBool,
 }
 
 /// Everything the store knows, behind one lock: each channel's window, exactly as on disk once the
@@ -236,7 +253,7 @@ impl DurableStoreBuilder {
             let (tx, rx) = mpsc::channel();
             std::thread::Builder::new()
                 .name("sse-replay-writer".into())
-                .spawn(move || write_loop(&db, &shared, &rx, mode))
+                .spawn(move || write_loop(db, &shared, &rx, mode))
                 .map(|thread| Writer { tx, thread })
                 .map_err(|e| opening.fail(format!("cannot start its writer thread: {e}")))?
         };
@@ -361,6 +378,7 @@ impl Shared {
                 pending: Vec::new(),
             }),
             broken: Mutex::new(None),
+            stale: AtomicBool::new(false),
         }
     }
 
@@ -375,6 +393,20 @@ impl Shared {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    fn set_broken(&self, why: Option<String>) {
+        *self.broken.lock().unwrap_or_else(|p| p.into_inner()) = why;
+    }
+
+    /// Fails when the in-memory window may be ahead of the file (see `stale`).
+    fn check_fresh(&self) -> Result<(), Error> {
+        if self.stale.load(Ordering::Acquire) {
+            return Err(Error::Store(self.broken().unwrap_or_else(|| {
+                format!("the replay store {} is being reopened", self.path.display())
+            })));
+        }
+        Ok(())
     }
 }
 
@@ -413,18 +445,19 @@ impl ReplayStore for DurableStore {
             tokio::task::spawn_blocking(move || {
                 let counter = shared.counter.load(Ordering::Acquire);
                 let mut state = shared.lock();
+                shared.check_fresh()?;
                 let State { windows, pending } = &mut *state;
-                windows.replay(
+                Ok(windows.replay(
                     &channel,
                     &last_event_id,
                     counter,
                     &shared.retention,
                     now_ms(),
                     pending,
-                )
+                ))
             })
             .await
-            .map_err(|e| Error::Store(format!("replay task failed: {e}")))
+            .map_err(|e| Error::Store(format!("replay task failed: {e}")))?
         })
     }
 
@@ -441,53 +474,156 @@ impl ReplayStore for DurableStore {
         Box::pin(async move {
             tokio::task::spawn_blocking(move || {
                 let mut state = shared.lock();
+                shared.check_fresh()?;
                 let State { windows, pending } = &mut *state;
-                windows.channels(&shared.retention, now_ms(), pending)
+                Ok(windows.channels(&shared.retention, now_ms(), pending))
             })
             .await
-            .map_err(|e| Error::Store(format!("channel listing failed: {e}")))
+            .map_err(|e| Error::Store(format!("channel listing failed: {e}")))?
         })
+    }
+
+    fn health(&self) -> BoxFuture<'_, Result<(), Error>> {
+        let state = match (self.sender(), self.shared.broken()) {
+            (None, _) => Err(Error::Store("the durable replay store is closed".into())),
+            (Some(_), Some(why)) => Err(Error::Store(why)),
+            (Some(_), None) => Ok(()),
+        };
+        Box::pin(async move { state })
     }
 }
 
-fn write_loop(db: &Database, shared: &Shared, rx: &mpsc::Receiver<Request>, mode: CommitMode) {
-    while let Ok(first) = rx.recv() {
-        let mut batch = vec![first];
-        if let CommitMode::Group { max_delay } = mode {
-            let deadline = Instant::now() + max_delay;
-            while batch.len() < MAX_BATCH {
-                match rx.try_recv() {
-                    Ok(r) => {
-                        batch.push(r);
-                        continue;
-                    }
-                    Err(TryRecvError::Disconnected) => break,
-                    Err(TryRecvError::Empty) => {}
+fn write_loop(db: Database, shared: &Shared, rx: &mpsc::Receiver<Request>, mode: CommitMode) {
+    // `None` while the file is closed after a failed commit, until a reopen works. Reopening reads the
+    // whole file, so it is attempted on a backoff schedule, not once per refused publish.
+    let mut db = Some(db);
+    let mut retry = RETRY_MIN;
+    let mut next_attempt = Instant::now();
+    loop {
+        let first = if db.is_some() {
+            match rx.recv() {
+                Ok(r) => Some(r),
+                Err(_) => break,
+            }
+        } else {
+            match rx.recv_timeout(next_attempt.saturating_duration_since(Instant::now())) {
+                Ok(r) => Some(r),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+        };
+        if db.is_none() && Instant::now() >= next_attempt {
+            match reopen(shared) {
+                Ok(reopened) => {
+                    db = Some(reopened);
+                    retry = RETRY_MIN;
                 }
-                let left = deadline.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    break;
-                }
-                match rx.recv_timeout(left) {
-                    Ok(r) => batch.push(r),
-                    Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
+                Err(e) => {
+                    tracing::debug!(error = %e, "the replay store cannot be reopened yet");
+                    retry = (retry * 2).min(RETRY_MAX);
+                    next_attempt = Instant::now() + retry;
                 }
             }
         }
-        commit_batch(db, shared, batch);
+        let Some(first) = first else { continue };
+        let batch = gather(rx, first, mode);
+        match &db {
+            Some(open) => {
+                if !commit_batch(open, shared, batch) {
+                    // redb refuses every later transaction after an I/O error ("previous I/O error"):
+                    // close the file now; the next publish (or the retry timer) reopens it.
+                    db = None;
+                    retry = RETRY_MIN;
+                    next_attempt = Instant::now() + retry;
+                }
+            }
+            None => {
+                let why = shared.broken().unwrap_or_else(|| {
+                    format!(
+                        "the replay store {} is being reopened",
+                        shared.path.display()
+                    )
+                });
+                for req in batch {
+                    let _ = req.reply.send(Err(Error::Store(why.clone())));
+                }
+            }
+        }
     }
     tracing::debug!(path = %shared.path.display(), "replay writer stopped");
 }
 
-/// Applies a batch to the in-memory state and commits the same changes, holding the state lock
-/// throughout so that a replay never sees an event before it is durable.
-fn commit_batch(db: &Database, shared: &Shared, batch: Vec<Request>) {
-    if let Some(why) = shared.broken() {
-        for req in batch {
-            let _ = req.reply.send(Err(Error::Store(why.clone())));
+/// `first` plus the publishes that share its commit (see [`CommitMode`]).
+fn gather(rx: &mpsc::Receiver<Request>, first: Request, mode: CommitMode) -> Vec<Request> {
+    let mut batch = vec![first];
+    if let CommitMode::Group { max_delay } = mode {
+        let deadline = Instant::now() + max_delay;
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(r) => {
+                    batch.push(r);
+                    continue;
+                }
+                Err(TryRecvError::Disconnected) => break,
+                Err(TryRecvError::Empty) => {}
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            match rx.recv_timeout(left) {
+                Ok(r) => batch.push(r),
+                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
+            }
         }
-        return;
     }
+    batch
+}
+
+/// Opens the file again with the start-up steps (open, integrity check, load) and makes memory match
+/// it; on success the store is healthy again.
+fn reopen(shared: &Shared) -> Result<Database, Error> {
+    let dir = shared.path.parent().unwrap_or_else(|| Path::new("."));
+    let opening = Opening {
+        dir,
+        path: &shared.path,
+    };
+    if !shared.path.exists() {
+        return Err(opening.fail(
+            "it disappeared while sse-server was running; restart sse-server (a new file means \
+             a new id epoch)"
+                .into(),
+        ));
+    }
+    let mut db = opening.database()?;
+    opening.verify(&mut db)?;
+    let loaded = opening.load(&db, &shared.retention, now_ms(), fresh_epoch())?;
+    if loaded.windows.epoch() != shared.epoch {
+        return Err(opening.fail(format!(
+            "it was replaced while sse-server was running (epoch {} instead of {}); restart sse-server",
+            loaded.windows.epoch(),
+            shared.epoch
+        )));
+    }
+    let mut state = shared.lock();
+    // Ids minted or assigned to publishes that failed stay used: ids only increase.
+    shared.counter.fetch_max(loaded.counter, Ordering::AcqRel);
+    *state = State {
+        windows: loaded.windows,
+        // The load's own changes were committed by `opening.load`.
+        pending: Vec::new(),
+    };
+    shared.stale.store(false, Ordering::Release);
+    shared.set_broken(None);
+    drop(state);
+    tracing::info!(path = %shared.path.display(), "reopened the replay store; publishes are acknowledged again");
+    Ok(db)
+}
+
+/// Applies a batch to the in-memory state and commits the same changes, holding the state lock
+/// throughout so that a replay never sees an event before it is durable. False when the commit failed
+/// (every publish of the batch was answered with the error and the store is marked broken).
+fn commit_batch(db: &Database, shared: &Shared, batch: Vec<Request>) -> bool {
     let mut state = shared.lock();
     let now = now_ms();
     let mut ops = std::mem::take(&mut state.pending);
@@ -503,34 +639,42 @@ fn commit_batch(db: &Database, shared: &Shared, batch: Vec<Request>) {
             for (reply, stored) in results {
                 let _ = reply.send(stored);
             }
+            true
         }
         Err(e) => {
             let why = format!(
-                "cannot write the replay store {}: {e}; the event was not published (check free space)",
+                "cannot write the replay store {}: {e}; the event was not published. Publishes fail \
+                 until it can be written again (check free space); sse-server reopens it by itself",
                 shared.path.display()
             );
             tracing::error!(error = %e, path = %shared.path.display(), "replay store commit failed");
-            // The file still holds the previous commit: make memory match it again.
-            match format::load(db, &shared.retention, now, shared.epoch) {
-                Ok(loaded) => {
+            shared.set_broken(Some(why.clone()));
+            // The file still holds the previous commit: make memory match it again, or, when it
+            // cannot be read now, refuse replays until it is reopened.
+            let reread = catch_unwind(AssertUnwindSafe(|| {
+                format::load(db, &shared.retention, now, shared.epoch)
+            }));
+            match reread {
+                Ok(Ok(loaded)) => {
                     *state = State {
                         windows: loaded.windows,
                         pending: loaded.ops,
                     };
                 }
-                Err(Damage(what)) => {
-                    let fatal = format!(
-                        "the replay store {} became unreadable ({what}); restart sse-server",
-                        shared.path.display()
-                    );
-                    tracing::error!("{fatal}");
-                    *shared.broken.lock().unwrap_or_else(|p| p.into_inner()) = Some(fatal);
+                Ok(Err(Damage(what))) => {
+                    tracing::warn!(path = %shared.path.display(), "cannot read the replay store back ({what}); replays fail until it is reopened");
+                    shared.stale.store(true, Ordering::Release);
+                }
+                Err(_) => {
+                    tracing::warn!(path = %shared.path.display(), "cannot read the replay store back; replays fail until it is reopened");
+                    shared.stale.store(true, Ordering::Release);
                 }
             }
             drop(state);
             for (reply, _) in results {
                 let _ = reply.send(Err(Error::Store(why.clone())));
             }
+            false
         }
     }
 }

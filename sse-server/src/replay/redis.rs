@@ -489,6 +489,12 @@ impl ReplayStore for RedisStore {
     fn live(&self) -> Option<Arc<dyn LiveFeed>> {
         Some(self.feed.clone())
     }
+
+    /// A `PING`, bounded by the store's command timeout: publishes cannot be acknowledged while Redis
+    /// does not answer.
+    fn health(&self) -> BoxFuture<'_, Result<(), Error>> {
+        Box::pin(self.ping())
+    }
 }
 
 #[cfg(test)]

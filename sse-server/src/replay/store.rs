@@ -149,6 +149,23 @@ pub trait ReplayStore: Send + Sync + fmt::Debug + 'static {
     fn live(&self) -> Option<Arc<dyn LiveFeed>> {
         None
     }
+
+    /// Whether the store can acknowledge a publish right now: `Err` (with what is wrong and what to do)
+    /// while it cannot, e.g. a durable store whose file failed a write and is not yet reopened, or a
+    /// Redis that does not answer. `GET /readyz` answers 503 with the error's message then. The default
+    /// (a store that cannot fail, like the memory store) is always `Ok`. It must be cheap and bounded
+    /// in time: a readiness probe calls it.
+    ///
+    /// ```
+    /// use sse_server::{MemoryStore, ReplayStore};
+    /// # tokio::runtime::Runtime::new()?.block_on(async {
+    /// assert!(MemoryStore::new(Default::default()).health().await.is_ok());
+    /// # Ok::<(), sse_server::Error>(()) })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    fn health(&self) -> BoxFuture<'_, Result<(), Error>> {
+        Box::pin(async { Ok(()) })
+    }
 }
 
 /// Where a [`LiveFeed`] hands what it reads: `(channel, item)`, called from the feed's single read loop,
