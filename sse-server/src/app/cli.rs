@@ -20,6 +20,12 @@ pub(crate) struct Args {
     )]
     pub(crate) listen: String,
 
+    /// Serve GET /metrics on this address (host:port, e.g. a private interface) instead of on --listen,
+    /// whose /metrics then answers 404. Without it, /metrics is served on --listen, to anyone who can
+    /// reach it.
+    #[arg(long, env = "SSE_METRICS_LISTEN", value_name = "ADDR")]
+    pub(crate) metrics_listen: Option<String>,
+
     /// Bearer token required to publish, broadcast and close channels. Without it, one is generated at
     /// start-up and printed.
     #[arg(
