@@ -28,13 +28,15 @@ pub enum Error {
         /// The configured limit.
         limit: usize,
     },
-    /// A channel name is empty, too long or contains control characters.
+    /// A channel name is empty, too long, or contains control, bidi or invisible characters.
     #[error(
-        "invalid channel name {name:?}: use 1 to 256 bytes of printable characters (no control characters)"
+        "invalid channel name {name:?}: {reason}; use 1 to 256 bytes of printable characters (no control, bidi or zero-width characters)"
     )]
     InvalidChannel {
         /// The refused name.
         name: String,
+        /// What is wrong with it.
+        reason: String,
     },
     /// An `on_subscribe` hook refused the subscription.
     #[error("subscription refused: {message}")]

@@ -20,6 +20,12 @@ pub(crate) struct Args {
     )]
     pub(crate) listen: String,
 
+    /// Serve GET /metrics on this address (host:port, e.g. a private interface) instead of on --listen,
+    /// whose /metrics then answers 404. Without it, /metrics is served on --listen, to anyone who can
+    /// reach it.
+    #[arg(long, env = "SSE_METRICS_LISTEN", value_name = "ADDR")]
+    pub(crate) metrics_listen: Option<String>,
+
     /// Bearer token required to publish, broadcast and close channels. Without it, one is generated at
     /// start-up and printed.
     #[arg(
@@ -91,11 +97,13 @@ pub(crate) struct Args {
     #[arg(long, env = "SSE_DURABILITY", value_enum, default_value_t = Durability::Group, requires = "data_dir")]
     pub(crate) durability: Durability,
 
-    /// With --durability group: the longest a publish waits for others to join its commit.
+    /// With --durability group: the longest a publish waits for others to join its commit (0: only the
+    /// publishes already queued share it, nobody waits). Raising it costs a lone publisher this much per
+    /// publish (see the README's measurement) and only pays when fsync is slow.
     #[arg(
         long,
         env = "SSE_GROUP_COMMIT_MS",
-        default_value_t = 2,
+        default_value_t = 0,
         value_name = "MS"
     )]
     pub(crate) group_commit_ms: u64,
@@ -218,5 +226,19 @@ mod tests {
         assert!(parse_header("X-A: b c").is_ok());
         assert!(parse_header("nocolon").is_err());
         assert!(parse_header("bad name: x").is_err());
+    }
+
+    /// The binary, the library (`CommitMode::default()`) and the README (whose options table is generated
+    /// from these flags and checked by `readme_options_table`) agree on the group-commit delay.
+    #[test]
+    fn group_commit_default_is_the_library_default() {
+        let args = Args::try_parse_from(["sse-server"]).unwrap();
+        let sse_server::CommitMode::Group { max_delay } = sse_server::CommitMode::default() else {
+            panic!("the library's default commit mode is no longer group commit");
+        };
+        assert_eq!(
+            std::time::Duration::from_millis(args.group_commit_ms),
+            max_delay
+        );
     }
 }

@@ -3,6 +3,7 @@
 pub(crate) mod cli;
 pub(crate) mod config;
 pub(crate) mod logging;
+mod metrics;
 mod security;
 mod site;
 mod stdin;
@@ -34,7 +35,24 @@ pub(crate) async fn run(args: Args) -> Result<(), Error> {
         tokio::spawn(stdin::run(hub.clone(), channel));
     }
 
-    let mut hub_service = HubService::new(hub.clone()).publish_token(token);
+    let mut hub_service = HubService::new(hub.clone())
+        .publish_token(token)
+        .body_timeout(Duration::from_secs(args.security.body_timeout));
+    if let Some(addr) = &args.metrics_listen {
+        let metrics_listener = TcpListener::bind(addr).await.map_err(|e| {
+            Error::Io(std::io::Error::new(
+                e.kind(),
+                format!("cannot listen on {addr}: {e}; pick another address with --metrics-listen"),
+            ))
+        })?;
+        let at = metrics_listener.local_addr()?;
+        if args.log_format == cli::LogFormat::Text {
+            eprintln!("sse-server metrics on http://{at}/metrics");
+        }
+        tracing::info!(addr = %at, "metrics listening");
+        metrics::spawn(hub.clone(), hub_service.clone(), metrics_listener);
+        hub_service = hub_service.without_metrics();
+    }
     if args.cors_credentials {
         hub_service = hub_service.cors_credentials();
     }

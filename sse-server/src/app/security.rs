@@ -82,6 +82,17 @@ pub(crate) struct SecurityArgs {
     )]
     pub(crate) header_read_timeout: u64,
 
+    /// Seconds a publisher has to send its request body once the headers are in; a slower (or endless)
+    /// body gets 408 and the connection is closed.
+    #[arg(
+        long,
+        env = "SSE_BODY_TIMEOUT",
+        default_value_t = 10,
+        value_name = "SECS",
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub(crate) body_timeout: u64,
+
     /// Largest request head (request line + headers) in bytes; bigger gets 431.
     #[arg(long, env = "SSE_MAX_HEADER_BYTES", default_value_t = 32 * 1024, value_name = "N")]
     pub(crate) max_header_bytes: usize,

@@ -370,6 +370,27 @@ impl Auth {
         }
     }
 
+    /// Which channels the credentials of `req` may see listed (`GET /channels`): those a valid token's
+    /// `subscribe` claim covers, plus the public ones. Without a token, or with an invalid one, an
+    /// [`Error::Unauthorized`] (401): the list itself (names, counts, last ids) is private metadata.
+    pub(crate) fn listing(&self, req: &Presented<'_>) -> Result<Vec<ChannelPattern>, Error> {
+        let token = bearer(req.headers)
+            .or_else(|| cookie(req.headers, &self.cookie))
+            .or_else(|| query_token(req.query));
+        let Some(token) = token else {
+            return Err(Error::Unauthorized(format!(
+                "listing channels needs credentials: send Authorization: Bearer <publish token or jwt>, the {} cookie or ?access_token=<jwt>",
+                self.cookie
+            )));
+        };
+        let grant = self.verify(&token)?;
+        Ok(grant
+            .subscribe
+            .into_iter()
+            .chain(self.public.iter().cloned())
+            .collect())
+    }
+
     /// Decides on a publish to `channel` (`None`: a broadcast, which needs `*`) with the bearer token of
     /// `headers`. `Ok(None)` means no token was presented.
     pub(crate) fn publish(

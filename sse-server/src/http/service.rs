@@ -5,6 +5,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
@@ -70,7 +71,14 @@ pub struct HubService {
     nested: bool,
     /// Whether allow-listed origins may send cookies (`Access-Control-Allow-Credentials: true`).
     cors_credentials: bool,
+    /// The longest a publish body may take to arrive (408 after it).
+    body_timeout: Duration,
+    /// Whether `GET /metrics` is served here (off when metrics have their own listener).
+    metrics: bool,
 }
+
+/// How long a publish body may take to arrive by default: [`HubService::body_timeout`].
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug)]
 enum PublishAuth {
@@ -93,7 +101,34 @@ impl HubService {
             access: None,
             nested: false,
             cors_credentials: false,
+            body_timeout: DEFAULT_BODY_TIMEOUT,
+            metrics: true,
         }
+    }
+
+    /// The longest a publish body may take to arrive, from the end of the request head (default
+    /// [`DEFAULT_BODY_TIMEOUT`], 10 s): a publisher that is slower, or that sends an endless chunked
+    /// body, gets 408 with a JSON error and the connection is closed.
+    ///
+    /// ```
+    /// let _svc = sse_server::HubService::new(sse_server::Hub::builder().build())
+    ///     .body_timeout(std::time::Duration::from_secs(5));
+    /// ```
+    pub fn body_timeout(mut self, timeout: Duration) -> Self {
+        self.body_timeout = timeout;
+        self
+    }
+
+    /// Stops answering `GET /metrics` (it then gets 404), for a hub that serves its metrics on a
+    /// separate, private address instead (the binary's `--metrics-listen`; serve
+    /// [`Hub::render_metrics`] there).
+    ///
+    /// ```
+    /// let _svc = sse_server::HubService::new(sse_server::Hub::builder().build()).without_metrics();
+    /// ```
+    pub fn without_metrics(mut self) -> Self {
+        self.metrics = false;
+        self
     }
 
     /// Routes relative to where the service is mounted, for a router that strips the mount point
@@ -256,10 +291,7 @@ impl HubService {
         }
         let get = matches!(method, Method::GET | Method::HEAD);
         match path.as_str() {
-            "/channels" if get => match self.hub.channels().await {
-                Ok(list) => json(StatusCode::OK, &list),
-                Err(e) => error(e.status(), &e.to_string()),
-            },
+            "/channels" if get => self.channels(req.headers(), req.uri().query()).await,
             "/healthz" if get => {
                 if self.hub.is_shutting_down() {
                     json(
@@ -277,7 +309,7 @@ impl HubService {
                     &serde_json::json!({"status": "not ready", "reason": e.to_string()}),
                 ),
             },
-            "/metrics" if get => {
+            "/metrics" if get && self.metrics => {
                 let mut resp = Response::new(Body::full(self.hub.render_metrics()));
                 resp.headers_mut().insert(
                     header::CONTENT_TYPE,
@@ -285,11 +317,50 @@ impl HubService {
                 );
                 resp
             }
-            "/channels" | "/healthz" | "/readyz" | "/metrics" => method_not_allowed("GET, HEAD"),
+            "/channels" | "/healthz" | "/readyz" => method_not_allowed("GET, HEAD"),
+            "/metrics" if self.metrics => method_not_allowed("GET, HEAD"),
             _ => error(
                 StatusCode::NOT_FOUND,
                 &format!("no route for {path}: subscribe with GET /events/{{channel}}"),
             ),
+        }
+    }
+
+    /// `GET /channels`. With authorization on, the list is private: the publish token sees every channel,
+    /// a JWT only the channels its `subscribe` claim grants (and the public ones), no credentials 401.
+    #[cfg_attr(not(feature = "jwt"), allow(unused_variables))]
+    async fn channels(&self, headers: &HeaderMap, query: Option<&str>) -> Response<Body> {
+        #[cfg(feature = "jwt")]
+        let visible = match &self.access {
+            None => None,
+            Some(_) if self.is_publisher(headers) => None,
+            Some(auth) => {
+                let presented = crate::http::auth::Presented { headers, query };
+                match auth.listing(&presented) {
+                    Ok(patterns) => Some(patterns),
+                    Err(e) => return denied(&e),
+                }
+            }
+        };
+        let mut list = match self.hub.channels().await {
+            Ok(list) => list,
+            Err(e) => return error(e.status(), &e.to_string()),
+        };
+        #[cfg(feature = "jwt")]
+        if let Some(patterns) = visible {
+            list.retain(|c| patterns.iter().any(|p| p.matches(&c.name)));
+        }
+        json(StatusCode::OK, &list)
+    }
+
+    /// True when `headers` carry the static publish token.
+    #[cfg(feature = "jwt")]
+    fn is_publisher(&self, headers: &HeaderMap) -> bool {
+        match (&*self.auth, bearer(headers)) {
+            (PublishAuth::Token(expected), Some(token)) => {
+                constant_time_eq(token.as_bytes(), expected.as_bytes())
+            }
+            _ => false,
         }
     }
 
@@ -456,10 +527,25 @@ impl HubService {
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
         let query = req.uri().query().map(str::to_owned);
-        let body: Bytes = match http_body_util::Limited::new(req.into_body(), body_limit)
-            .collect()
-            .await
-        {
+        let http1 = req.version() < http::Version::HTTP_2;
+        let collect = http_body_util::Limited::new(req.into_body(), body_limit).collect();
+        let Ok(collected) = tokio::time::timeout(self.body_timeout, collect).await else {
+            tracing::debug!(timeout = ?self.body_timeout, "publish body too slow; answered 408");
+            let mut resp = error(
+                StatusCode::REQUEST_TIMEOUT,
+                &format!(
+                    "the request body did not arrive within {} s; send the whole body promptly",
+                    self.body_timeout.as_secs_f64()
+                ),
+            );
+            if http1 {
+                // The rest of the body is not worth reading: end the connection.
+                resp.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            return resp;
+        };
+        let body: Bytes = match collected {
             Ok(collected) => collected.to_bytes(),
             Err(e) if e.is::<http_body_util::LengthLimitError>() => return too_large(),
             Err(e) => {
