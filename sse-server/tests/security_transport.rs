@@ -349,3 +349,50 @@ mod tls {
         assert_eq!(status_of(&out), 200, "{out}");
     }
 }
+
+/// An HTTP/2 connection with no open stream is closed after the idle timeout (1 s here: between 1
+/// and 2 s); an HTTP/2 event stream outlives it and still gets events.
+#[tokio::test]
+async fn an_idle_http2_connection_is_closed_but_an_open_stream_is_not() {
+    let hub = security_support::start(
+        HubBuilder::default(),
+        |s| s,
+        Limits::default().idle_timeout(Duration::from_secs(1)),
+    )
+    .await;
+    // h2c prior knowledge: the preface and an empty SETTINGS frame, then nothing.
+    let mut idle = TcpStream::connect(hub.addr).await.unwrap();
+    idle.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let closed = tokio::time::timeout(Duration::from_secs(6), async {
+        let mut buf = [0u8; 256];
+        loop {
+            match idle.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "an idle HTTP/2 connection stayed open");
+    eprintln!(
+        "measured: idle HTTP/2 connection closed after {:?} (timeout 1 s)",
+        started.elapsed()
+    );
+
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let mut stream = support::Reader::open(&h2, &hub.url("/events/quiet"), None).await;
+    assert_eq!(stream.version, reqwest::Version::HTTP_2);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    support::publish(&hub, "quiet", "still here").await;
+    let message = tokio::time::timeout(WAIT, stream.message())
+        .await
+        .expect("no event on the open HTTP/2 stream")
+        .expect("the open HTTP/2 stream ended");
+    assert_eq!(message.data, "still here");
+}

@@ -61,6 +61,7 @@ impl Cidr {
 /// | `max_connections_per_ip`    | 256     | 429 with `Retry-After`, connection closed        |
 /// | `header_read_timeout`       | 10 s    | connection closed (also idle keep-alive ones)    |
 /// | `max_header_bytes`          | 32 KiB  | 431 (HTTP/1.1); stream reset (HTTP/2)            |
+/// | `idle_timeout`              | 60 s    | connection closed (no request open that long)    |
 /// | `trusted_proxy`             | none    | per-IP limit by `X-Forwarded-For` behind them    |
 ///
 /// ```
@@ -81,6 +82,7 @@ pub struct Limits {
     retry_after: Duration,
     header_read_timeout: Duration,
     max_header_bytes: usize,
+    idle_timeout: Duration,
     trusted_proxies: Vec<Cidr>,
 }
 
@@ -92,6 +94,7 @@ impl Default for Limits {
             retry_after: Duration::from_secs(5),
             header_read_timeout: Duration::from_secs(10),
             max_header_bytes: 32 * 1024,
+            idle_timeout: Duration::from_secs(60),
             trusted_proxies: Vec::new(),
         }
     }
@@ -153,6 +156,29 @@ impl Limits {
     pub fn max_header_bytes(mut self, n: usize) -> Self {
         self.max_header_bytes = n.max(MIN_HEADER_BYTES);
         self
+    }
+
+    /// How long a connection served by hyper (HTTP/2, TLS, HTTP/1.1 other than the lean subscribe
+    /// path) may stay open with no request on it (default 60 s): an HTTP/2 connection with no open
+    /// stream has no other timer. Closed between one and two timeouts after its last response ended;
+    /// an open event stream keeps its connection.
+    ///
+    /// ```
+    /// let limits = sse_server::Limits::default().idle_timeout(std::time::Duration::from_secs(30));
+    /// assert_eq!(limits.idle_timeout_value().as_secs(), 30);
+    /// ```
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.idle_timeout = timeout.max(Duration::from_millis(1));
+        self
+    }
+
+    /// The idle timeout.
+    ///
+    /// ```
+    /// assert_eq!(sse_server::Limits::default().idle_timeout_value().as_secs(), 60);
+    /// ```
+    pub fn idle_timeout_value(&self) -> Duration {
+        self.idle_timeout
     }
 
     /// Trusts the reverse proxies in the network `network/prefix_len` (repeatable; e.g. `10.0.0.0`,

@@ -18,6 +18,7 @@ use crate::http::service::HubService;
 use crate::hub::handle::Hub;
 use crate::hub::metrics::{Metrics, Refused};
 use crate::transport::forwarded::{ForwardedLimit, ForwardedService};
+use crate::transport::idle::Activity;
 use crate::transport::io::Graceful;
 #[cfg(feature = "tls")]
 use crate::transport::io::Rewind;
@@ -156,6 +157,7 @@ impl Server {
         self.limits.configure(&mut builder);
         let limiter = crate::transport::limits::ConnectionLimiter::new(self.limits.clone());
         let head_timeout = self.limits.header_read_timeout_value();
+        let idle_timeout = self.limits.idle_timeout_value();
         let metrics = self.hub.metrics_shared();
         let graceful = GracefulShutdown::new();
         tokio::pin!(shutdown);
@@ -218,10 +220,17 @@ impl Server {
             };
             // Behind a trusted proxy, each request counts for its forwarded client (`forwarded.rs`).
             let forwarded = ForwardedLimit::for_peer(&limiter, peer.ip());
+            let activity = Activity::default();
             let conn = Conn {
                 stream,
                 peer,
-                service: ForwardedService::new(service.clone(), forwarded.clone()),
+                service: ForwardedService::new(
+                    service.clone(),
+                    forwarded.clone(),
+                    activity.clone(),
+                ),
+                activity,
+                idle_timeout,
                 forwarded,
                 builder: builder.clone(),
                 watcher: graceful.watcher(),
@@ -304,6 +313,23 @@ pub async fn graceful_shutdown(hub: Hub, signal: impl Future<Output = ()>) {
     hub.shutdown().await;
 }
 
+/// Runs a hyper connection until it ends, or until no request has been open on it for `timeout`
+/// (then it is dropped: closed with a FIN by [`Graceful`]).
+async fn until_idle(
+    served: impl Future<Output = Result<(), BoxError>>,
+    activity: &Activity,
+    timeout: Duration,
+    peer: std::net::SocketAddr,
+) -> Result<(), BoxError> {
+    tokio::select! {
+        result = served => result,
+        () = activity.idle(timeout) => {
+            tracing::debug!(%peer, ?timeout, "connection closed: no request open within the idle timeout");
+            Ok(())
+        }
+    }
+}
+
 /// A spare descriptor, given back on `EMFILE` so the pending connection can be accepted and refused.
 struct Reserve(Option<std::fs::File>);
 
@@ -369,6 +395,9 @@ struct Conn<S> {
     peer: std::net::SocketAddr,
     service: S,
     forwarded: Option<ForwardedLimit>,
+    /// The requests open on the connection (for the idle timeout).
+    activity: Activity,
+    idle_timeout: Duration,
     builder: auto::Builder<TokioExecutor>,
     watcher: Watcher,
     head_timeout: Duration,
@@ -424,7 +453,8 @@ where
         );
         // Boxed: hyper's connection state is large, and the lean path's subscribers (the idle
         // majority) would otherwise carry room for it in their task.
-        Box::pin(self.watcher.watch(conn.into_owned())).await
+        let served = Box::pin(self.watcher.watch(conn.into_owned()));
+        until_idle(served, &self.activity, self.idle_timeout, self.peer).await
     }
 
     /// TLS: the handshake (bounded in time), then hyper (HTTP/1.1 or HTTP/2 by ALPN).
@@ -461,7 +491,8 @@ where
         let conn = self
             .builder
             .serve_connection(TokioIo::new(tls_stream), TowerToHyperService::new(service));
-        self.watcher.watch(conn.into_owned()).await
+        let served = self.watcher.watch(conn.into_owned());
+        until_idle(served, &self.activity, self.idle_timeout, self.peer).await
     }
 
     /// Without the `tls` feature no acceptor exists.
