@@ -19,6 +19,7 @@ use std::task::{Context, Poll};
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
 use http_body::{Body, Frame, SizeHint};
 
+use crate::transport::idle::{Activity, Open};
 use crate::transport::limits::{Cidr, ConnectionLimiter, Permit, Refusal};
 
 /// The client of a request that came through `peer`: with `peer` trusted, the right-most address of
@@ -88,11 +89,18 @@ impl ForwardedLimit {
 pub(crate) struct ForwardedService<S> {
     inner: S,
     limit: Option<ForwardedLimit>,
+    activity: Activity,
 }
 
 impl<S> ForwardedService<S> {
-    pub(crate) fn new(inner: S, limit: Option<ForwardedLimit>) -> Self {
-        ForwardedService { inner, limit }
+    /// Also counts every request, until its response body drops, in `activity` (the connection's
+    /// idle timeout).
+    pub(crate) fn new(inner: S, limit: Option<ForwardedLimit>, activity: Activity) -> Self {
+        ForwardedService {
+            inner,
+            limit,
+            activity,
+        }
     }
 }
 
@@ -115,6 +123,7 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        let open = self.activity.open();
         let permit = match self.limit.as_ref().map(|l| l.acquire(req.headers())) {
             Some(Err(refusal)) => {
                 tracing::debug!(
@@ -138,6 +147,7 @@ where
             Ok(resp.map(|body| ForwardedBody::Served {
                 body: Box::pin(body),
                 _permit: permit,
+                _open: open,
             }))
         })
     }
@@ -149,6 +159,7 @@ pub(crate) enum ForwardedBody<B> {
     Served {
         body: Pin<Box<B>>,
         _permit: Option<Permit>,
+        _open: Open,
     },
     /// The empty body of a 429.
     Refused,

@@ -6,9 +6,12 @@
 //! client going away ([`client_gone`]).
 
 use std::io::{self, IoSlice};
+use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
 use crate::hub::lent::Sink;
@@ -117,5 +120,211 @@ pub(crate) fn client_gone(stream: &TcpStream, cx: &mut Context<'_>) -> Poll<io::
                 }
             }
         }
+    }
+}
+
+/// Closes `stream` gracefully: sends FIN (the client reads everything written so far), then reads
+/// and drops what the client still sends, until it closes, `max_bytes` were read or `max_time`
+/// passed. Closing a socket with unread bytes in its receive buffer sends RST instead, and a
+/// client still sending its request (a refused one, a too large body) then gets a broken pipe
+/// instead of the answer.
+pub(crate) async fn linger(mut stream: TcpStream, max_time: Duration, max_bytes: usize) {
+    // tokio's `shutdown` on a TCP stream is `shutdown(Write)`: a FIN, reading still works.
+    if tokio::time::timeout(max_time, tokio::io::AsyncWriteExt::shutdown(&mut stream))
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let drain = async {
+        let mut sink = [0u8; 8192];
+        let mut left = max_bytes;
+        while left > 0 {
+            if stream.readable().await.is_err() {
+                return;
+            }
+            match stream.try_read(&mut sink) {
+                Ok(0) => return,
+                Ok(n) => left = left.saturating_sub(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(_) => return,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(max_time, drain).await;
+}
+
+/// How long a closing connection keeps reading (and dropping) what its client still sends.
+pub(crate) const CLOSE_LINGER: Duration = Duration::from_secs(5);
+/// How much a closing connection reads (and drops) at most: a refused publish's body (the issue's
+/// example is 32 MiB) must not end in RST before the client reads the answer.
+pub(crate) const CLOSE_DRAIN_BYTES: usize = 64 * 1024 * 1024;
+
+/// A TCP stream for hyper that, when dropped, closes gracefully ([`linger`]) in a task of its own.
+///
+/// Why: hyper answers a request whose body it did not read (413 before the body) and drops the
+/// connection; the kernel answers unread bytes with RST, and a client still sending (curl, Python's
+/// `http.client`) sees a broken pipe instead of the 413.
+#[derive(Debug)]
+pub(crate) struct Graceful {
+    stream: Option<TcpStream>,
+}
+
+impl Graceful {
+    pub(crate) fn new(stream: TcpStream) -> Self {
+        Graceful {
+            stream: Some(stream),
+        }
+    }
+
+    fn get(&mut self) -> io::Result<Pin<&mut TcpStream>> {
+        self.stream
+            .as_mut()
+            .map(Pin::new)
+            .ok_or_else(|| io::ErrorKind::NotConnected.into())
+    }
+}
+
+impl Drop for Graceful {
+    fn drop(&mut self) {
+        let Some(stream) = self.stream.take() else {
+            return;
+        };
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(linger(stream, CLOSE_LINGER, CLOSE_DRAIN_BYTES));
+        }
+    }
+}
+
+impl AsyncRead for Graceful {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get() {
+            Ok(s) => s.poll_read(cx, buf),
+            Err(e) => Poll::Ready(Err(e)),
+        }
+    }
+}
+
+impl AsyncWrite for Graceful {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get() {
+            Ok(s) => s.poll_write(cx, buf),
+            Err(e) => Poll::Ready(Err(e)),
+        }
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get() {
+            Ok(s) => s.poll_write_vectored(cx, bufs),
+            Err(e) => Poll::Ready(Err(e)),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get() {
+            Ok(s) => s.poll_flush(cx),
+            Err(e) => Poll::Ready(Err(e)),
+        }
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get() {
+            Ok(s) => s.poll_shutdown(cx),
+            Err(e) => Poll::Ready(Err(e)),
+        }
+    }
+}
+
+/// A stream whose first bytes were already read (to bound the wait for them), handed back first.
+#[cfg(feature = "tls")]
+#[derive(Debug)]
+pub(crate) struct Rewind<T> {
+    prefix: bytes::Bytes,
+    inner: T,
+}
+
+#[cfg(feature = "tls")]
+impl<T: AsyncRead + Unpin> Rewind<T> {
+    /// Waits up to `timeout` for the first bytes of `inner`; none (timeout, EOF, error) gives none.
+    pub(crate) async fn first_bytes(mut inner: T, timeout: Duration) -> Option<Self> {
+        let mut buf = vec![0u8; 4096];
+        let n = match tokio::time::timeout(
+            timeout,
+            tokio::io::AsyncReadExt::read(&mut inner, &mut buf),
+        )
+        .await
+        {
+            Ok(Ok(n)) if n > 0 => n,
+            _ => return None,
+        };
+        buf.truncate(n);
+        Some(Rewind {
+            prefix: bytes::Bytes::from(buf),
+            inner,
+        })
+    }
+}
+
+#[cfg(feature = "tls")]
+impl<T: AsyncRead + Unpin> AsyncRead for Rewind<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if !self.prefix.is_empty() {
+            let n = self.prefix.len().min(buf.remaining());
+            let head = self.prefix.split_to(n);
+            buf.put_slice(&head);
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+#[cfg(feature = "tls")]
+impl<T: AsyncWrite + Unpin> AsyncWrite for Rewind<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }

@@ -61,6 +61,7 @@ impl Cidr {
 /// | `max_connections_per_ip`    | 256     | 429 with `Retry-After`, connection closed        |
 /// | `header_read_timeout`       | 10 s    | connection closed (also idle keep-alive ones)    |
 /// | `max_header_bytes`          | 32 KiB  | 431 (HTTP/1.1); stream reset (HTTP/2)            |
+/// | `idle_timeout`              | 60 s    | connection closed (no request open that long)    |
 /// | `trusted_proxy`             | none    | per-IP limit by `X-Forwarded-For` behind them    |
 ///
 /// ```
@@ -81,6 +82,7 @@ pub struct Limits {
     retry_after: Duration,
     header_read_timeout: Duration,
     max_header_bytes: usize,
+    idle_timeout: Duration,
     trusted_proxies: Vec<Cidr>,
 }
 
@@ -92,6 +94,7 @@ impl Default for Limits {
             retry_after: Duration::from_secs(5),
             header_read_timeout: Duration::from_secs(10),
             max_header_bytes: 32 * 1024,
+            idle_timeout: Duration::from_secs(60),
             trusted_proxies: Vec::new(),
         }
     }
@@ -153,6 +156,29 @@ impl Limits {
     pub fn max_header_bytes(mut self, n: usize) -> Self {
         self.max_header_bytes = n.max(MIN_HEADER_BYTES);
         self
+    }
+
+    /// How long a connection served by hyper (HTTP/2, TLS, HTTP/1.1 other than the lean subscribe
+    /// path) may stay open with no request on it (default 60 s): an HTTP/2 connection with no open
+    /// stream has no other timer. Closed between one and two timeouts after its last response ended;
+    /// an open event stream keeps its connection.
+    ///
+    /// ```
+    /// let limits = sse_server::Limits::default().idle_timeout(std::time::Duration::from_secs(30));
+    /// assert_eq!(limits.idle_timeout_value().as_secs(), 30);
+    /// ```
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.idle_timeout = timeout.max(Duration::from_millis(1));
+        self
+    }
+
+    /// The idle timeout.
+    ///
+    /// ```
+    /// assert_eq!(sse_server::Limits::default().idle_timeout_value().as_secs(), 60);
+    /// ```
+    pub fn idle_timeout_value(&self) -> Duration {
+        self.idle_timeout
     }
 
     /// Trusts the reverse proxies in the network `network/prefix_len` (repeatable; e.g. `10.0.0.0`,
@@ -296,6 +322,30 @@ impl ConnectionLimiter {
         self.acquire(false, Some(client))
     }
 
+    /// Answers `stream` with a 503 if its socket takes it now, and closes it, without ever waiting:
+    /// the answer to a connection accepted with the reserve descriptor while the process is out of
+    /// descriptors. What the client already sent is read first, so the close is a FIN, not a RST
+    /// that could overtake the answer.
+    pub(crate) fn refuse_now(&self, stream: TcpStream) {
+        let refusal = Refusal {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            limit: self.limits.max_connections,
+            retry_after: self.limits.retry_after,
+        };
+        let _ = stream.try_write(&refusal.wire());
+        let Ok(mut stream) = stream.into_std() else {
+            return;
+        };
+        let _ = stream.shutdown(std::net::Shutdown::Write);
+        let mut sink = [0u8; 4096];
+        for _ in 0..16 {
+            match std::io::Read::read(&mut stream, &mut sink) {
+                Ok(n) if n > 0 => {}
+                _ => break,
+            }
+        }
+    }
+
     /// The networks of the trusted proxies.
     pub(crate) fn trusted_proxies(&self) -> &[Cidr] {
         &self.limits.trusted_proxies
@@ -363,8 +413,8 @@ impl Refusal {
         self.retry_after.as_secs() + u64::from(self.retry_after.subsec_nanos() > 0)
     }
 
-    fn response(&self) -> Response<Body> {
-        let message = if self.status == StatusCode::TOO_MANY_REQUESTS {
+    fn message(&self) -> String {
+        if self.status == StatusCode::TOO_MANY_REQUESTS {
             format!(
                 "too many connections from your address (limit {}); close some or retry later",
                 self.limit
@@ -374,8 +424,11 @@ impl Refusal {
                 "the server is at its connection limit ({}); retry later",
                 self.limit
             )
-        };
-        let mut resp = crate::http::service::error(self.status, &message);
+        }
+    }
+
+    fn response(&self) -> Response<Body> {
+        let mut resp = crate::http::service::error(self.status, &self.message());
         let secs = self.retry_after_secs();
         resp.headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from(secs));
@@ -384,18 +437,65 @@ impl Refusal {
         resp
     }
 
-    /// Answers every request of `stream` with the refusal, then closes it (bounded in time).
+    /// The refusal as HTTP/1.1 bytes, complete with its JSON body.
+    fn wire(&self) -> Vec<u8> {
+        let resp = self.response();
+        let reason = self.status.canonical_reason().unwrap_or("");
+        let mut out = format!("HTTP/1.1 {} {reason}\r\n", self.status.as_u16()).into_bytes();
+        for (name, value) in resp.headers() {
+            out.extend_from_slice(name.as_str().as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        let body =
+            serde_json::to_vec(&serde_json::json!({ "error": self.message() })).unwrap_or_default();
+        out.extend_from_slice(format!("content-length: {}\r\n\r\n", body.len()).as_bytes());
+        out.extend_from_slice(&body);
+        out
+    }
+
+    /// Answers at once, without waiting for the request (a client that has not sent it yet still
+    /// reads the answer; an HTTP/2 client whose preface already arrived gets a proper HTTP/2
+    /// answer), then closes gracefully. Everything is bounded in time: a refused connection must
+    /// give its descriptor back quickly.
     pub(crate) async fn serve(self, stream: TcpStream, timeout: Duration) {
-        let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder.http1().keep_alive(false);
-        let service = hyper::service::service_fn(move |_req| {
-            let resp = self.response();
-            async move { Ok::<_, std::convert::Infallible>(resp) }
-        });
-        let conn = builder.serve_connection(TokioIo::new(stream), service);
-        let _ = tokio::time::timeout(timeout, conn).await;
+        let mut peek = [0u8; H2_PREFACE.len()];
+        let h2 = std::future::poll_fn(|cx| {
+            let mut buf = tokio::io::ReadBuf::new(&mut peek);
+            std::task::Poll::Ready(match stream.poll_peek(cx, &mut buf) {
+                std::task::Poll::Ready(Ok(_)) => buf.filled() == H2_PREFACE,
+                _ => false,
+            })
+        })
+        .await;
+        if h2 {
+            let mut builder = auto::Builder::new(TokioExecutor::new());
+            builder.http1().keep_alive(false);
+            let service = hyper::service::service_fn(move |_req| {
+                let resp = self.response();
+                async move { Ok::<_, std::convert::Infallible>(resp) }
+            });
+            let conn = builder.serve_connection(TokioIo::new(stream), service);
+            let _ = tokio::time::timeout(timeout.min(REFUSAL_LINGER), conn).await;
+            return;
+        }
+        let wire = self.wire();
+        let written = tokio::time::timeout(
+            REFUSAL_LINGER,
+            crate::transport::io::write_all(&stream, &wire),
+        )
+        .await;
+        if matches!(written, Ok(Ok(()))) {
+            crate::transport::io::linger(stream, REFUSAL_LINGER, REFUSAL_DRAIN_BYTES).await;
+        }
     }
 }
+
+/// How long a refused connection is kept open at most (writing the refusal, then draining).
+const REFUSAL_LINGER: Duration = Duration::from_secs(1);
+/// At most this much of a refused client's request is read (and dropped) before closing.
+const REFUSAL_DRAIN_BYTES: usize = 64 * 1024;
 
 /// Waits until the client has sent enough to tell HTTP/1 from HTTP/2, for at most `timeout`: before
 /// that, no timer of hyper runs, so a client that connects and sends nothing would hold its connection

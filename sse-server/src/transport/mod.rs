@@ -4,6 +4,7 @@
 
 pub(crate) mod forwarded;
 pub(crate) mod h1;
+pub(crate) mod idle;
 pub(crate) mod io;
 pub(crate) mod limits;
 pub(crate) mod server;

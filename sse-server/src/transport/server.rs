@@ -18,6 +18,10 @@ use crate::http::service::HubService;
 use crate::hub::handle::Hub;
 use crate::hub::metrics::{Metrics, Refused};
 use crate::transport::forwarded::{ForwardedLimit, ForwardedService};
+use crate::transport::idle::Activity;
+use crate::transport::io::Graceful;
+#[cfg(feature = "tls")]
+use crate::transport::io::Rewind;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -153,21 +157,56 @@ impl Server {
         self.limits.configure(&mut builder);
         let limiter = crate::transport::limits::ConnectionLimiter::new(self.limits.clone());
         let head_timeout = self.limits.header_read_timeout_value();
+        let idle_timeout = self.limits.idle_timeout_value();
         let metrics = self.hub.metrics_shared();
         let graceful = GracefulShutdown::new();
         tokio::pin!(shutdown);
+        let mut reserve = Reserve::new();
+        let mut backoff: Option<Backoff> = None;
         loop {
-            let (stream, peer) = tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok(conn) => conn,
-                    Err(e) => {
-                        // Running out of file descriptors must not end the server; back off briefly.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
+            let accepted = tokio::select! {
+                accepted = listener.accept() => accepted,
                 () = &mut shutdown => break,
+            };
+            let (stream, peer) = match accepted {
+                Ok(conn) => {
+                    if let Some(episode) = backoff.take() {
+                        tracing::info!(
+                            refused = episode.refused,
+                            "accepting connections again after running out of file descriptors"
+                        );
+                    }
+                    conn
+                }
+                Err(e) => {
+                    // Out of descriptors (or kernel memory): the pending connection stays in the
+                    // backlog and `accept` fails again at once. Spend the reserve descriptor to take
+                    // it and refuse it, and back off instead of spinning.
+                    let episode = backoff.get_or_insert_with(|| {
+                        tracing::warn!(error = %e, "accept failed: out of file descriptors? refusing new connections at once and backing off until some close");
+                        Backoff::default()
+                    });
+                    if is_out_of_descriptors(&e) {
+                        // Refuse everything waiting now (the freed descriptor is reused for each),
+                        // so a new client is answered within one pause, not one per waiting client.
+                        reserve.release();
+                        for _ in 0..RESERVE_BATCH {
+                            let Some(stream) = accept_now(&listener).await else {
+                                break;
+                            };
+                            limiter.refuse_now(stream);
+                            metrics.refused(Refused::MaxConnections);
+                            episode.refused += 1;
+                        }
+                        reserve.reacquire();
+                    }
+                    let delay = episode.next_delay();
+                    tokio::select! {
+                        () = tokio::time::sleep(delay) => {}
+                        () = &mut shutdown => break,
+                    }
+                    continue;
+                }
             };
             let _ = stream.set_nodelay(true);
             let permit = match limiter.try_acquire(peer.ip()) {
@@ -181,10 +220,17 @@ impl Server {
             };
             // Behind a trusted proxy, each request counts for its forwarded client (`forwarded.rs`).
             let forwarded = ForwardedLimit::for_peer(&limiter, peer.ip());
+            let activity = Activity::default();
             let conn = Conn {
                 stream,
                 peer,
-                service: ForwardedService::new(service.clone(), forwarded.clone()),
+                service: ForwardedService::new(
+                    service.clone(),
+                    forwarded.clone(),
+                    activity.clone(),
+                ),
+                activity,
+                idle_timeout,
                 forwarded,
                 builder: builder.clone(),
                 watcher: graceful.watcher(),
@@ -267,12 +313,91 @@ pub async fn graceful_shutdown(hub: Hub, signal: impl Future<Output = ()>) {
     hub.shutdown().await;
 }
 
+/// Runs a hyper connection until it ends, or until no request has been open on it for `timeout`
+/// (then it is dropped: closed with a FIN by [`Graceful`]).
+async fn until_idle(
+    served: impl Future<Output = Result<(), BoxError>>,
+    activity: &Activity,
+    timeout: Duration,
+    peer: std::net::SocketAddr,
+) -> Result<(), BoxError> {
+    tokio::select! {
+        result = served => result,
+        () = activity.idle(timeout) => {
+            tracing::debug!(%peer, ?timeout, "connection closed: no request open within the idle timeout");
+            Ok(())
+        }
+    }
+}
+
+/// A spare descriptor, given back on `EMFILE` so the pending connection can be accepted and refused.
+struct Reserve(Option<std::fs::File>);
+
+impl Reserve {
+    fn new() -> Self {
+        Reserve(std::fs::File::open("/dev/null").ok())
+    }
+
+    fn release(&mut self) {
+        self.0 = None;
+    }
+
+    fn reacquire(&mut self) {
+        if self.0.is_none() {
+            self.0 = std::fs::File::open("/dev/null").ok();
+        }
+    }
+}
+
+/// One episode of failing `accept`s: the growing delay between tries, and how many were refused.
+#[derive(Debug, Default)]
+struct Backoff {
+    delay: Option<Duration>,
+    refused: u64,
+}
+
+/// At most this many waiting connections are refused with the reserve descriptor per pause.
+const RESERVE_BATCH: usize = 1024;
+
+/// The first and the longest pause between `accept`s while they fail.
+const BACKOFF_MIN: Duration = Duration::from_millis(10);
+const BACKOFF_MAX: Duration = Duration::from_millis(500);
+
+impl Backoff {
+    fn next_delay(&mut self) -> Duration {
+        let next = self.delay.map_or(BACKOFF_MIN, |d| (d * 2).min(BACKOFF_MAX));
+        self.delay = Some(next);
+        next
+    }
+}
+
+/// `EMFILE` (this process) or `ENFILE` (the whole system).
+fn is_out_of_descriptors(e: &std::io::Error) -> bool {
+    const EMFILE: i32 = 24;
+    const ENFILE: i32 = 23;
+    matches!(e.raw_os_error(), Some(EMFILE | ENFILE))
+}
+
+/// A connection waiting in the backlog, if there is one right now (never waits).
+async fn accept_now(listener: &TcpListener) -> Option<TcpStream> {
+    std::future::poll_fn(|cx| {
+        std::task::Poll::Ready(match listener.poll_accept(cx) {
+            std::task::Poll::Ready(Ok((stream, _))) => Some(stream),
+            _ => None,
+        })
+    })
+    .await
+}
+
 /// One accepted connection, and what serving it takes.
 struct Conn<S> {
     stream: TcpStream,
     peer: std::net::SocketAddr,
     service: S,
     forwarded: Option<ForwardedLimit>,
+    /// The requests open on the connection (for the idle timeout).
+    activity: Activity,
+    idle_timeout: Duration,
     builder: auto::Builder<TokioExecutor>,
     watcher: Watcher,
     head_timeout: Duration,
@@ -322,38 +447,52 @@ where
             None => self.stream,
         };
         let _open = self.metrics.connection_opened(false);
-        let conn = self
-            .builder
-            .serve_connection(TokioIo::new(stream), TowerToHyperService::new(self.service));
+        let conn = self.builder.serve_connection(
+            TokioIo::new(Graceful::new(stream)),
+            TowerToHyperService::new(self.service),
+        );
         // Boxed: hyper's connection state is large, and the lean path's subscribers (the idle
         // majority) would otherwise carry room for it in their task.
-        Box::pin(self.watcher.watch(conn.into_owned())).await
+        let served = Box::pin(self.watcher.watch(conn.into_owned()));
+        until_idle(served, &self.activity, self.idle_timeout, self.peer).await
     }
 
     /// TLS: the handshake (bounded in time), then hyper (HTTP/1.1 or HTTP/2 by ALPN).
     #[cfg(feature = "tls")]
     async fn serve_tls(self, acceptor: Acceptor) -> Result<(), BoxError> {
-        let tls_stream =
-            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(self.stream)).await {
-                Ok(Ok(tls_stream)) => tls_stream,
-                Ok(Err(e)) => {
-                    tracing::debug!(peer = %self.peer, error = %e, "TLS handshake failed");
-                    self.metrics.refused(Refused::TlsHandshake);
-                    return Ok(());
-                }
-                Err(_) => {
-                    tracing::debug!(peer = %self.peer, "TLS handshake timed out");
-                    self.metrics.refused(Refused::TlsHandshake);
-                    return Ok(());
-                }
-            };
+        let tls_stream = match tokio::time::timeout(
+            HANDSHAKE_TIMEOUT,
+            acceptor.accept(Graceful::new(self.stream)),
+        )
+        .await
+        {
+            Ok(Ok(tls_stream)) => tls_stream,
+            Ok(Err(e)) => {
+                tracing::debug!(peer = %self.peer, error = %e, "TLS handshake failed");
+                self.metrics.refused(Refused::TlsHandshake);
+                return Ok(());
+            }
+            Err(_) => {
+                tracing::debug!(peer = %self.peer, "TLS handshake timed out");
+                self.metrics.refused(Refused::TlsHandshake);
+                return Ok(());
+            }
+        };
+        // As on plain TCP, no timer of hyper runs before the first bytes of a request: bound the time
+        // from the finished handshake to them by the header read timeout.
+        let Some(tls_stream) = Rewind::first_bytes(tls_stream, self.head_timeout).await else {
+            tracing::debug!(peer = %self.peer, "no request within the header read timeout after the TLS handshake");
+            self.metrics.refused(Refused::HeaderTimeout);
+            return Ok(());
+        };
         let _open = self.metrics.connection_opened(true);
         // The service learns the request came over TLS (for the metrics' labels).
         let service = tower::util::MapRequest::new(self.service, mark_secure as MarkSecure);
         let conn = self
             .builder
             .serve_connection(TokioIo::new(tls_stream), TowerToHyperService::new(service));
-        self.watcher.watch(conn.into_owned()).await
+        let served = self.watcher.watch(conn.into_owned());
+        until_idle(served, &self.activity, self.idle_timeout, self.peer).await
     }
 
     /// Without the `tls` feature no acceptor exists.
