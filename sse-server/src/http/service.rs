@@ -342,6 +342,7 @@ impl HubService {
                 }
             }
         };
+        #[cfg_attr(not(feature = "jwt"), allow(unused_mut))] // filtered only with JWT grants
         let mut list = match self.hub.channels().await {
             Ok(list) => list,
             Err(e) => return error(e.status(), &e.to_string()),

@@ -237,6 +237,8 @@ impl Server {
                 head_timeout,
                 metrics: metrics.clone(),
             };
+            // Without the `tls` feature the acceptor type is uninhabited (and `Copy`).
+            #[allow(clippy::clone_on_copy)]
             let (tls, fast) = (self.tls.clone(), self.fast.clone());
             tokio::spawn(async move {
                 let _permit = permit;
