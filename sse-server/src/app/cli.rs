@@ -160,6 +160,12 @@ pub(crate) struct Args {
     #[arg(long, env = "SSE_QUEUE_SIZE", default_value_t = 256, value_name = "N")]
     pub(crate) queue_size: usize,
 
+    /// Bytes of events a subscriber may be owed (in its queue, or in its channel's log while a
+    /// flusher writes it) before it is disconnected as too slow; never less than --max-event-bytes.
+    /// Bounds a stalled reader by bytes as well as by --queue-size events.
+    #[arg(long, env = "SSE_MAX_SUBSCRIBER_BUFFER", default_value_t = 4 * 1024 * 1024, value_name = "BYTES")]
+    pub(crate) max_subscriber_buffer: usize,
+
     /// Write coalescing under load, in milliseconds: the longest pause between two write rounds when a
     /// round took 1 ms or more (0 turns it off). Fewer, larger writes for at most this much latency.
     #[arg(long, env = "SSE_COALESCE_MS", default_value_t = 5, value_name = "MS")]

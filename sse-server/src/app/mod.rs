@@ -83,6 +83,7 @@ async fn build_hub(args: &Args) -> Result<Hub, Error> {
         .replay_age(Duration::from_secs(args.replay_age))
         .heartbeat(Some(Duration::from_secs(args.heartbeat)))
         .queue_size(args.queue_size)
+        .max_subscriber_buffer(args.max_subscriber_buffer)
         .coalesce(Duration::from_millis(args.coalesce_ms))
         .max_event_bytes(args.max_event_bytes)
         .max_channels(args.security.max_channels);

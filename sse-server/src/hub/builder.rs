@@ -156,6 +156,21 @@ impl HubBuilder {
         self
     }
 
+    /// Bytes of events a subscriber may be owed (default 4 MiB, never less than
+    /// [`max_event_bytes`](HubBuilder::max_event_bytes)). A subscriber owed more, in its queue or in
+    /// its channel's log, is disconnected like one whose queue is full; it catches up through replay.
+    /// Together with [`queue_size`](HubBuilder::queue_size) this bounds a stalled reader by bytes as
+    /// well as by events. What a subscriber is owed is shared `Bytes`, never a copy.
+    ///
+    /// ```
+    /// let hub = sse_server::Hub::builder().max_subscriber_buffer(1 << 20).build();
+    /// assert_eq!(hub.config().max_subscriber_bytes(), 1 << 20);
+    /// ```
+    pub fn max_subscriber_buffer(mut self, bytes: usize) -> Self {
+        self.config.max_subscriber_bytes = bytes;
+        self
+    }
+
     /// Write coalescing under load (default 5 ms; `Duration::ZERO` turns it off). Live events reach
     /// HTTP/1.1 subscribers of the built-in server in write rounds, one `writev` per subscriber per
     /// round. When a round took 1 ms or more (hundreds of subscribers with something to write), the

@@ -119,7 +119,7 @@ fn detach_locked(subs: &Subscribers, state: &mut QueueState) -> Option<Waker> {
         state.frames.push_front(frame);
     }
     let last_write = direct.last_write;
-    hand_back(state, None, last_write)
+    hand_back(state, last_write)
 }
 
 impl Channel {
@@ -206,23 +206,32 @@ impl Channel {
                 scheduled.flushers.push(i);
             }
         }
-        let capacity = subs
+        let (capacity, budget) = subs
             .map
             .values()
             .next()
-            .map_or(usize::MAX, |h| h.tx.0.capacity);
-        scheduled.hurry = subs.log.len().saturating_mul(2) >= capacity;
-        if subs.log.len() > capacity {
-            self.drop_laggards(&mut subs, capacity, metrics);
+            .map_or((usize::MAX, usize::MAX), |h| {
+                (h.tx.0.capacity, h.tx.0.max_bytes)
+            });
+        scheduled.hurry = subs.log.len().saturating_mul(2) >= capacity
+            || subs.log.bytes().saturating_mul(2) >= budget;
+        if subs.log.len() > capacity || subs.log.bytes() > budget {
+            // Whoever has not been written this far is owed more than a queue's worth of events,
+            // or of bytes.
+            let threshold = subs
+                .log
+                .head()
+                .saturating_sub(capacity as u64)
+                .max(subs.log.within(budget));
+            self.drop_laggards(&mut subs, threshold, metrics);
         }
         scheduled
     }
 
-    /// A flusher fell `capacity` events behind (its worker starved): the subscribers it has not
-    /// written that far are as slow as a full queue, and are disconnected the same way; they resume
-    /// through replay.
-    fn drop_laggards(&self, subs: &mut Subscribers, capacity: usize, metrics: &Metrics) {
-        let threshold = subs.log.head().saturating_sub(capacity as u64);
+    /// A flusher fell a queue's worth of events or bytes behind (its worker starved, or its
+    /// subscribers stall): the subscribers it has not written up to log sequence `threshold` are as
+    /// slow as a full queue, and are disconnected the same way; they resume through replay.
+    fn drop_laggards(&self, subs: &mut Subscribers, threshold: u64, metrics: &Metrics) {
         let shards = subs.log.shards();
         let lagging: Vec<usize> = (0..shards.len())
             .filter(|&i| shards[i].count > 0 && shards[i].done < threshold)

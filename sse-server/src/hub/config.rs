@@ -19,6 +19,7 @@ pub struct Config {
     pub(crate) headers: HeaderMap,
     pub(crate) cors_origins: Vec<String>,
     pub(crate) queue_size: usize,
+    pub(crate) max_subscriber_bytes: usize,
     pub(crate) coalesce: Duration,
     pub(crate) max_event_bytes: usize,
     pub(crate) max_channels: usize,
@@ -34,6 +35,7 @@ impl Default for Config {
             headers: HeaderMap::new(),
             cors_origins: Vec::new(),
             queue_size: 256,
+            max_subscriber_bytes: 4 * 1024 * 1024,
             coalesce: Duration::from_millis(5),
             max_event_bytes: 1024 * 1024,
             max_channels: 10_000,
@@ -63,6 +65,11 @@ impl Config {
     /// Events queued per subscriber before it counts as too slow and is disconnected.
     pub fn queue_size(&self) -> usize {
         self.queue_size
+    }
+    /// Bytes of events a subscriber may be owed before it counts as too slow and is disconnected
+    /// (never less than [`max_event_bytes`](Config::max_event_bytes)).
+    pub fn max_subscriber_bytes(&self) -> usize {
+        self.max_subscriber_bytes.max(self.max_event_bytes)
     }
     /// The longest pause between two write rounds under load (see [`HubBuilder::coalesce`]).
     pub fn coalesce(&self) -> Duration {

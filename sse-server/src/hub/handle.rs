@@ -334,7 +334,7 @@ impl Hub {
 
         // Register for live events before reading the window: whatever is published from now on is
         // queued, whatever was published before is in the window, and duplicates are skipped by position.
-        let (tx, rx) = crate::hub::queue::queue(config.queue_size);
+        let (tx, rx) = crate::hub::queue::queue(config.queue_size, config.max_subscriber_bytes());
         let kicked = Arc::new(AtomicBool::new(false));
         let (ch, id) = self
             .inner

@@ -77,8 +77,10 @@ impl std::fmt::Debug for Direct {
 /// What the task takes back with its socket.
 #[derive(Debug, Default)]
 pub(crate) struct Handback {
-    /// Framed bytes the flusher could only partly write: they go out first, as they are.
-    pub(crate) raw: Option<Bytes>,
+    /// Framed bytes the flusher could only partly write: they go out first, as they are. Shared
+    /// pieces (slices of the events' own `Bytes`), never a copy: a stalled subscriber holds no more
+    /// memory than the events it is owed.
+    pub(crate) raw: Vec<Bytes>,
     /// When the flusher last wrote.
     pub(crate) last_write: Option<Instant>,
 }

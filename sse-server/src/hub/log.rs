@@ -61,6 +61,20 @@ impl Log {
         self.times.push_back(at);
     }
 
+    /// The oldest sequence from which the log holds at most `budget` bytes up to its head.
+    pub(crate) fn within(&self, budget: usize) -> u64 {
+        let mut bytes = 0;
+        let mut from = self.head();
+        for (_, b) in self.entries.iter().rev() {
+            bytes += b.len();
+            if bytes > budget {
+                break;
+            }
+            from -= 1;
+        }
+        from
+    }
+
     /// Bytes of the events the log holds.
     pub(crate) fn bytes(&self) -> usize {
         self.bytes

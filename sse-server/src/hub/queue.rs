@@ -54,6 +54,8 @@ pub(crate) struct QueueRx(pub(crate) Arc<Queue>);
 #[derive(Debug)]
 pub(crate) struct Queue {
     pub(crate) capacity: usize,
+    /// Bytes it may hold (a first frame is always taken, whatever its size).
+    pub(crate) max_bytes: usize,
     state: Mutex<QueueState>,
 }
 
@@ -72,9 +74,10 @@ pub(crate) struct QueueState {
 }
 
 /// A bounded queue of `capacity` frames.
-pub(crate) fn queue(capacity: usize) -> (QueueTx, QueueRx) {
+pub(crate) fn queue(capacity: usize, max_bytes: usize) -> (QueueTx, QueueRx) {
     let q = Arc::new(Queue {
         capacity: capacity.max(1),
+        max_bytes,
         state: Mutex::new(QueueState {
             frames: VecDeque::new(),
             bytes: 0,
@@ -96,15 +99,11 @@ impl Queue {
 
 /// Gives the socket back to the task; returns the waker to call once the lock is released. Bytes a
 /// partial write left (already in `handback`) are kept.
-pub(crate) fn hand_back(
-    state: &mut QueueState,
-    raw: Option<Bytes>,
-    last_write: Option<Instant>,
-) -> Option<Waker> {
+pub(crate) fn hand_back(state: &mut QueueState, last_write: Option<Instant>) -> Option<Waker> {
     state.direct = None;
     let previous = state.handback.take().unwrap_or_default();
     state.handback = Some(Handback {
-        raw: raw.or(previous.raw),
+        raw: previous.raw,
         last_write: last_write.max(previous.last_write),
     });
     state.waker.take()
@@ -117,7 +116,9 @@ impl QueueTx {
         if !state.receiver_alive {
             return Err(TrySendError::Closed(frame));
         }
-        if state.frames.len() >= self.0.capacity {
+        if state.frames.len() >= self.0.capacity
+            || (!state.frames.is_empty() && state.bytes + frame.len() > self.0.max_bytes)
+        {
             return Err(TrySendError::Full(frame));
         }
         state.bytes += frame.len();
@@ -148,7 +149,7 @@ impl Drop for QueueTx {
             }
             Some(direct) => {
                 let last_write = direct.last_write;
-                hand_back(&mut state, None, last_write)
+                hand_back(&mut state, last_write)
             }
             None => state.waker.take(),
         };
@@ -252,7 +253,7 @@ mod queue_tests {
         let count = Arc::new(Count(0.into()));
         let waker = Waker::from(count.clone());
         let mut cx = Context::from_waker(&waker);
-        let (tx, mut rx) = queue(2);
+        let (tx, mut rx) = queue(2, usize::MAX);
         assert!(rx.poll_recv(&mut cx).is_pending());
         tx.try_send(ev(1)).unwrap();
         tx.try_send(ev(2)).unwrap();
@@ -274,7 +275,7 @@ mod queue_tests {
         );
         assert!(matches!(rx.poll_recv(&mut cx), Poll::Ready(None)));
 
-        let (tx, rx) = queue(2);
+        let (tx, rx) = queue(2, usize::MAX);
         drop(rx);
         assert!(matches!(tx.try_send(ev(1)), Err(TrySendError::Closed(_))));
     }

@@ -42,9 +42,9 @@ pub(crate) enum Pending<'a> {
 pub(crate) enum Written {
     /// Everything (or there was nothing to write).
     All,
-    /// Part of it: these framed bytes are still owed, and go out first when the task takes the
-    /// socket back.
-    Partial(Bytes),
+    /// Part of it: these framed pieces (shared, not copied) are still owed, and go out first when
+    /// the task takes the socket back.
+    Partial(Vec<Bytes>),
     /// Nothing: the socket takes nothing now, or failed (the task sees the error itself).
     Nothing,
 }
@@ -83,6 +83,11 @@ impl Round {
     /// Whether there is anything to write.
     pub(crate) fn is_empty(&self) -> bool {
         self.events.is_empty()
+    }
+
+    /// Event `i` of the round.
+    pub(crate) fn event(&self, i: usize) -> Option<&Bytes> {
+        self.events.get(i).map(|(_, b)| b)
     }
 
     /// Every event of the round, in order (what [`Pending::All`] stands for).
@@ -158,7 +163,7 @@ impl Round {
         // hand-back under its lock (`Channel::end_round`); keep the unwritten bytes for the task.
         if let Some(raw) = raw {
             state.handback = Some(Handback {
-                raw: Some(raw),
+                raw,
                 last_write: Some(now),
             });
         }

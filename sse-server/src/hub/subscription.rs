@@ -225,7 +225,7 @@ impl Subscription {
 
     /// Once [`Subscription::poll_direct`] is ready: the socket is back. Returns bytes of a chunk the
     /// flusher only partly wrote: they must go out first, as they are.
-    pub(crate) fn leave_direct(&mut self) -> Option<Bytes> {
+    pub(crate) fn leave_direct(&mut self) -> Vec<Bytes> {
         let handback = self.rx.leave_direct();
         if let Some(t) = handback.last_write
             && t > self.last_sent

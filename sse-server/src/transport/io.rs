@@ -10,7 +10,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
@@ -26,7 +26,16 @@ impl Sink for TcpStream {
 /// Writes what `sink` takes of `slices` now, without waiting: all, part (the unwritten rest is
 /// returned, to go out first when the connection's task writes again), or nothing (the socket is
 /// full, or failed: its task sees the same error on its next write and ends the stream).
-pub(crate) fn write_now(sink: &dyn Sink, slices: &[IoSlice<'_>]) -> Written {
+///
+/// `shared(i)` gives the `Bytes` behind slice `i` when there is one (an event's own bytes): the
+/// rest of a partial write then holds slices of those, never a copy, so a stalled subscriber costs
+/// no more than references to the events it is owed. Other slices (framing) are copied; they are
+/// a few bytes.
+pub(crate) fn write_now(
+    sink: &dyn Sink,
+    slices: &[IoSlice<'_>],
+    shared: &dyn Fn(usize) -> Option<Bytes>,
+) -> Written {
     let len: usize = slices.iter().map(|s| s.len()).sum();
     if len == 0 {
         return Written::All;
@@ -45,17 +54,20 @@ pub(crate) fn write_now(sink: &dyn Sink, slices: &[IoSlice<'_>]) -> Written {
     if written >= len {
         return Written::All;
     }
-    let mut rest = BytesMut::with_capacity(len - written);
+    let mut rest = Vec::new();
     let mut skip = written;
-    for s in slices {
+    for (i, s) in slices.iter().enumerate() {
         if skip >= s.len() {
             skip -= s.len();
-        } else {
-            rest.extend_from_slice(&s[skip..]);
-            skip = 0;
+            continue;
         }
+        rest.push(match shared(i) {
+            Some(bytes) if bytes.len() == s.len() => bytes.slice(skip..),
+            _ => Bytes::copy_from_slice(&s[skip..]),
+        });
+        skip = 0;
     }
-    Written::Partial(rest.freeze())
+    Written::Partial(rest)
 }
 
 /// Writes all of `buf`.

@@ -109,8 +109,8 @@ async fn respond(stream: TcpStream, response: Response<Body>) -> io::Result<()> 
                         Poll::Pending => sub.poll_direct(cx).map(Ok),
                     })
                     .await?;
-                    if let Some(raw) = sub.leave_direct() {
-                        write_all(&stream, &raw).await?;
+                    for owed in sub.leave_direct() {
+                        write_all(&stream, &owed).await?;
                     }
                 }
                 None => break,

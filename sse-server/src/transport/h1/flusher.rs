@@ -61,12 +61,16 @@ async fn write_round(round: &Round, now: Instant) -> (u64, Vec<Arc<Queue>>) {
         if let Some(offer) = round.begin(queue) {
             let count = offer.count(round);
             let written = match &offer.pending {
-                Pending::All => write_now(&*offer.sink, &common),
+                Pending::All => write_now(&*offer.sink, &common, &|i| {
+                    round.event(i.wrapping_sub(1)).cloned()
+                }),
                 Pending::Own(own) if own.is_empty() => Written::All,
                 Pending::Own(own) => {
                     let mut own_head = [0u8; 20];
                     let slices = chunk::slices(own.iter().copied(), &mut own_head);
-                    write_now(&*offer.sink, &slices)
+                    write_now(&*offer.sink, &slices, &|i| {
+                        own.get(i.wrapping_sub(1)).map(|b| (*b).clone())
+                    })
                 }
             };
             match round.finish(queue, count, written, now) {
@@ -259,7 +263,7 @@ mod direct_tests {
     #[test]
     fn a_partial_write_hands_back_the_rest_of_the_chunk_then_the_queue_takes_over() {
         let mut f = Fixture::new();
-        let (tx, mut rx) = queue(16);
+        let (tx, mut rx) = queue(16, usize::MAX);
         let id = f.ch.add(Handle::new(tx, Arc::new(AtomicBool::new(false))));
         let sink = Arc::new(FakeSink::default());
         *sink.accept.lock().unwrap() = 1 << 20;
@@ -276,12 +280,15 @@ mod direct_tests {
         let (d, e) = (f.publish("d"), f.publish("e"));
         assert_eq!(f.round(), 2);
         assert!(handed_back(&mut rx));
-        let raw = rx
-            .leave_direct()
-            .raw
-            .expect("the unwritten rest of the chunk");
+        let raw = rx.leave_direct().raw;
+        assert!(!raw.is_empty(), "the unwritten rest of the chunk");
         let mut wire = sink.got.lock().unwrap().clone();
-        wire.extend_from_slice(&raw);
+        for piece in &raw {
+            wire.extend_from_slice(piece);
+        }
+        // The rest shares the events' memory (no copy): the rest of `d`, then `e` itself.
+        assert_eq!(raw[0].as_ptr(), d[1..].as_ptr(), "a slice of d, not a copy");
+        assert_eq!(raw[1].as_ptr(), e.as_ptr(), "e itself, not a copy");
         assert_eq!(wire, chunk_of(&[&d, &e]));
         assert!(queued(&mut rx).is_empty(), "nothing is sent twice");
 
@@ -294,14 +301,14 @@ mod direct_tests {
     #[test]
     fn nothing_written_puts_the_events_back_in_the_queue_in_order() {
         let mut f = Fixture::new();
-        let (tx, mut rx) = queue(16);
+        let (tx, mut rx) = queue(16, usize::MAX);
         let id = f.ch.add(Handle::new(tx, Arc::new(AtomicBool::new(false))));
         let sink = Arc::new(FakeSink::default()); // accepts nothing: WouldBlock
         assert!(f.ch.enter_direct(id, &rx, sink, 0, None));
         let (a, b) = (f.publish("a"), f.publish("b"));
         assert_eq!(f.round(), 0);
         assert!(handed_back(&mut rx));
-        assert!(rx.leave_direct().raw.is_none());
+        assert!(rx.leave_direct().raw.is_empty());
         let c = f.publish("c");
         assert_eq!(queued(&mut rx), vec![a, b, c]);
     }
@@ -309,14 +316,14 @@ mod direct_tests {
     #[test]
     fn taking_the_socket_back_during_a_write_loses_and_repeats_nothing() {
         let mut f = Fixture::new();
-        let (tx, mut rx) = queue(16);
+        let (tx, mut rx) = queue(16, usize::MAX);
         let id = f.ch.add(Handle::new(tx, Arc::new(AtomicBool::new(false))));
         let rx_shared = Arc::new(Mutex::new(None::<QueueRx>));
         let sink = Arc::new(FakeSink::default());
         *sink.accept.lock().unwrap() = 1 << 20;
         assert!(f.ch.enter_direct(id, &rx, sink.clone(), 0, None));
         // A second direct subscriber keeps the log growing after the first one leaves it.
-        let (tx2, rx2) = queue(16);
+        let (tx2, rx2) = queue(16, usize::MAX);
         let id2 = f.ch.add(Handle::new(tx2, Arc::new(AtomicBool::new(false))));
         let sink2 = Arc::new(FakeSink::default());
         *sink2.accept.lock().unwrap() = 1 << 20;
@@ -331,7 +338,7 @@ mod direct_tests {
             Bytes::from_static(b"data: after\n\n"),
         );
         let (mid2, after2) = (mid.clone(), after.clone());
-        let rx_for_leave = std::mem::replace(&mut rx, queue(1).1);
+        let rx_for_leave = std::mem::replace(&mut rx, queue(1, usize::MAX).1);
         *rx_shared.lock().unwrap() = Some(rx_for_leave);
         let rx_shared2 = rx_shared.clone();
         *sink.during.lock().unwrap() = Some(Box::new(move || {
@@ -346,7 +353,7 @@ mod direct_tests {
         assert_eq!(*sink.got.lock().unwrap(), chunk_of(&[&a]));
         let mut rx = rx_shared.lock().unwrap().take().unwrap();
         assert!(handed_back(&mut rx), "handed back when the write ended");
-        assert!(rx.leave_direct().raw.is_none());
+        assert!(rx.leave_direct().raw.is_empty());
         assert_eq!(
             queued(&mut rx),
             vec![mid.clone(), after.clone()],
@@ -367,7 +374,7 @@ mod direct_tests {
     #[test]
     fn a_flusher_a_queue_behind_disconnects_the_subscribers_it_did_not_write() {
         let mut f = Fixture::new();
-        let (tx, rx) = queue(4);
+        let (tx, rx) = queue(4, usize::MAX);
         let kicked = Arc::new(AtomicBool::new(false));
         let id = f.ch.add(Handle::new(tx, kicked.clone()));
         assert!(f.ch.enter_direct(id, &rx, Arc::new(FakeSink::default()), 0, None));
@@ -383,5 +390,42 @@ mod direct_tests {
         assert_eq!(f.ch.len(), 0);
         assert_eq!(f.metrics.dropped_subscribers(), 1);
         assert!(f.ch.log_is_empty(), "the log is freed with them");
+    }
+
+    #[test]
+    fn a_subscriber_owed_more_bytes_than_its_budget_is_disconnected() {
+        // Direct: the socket takes nothing, so the log grows for it; 9-byte events, 30-byte budget.
+        let mut f = Fixture::new();
+        let (tx, rx) = queue(100, 30);
+        let kicked = Arc::new(AtomicBool::new(false));
+        let id = f.ch.add(Handle::new(tx, kicked.clone()));
+        assert!(f.ch.enter_direct(id, &rx, Arc::new(FakeSink::default()), 0, None));
+        for i in 0..3 {
+            f.publish(&i.to_string());
+        }
+        assert!(
+            !kicked.load(Ordering::Acquire),
+            "27 bytes fit a 30-byte budget"
+        );
+        f.publish("3");
+        assert!(kicked.load(Ordering::Acquire), "36 bytes do not");
+        assert_eq!(f.metrics.dropped_subscribers(), 1);
+
+        // Queued: the same budget bounds the queue.
+        let (tx, _rx) = queue(100, 30);
+        for i in 0..3 {
+            tx.try_send(Frame::Event(
+                Position::new(1, i),
+                Bytes::from_static(b"data: x\n\n"),
+            ))
+            .unwrap();
+        }
+        assert!(
+            tx.try_send(Frame::Event(
+                Position::new(1, 9),
+                Bytes::from_static(b"data: x\n\n")
+            ))
+            .is_err()
+        );
     }
 }
