@@ -61,6 +61,26 @@ pub(crate) struct SecurityArgs {
     )]
     pub(crate) max_connections_per_ip: usize,
 
+    /// Event streams open at once on one connection at most (HTTP/2 multiplexes many); beyond it a
+    /// subscription gets 429 with Retry-After.
+    #[arg(
+        long,
+        env = "SSE_MAX_SUBSCRIPTIONS_PER_CONNECTION",
+        default_value_t = 100,
+        value_name = "N"
+    )]
+    pub(crate) max_subscriptions_per_connection: usize,
+
+    /// Event streams open at once from one client IP at most, over all its connections; beyond it a
+    /// subscription gets 429 with Retry-After.
+    #[arg(
+        long,
+        env = "SSE_MAX_SUBSCRIPTIONS_PER_IP",
+        default_value_t = 1000,
+        value_name = "N"
+    )]
+    pub(crate) max_subscriptions_per_ip: usize,
+
     /// Reverse proxies (CIDR like 10.0.0.0/8, or one address) whose X-Forwarded-For is believed: their
     /// connections count only towards --max-connections, and each request through them counts towards
     /// --max-connections-per-ip of the client it names (repeatable; comma-separated in the env var).
@@ -153,6 +173,8 @@ impl SecurityArgs {
         let mut limits = Limits::default()
             .max_connections(self.max_connections)
             .max_connections_per_ip(self.max_connections_per_ip)
+            .max_subscriptions_per_connection(self.max_subscriptions_per_connection)
+            .max_subscriptions_per_ip(self.max_subscriptions_per_ip)
             .header_read_timeout(Duration::from_secs(self.header_read_timeout.max(1)))
             .max_header_bytes(self.max_header_bytes);
         for &(network, prefix) in &self.trusted_proxy {

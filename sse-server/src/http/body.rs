@@ -19,6 +19,8 @@ use crate::hub::subscription::Subscription;
 /// ```
 pub struct Body {
     kind: Kind,
+    /// The stream's place among its connection's and client's subscriptions, released with the body.
+    place: Option<crate::http::peer::Place>,
 }
 
 enum Kind {
@@ -45,6 +47,7 @@ impl Body {
         let bytes = bytes.into();
         Body {
             kind: Kind::Full((!bytes.is_empty()).then_some(bytes)),
+            place: None,
         }
     }
 
@@ -57,6 +60,7 @@ impl Body {
     pub fn empty() -> Body {
         Body {
             kind: Kind::Full(None),
+            place: None,
         }
     }
 
@@ -72,11 +76,18 @@ impl Body {
     pub fn stream(subscription: Subscription) -> Body {
         Body {
             kind: Kind::Stream(Box::new(subscription)),
+            place: None,
         }
     }
 }
 
 impl Body {
+    /// Holds `place` (a subscription limit's count) until the body drops.
+    pub(crate) fn holding(mut self, place: Option<crate::http::peer::Place>) -> Body {
+        self.place = place;
+        self
+    }
+
     /// The subscription this body streams, if it is one (the lean HTTP/1.1 path lends its socket).
     pub(crate) fn subscription_mut(&mut self) -> Option<&mut Subscription> {
         match &mut self.kind {

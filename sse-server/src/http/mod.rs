@@ -5,6 +5,7 @@
 pub(crate) mod auth;
 pub(crate) mod body;
 pub(crate) mod headers;
+pub(crate) mod peer;
 pub(crate) mod publish;
 pub(crate) mod query;
 pub(crate) mod secure;

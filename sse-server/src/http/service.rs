@@ -14,6 +14,7 @@ use http_body_util::BodyExt;
 use crate::error::Error;
 use crate::http::body::Body;
 use crate::http::headers;
+use crate::http::peer::Peer;
 use crate::http::publish::parse_publish_body;
 use crate::http::query::{percent_decode, query_param};
 use crate::http::secure::Secure;
@@ -42,7 +43,8 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 ///
 /// Errors are JSON `{"error": "..."}`: 401 for a missing or wrong token (403 when publishing is
 /// disabled), 400 for a bad body or channel name, 413 over the size limit, 404/405 for unknown routes,
-/// 503 while shutting down. With [`authorization`](HubService::authorization), subscribing to a channel
+/// 503 while shutting down, 429 with `Retry-After` for a subscription over the per-connection or per-IP
+/// limit of [`Limits`](crate::transport::limits::Limits) (under [`Server`](crate::transport::server::Server)). With [`authorization`](HubService::authorization), subscribing to a channel
 /// that is not public answers 401 without a valid token and 403 when the token does not grant it.
 /// Without [`publish_token`](HubService::publish_token) (or
 /// [`allow_anonymous_publish`](HubService::allow_anonymous_publish)) nobody can publish over HTTP.
@@ -75,6 +77,8 @@ pub struct HubService {
     body_timeout: Duration,
     /// Whether `GET /metrics` is served here (off when metrics have their own listener).
     metrics: bool,
+    /// The client of a request without a [`Peer`] extension (the lean HTTP/1.1 path's connection).
+    peer: Option<Peer>,
 }
 
 /// How long a publish body may take to arrive by default: [`HubService::body_timeout`].
@@ -103,6 +107,16 @@ impl HubService {
             cors_credentials: false,
             body_timeout: DEFAULT_BODY_TIMEOUT,
             metrics: true,
+            peer: None,
+        }
+    }
+
+    /// This service for the one connection of `peer`: requests without their own [`Peer`]
+    /// extension count against its subscription limits.
+    pub(crate) fn for_peer(&self, peer: Peer) -> Self {
+        HubService {
+            peer: Some(peer),
+            ..self.clone()
         }
     }
 
@@ -390,6 +404,19 @@ impl HubService {
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
         let last = from_header.or_else(|| query_param(req.uri().query(), "lastEventId"));
+        // Bounded per connection and per client IP when the transport says who the client is.
+        let peer = req.extensions().get::<Peer>().or(self.peer.as_ref());
+        let place = match peer.map(Peer::acquire).transpose() {
+            Ok(place) => place,
+            Err(over) => {
+                tracing::debug!(reason = %over.message, "subscription refused: over a subscription limit");
+                let mut resp = error(StatusCode::TOO_MANY_REQUESTS, &over.message);
+                let secs = over.retry_after.as_secs_f64().ceil().max(1.0) as u64;
+                resp.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+                return resp;
+            }
+        };
         match self
             .hub
             .subscribe_with(channel, last.as_deref(), Some(req.headers()))
@@ -406,7 +433,7 @@ impl HubService {
                     Some((at, exp)) => sub.expires_at(at, Some(exp)),
                     None => sub,
                 };
-                let mut resp = Response::new(Body::stream(sub));
+                let mut resp = Response::new(Body::stream(sub).holding(place));
                 headers::event_stream(resp.headers_mut());
                 resp
             }

@@ -201,8 +201,8 @@ impl HubBuilder {
     }
 
     /// Live channels (with subscribers, or a publish in progress) the hub holds at most (default
-    /// 10 000): subscribing or publishing to one more answers 503. Bounds what anonymous subscribers
-    /// can make the hub allocate; retained history is bounded per channel by the `replay_*` settings.
+    /// 10 000): subscribing to one more answers 503; a publish is never refused for a full table (its
+    /// entry lasts only while it runs). Bounds what anonymous subscribers can make the hub allocate; retained history is bounded per channel by the `replay_*` settings.
     ///
     /// ```
     /// let hub = sse_server::Hub::builder().max_channels(100).build();

@@ -173,7 +173,8 @@ impl Hub {
     ///
     /// The event is encoded once and the same bytes go to every subscriber and into the replay window
     /// (also when nobody listens). Never waits for subscribers: a subscriber whose queue is full is
-    /// disconnected instead.
+    /// disconnected instead. A full channel table ([`HubBuilder::max_channels`](crate::hub::builder::HubBuilder::max_channels))
+    /// refuses new subscribers, never a publish.
     ///
     /// ```
     /// # tokio::runtime::Runtime::new()?.block_on(async {
@@ -192,7 +193,8 @@ impl Hub {
         if self.is_shutting_down() {
             return Err(Error::ShuttingDown);
         }
-        let ch = self.inner.channel(channel)?;
+        // Never refused for a full channel table (only subscribers are): see `Inner::publishing`.
+        let ch = self.inner.publishing(channel)?;
         let result = self.append_and_fan_out(&ch, event, Instant::now()).await;
         self.inner.release(&ch);
         result

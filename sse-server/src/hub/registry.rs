@@ -93,8 +93,16 @@ impl Inner {
         self.registry.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub(crate) fn channel(&self, name: &str) -> Result<Arc<Channel>, Error> {
-        self.admit(&mut self.registry(), name)
+    /// The channel `name` for a publish, made if needed. Never refused for a full table: a publish
+    /// must not fail because anonymous subscribers filled it (issue 16). The entry it makes is
+    /// transient (released when the publish ends unless a subscriber joined), so the table exceeds
+    /// `max_channels` by at most the publishes in flight. Refused only while shutting down.
+    pub(crate) fn publishing(&self, name: &str) -> Result<Arc<Channel>, Error> {
+        let mut reg = self.registry();
+        if reg.closed {
+            return Err(Error::ShuttingDown);
+        }
+        Ok(Self::entry(&mut reg, name))
     }
 
     /// Adds a subscriber under the registry lock, so shutdown either sees it or refuses it.

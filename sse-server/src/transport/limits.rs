@@ -84,6 +84,8 @@ pub struct Limits {
     max_header_bytes: usize,
     idle_timeout: Duration,
     trusted_proxies: Vec<Cidr>,
+    max_subscriptions_per_connection: usize,
+    max_subscriptions_per_ip: usize,
 }
 
 impl Default for Limits {
@@ -96,6 +98,8 @@ impl Default for Limits {
             max_header_bytes: 32 * 1024,
             idle_timeout: Duration::from_secs(60),
             trusted_proxies: Vec::new(),
+            max_subscriptions_per_connection: 100,
+            max_subscriptions_per_ip: 1000,
         }
     }
 }
@@ -124,6 +128,59 @@ impl Limits {
     pub fn max_connections_per_ip(mut self, n: usize) -> Self {
         self.max_connections_per_ip = n.max(1);
         self
+    }
+
+    /// Event streams open at once on one connection (default 100); beyond it a subscription gets 429
+    /// with `Retry-After`. HTTP/2 connections also announce `SETTINGS_MAX_CONCURRENT_STREAMS` of this
+    /// plus 16 (room for publishes and 429 answers).
+    ///
+    /// ```
+    /// let limits = sse_server::Limits::default().max_subscriptions_per_connection(10);
+    /// assert_eq!(limits.max_subscriptions_per_connection_value(), 10);
+    /// ```
+    pub fn max_subscriptions_per_connection(mut self, n: usize) -> Self {
+        self.max_subscriptions_per_connection = n.max(1);
+        self
+    }
+
+    /// The per-connection subscription limit.
+    ///
+    /// ```
+    /// assert_eq!(sse_server::Limits::default().max_subscriptions_per_connection_value(), 100);
+    /// ```
+    pub fn max_subscriptions_per_connection_value(&self) -> usize {
+        self.max_subscriptions_per_connection
+    }
+
+    /// Event streams open at once from one client IP over all its connections (default 1000; the
+    /// forwarded client behind a [`trusted_proxy`](Limits::trusted_proxy)); beyond it a subscription
+    /// gets 429 with `Retry-After`. Bounds how much of the channel table one client can fill.
+    ///
+    /// ```
+    /// let limits = sse_server::Limits::default().max_subscriptions_per_ip(50);
+    /// assert_eq!(limits.max_subscriptions_per_ip_value(), 50);
+    /// ```
+    pub fn max_subscriptions_per_ip(mut self, n: usize) -> Self {
+        self.max_subscriptions_per_ip = n.max(1);
+        self
+    }
+
+    /// The per-IP subscription limit.
+    ///
+    /// ```
+    /// assert_eq!(sse_server::Limits::default().max_subscriptions_per_ip_value(), 1000);
+    /// ```
+    pub fn max_subscriptions_per_ip_value(&self) -> usize {
+        self.max_subscriptions_per_ip
+    }
+
+    /// The shared per-IP subscription counts for a server with these limits.
+    pub(crate) fn subscription_limits(&self) -> Arc<crate::http::peer::SubscriptionLimits> {
+        crate::http::peer::SubscriptionLimits::new(
+            self.max_subscriptions_per_connection,
+            self.max_subscriptions_per_ip,
+            self.retry_after,
+        )
     }
 
     /// The `Retry-After` sent with 503 and 429 (default 5 s, rounded up to whole seconds).
@@ -252,7 +309,11 @@ impl Limits {
             .max_buf_size(self.max_header_bytes.max(MIN_HEADER_BYTES));
         builder
             .http2()
-            .max_header_list_size(u32::try_from(self.max_header_bytes).unwrap_or(u32::MAX));
+            .max_header_list_size(u32::try_from(self.max_header_bytes).unwrap_or(u32::MAX))
+            .max_concurrent_streams(
+                u32::try_from(self.max_subscriptions_per_connection.saturating_add(16))
+                    .unwrap_or(u32::MAX),
+            );
     }
 }
 

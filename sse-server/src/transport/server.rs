@@ -12,16 +12,18 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::error::Error;
+use crate::http::peer::Peer;
 #[cfg(feature = "tls")]
 use crate::http::secure::Secure;
 use crate::http::service::HubService;
 use crate::hub::handle::Hub;
 use crate::hub::metrics::{Metrics, Refused};
-use crate::transport::forwarded::{ForwardedLimit, ForwardedService};
+use crate::transport::forwarded::{ForwardedLimit, ForwardedService, client_ip};
 use crate::transport::idle::Activity;
 use crate::transport::io::Graceful;
 #[cfg(feature = "tls")]
 use crate::transport::io::Rewind;
+use crate::transport::limits::Cidr;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -158,6 +160,9 @@ impl Server {
         let limiter = crate::transport::limits::ConnectionLimiter::new(self.limits.clone());
         let head_timeout = self.limits.header_read_timeout_value();
         let idle_timeout = self.limits.idle_timeout_value();
+        // Subscriptions per connection and per client IP, counted by the service (`http/peer.rs`).
+        let subscriptions = self.limits.subscription_limits();
+        let trusted: Arc<[Cidr]> = limiter.trusted_proxies().into();
         let metrics = self.hub.metrics_shared();
         let graceful = GracefulShutdown::new();
         tokio::pin!(shutdown);
@@ -221,11 +226,23 @@ impl Server {
             // Behind a trusted proxy, each request counts for its forwarded client (`forwarded.rs`).
             let forwarded = ForwardedLimit::for_peer(&limiter, peer.ip());
             let activity = Activity::default();
+            let client = Peer::new(peer.ip(), subscriptions.clone());
+            let mark_peer = {
+                let (client, trusted) = (client.clone(), trusted.clone());
+                move |mut req: Request<Incoming>| {
+                    let ip = client_ip(peer.ip(), req.headers(), &trusted);
+                    req.extensions_mut().insert(client.with_ip(ip));
+                    req
+                }
+            };
             let conn = Conn {
                 stream,
                 peer,
+                // The lean path cannot see a forwarded client: behind a trusted proxy only the
+                // per-connection count applies there (one stream per connection).
+                lean_client: (!limiter.is_trusted_proxy(peer.ip())).then_some(client),
                 service: ForwardedService::new(
-                    service.clone(),
+                    tower::util::MapRequest::new(service.clone(), mark_peer),
                     forwarded.clone(),
                     activity.clone(),
                 ),
@@ -395,6 +412,8 @@ async fn accept_now(listener: &TcpListener) -> Option<TcpStream> {
 struct Conn<S> {
     stream: TcpStream,
     peer: std::net::SocketAddr,
+    /// The client of the lean path's subscription (none behind a trusted proxy).
+    lean_client: Option<Peer>,
     service: S,
     forwarded: Option<ForwardedLimit>,
     /// The requests open on the connection (for the idle timeout).
@@ -435,9 +454,13 @@ where
         }
         let stream = match &fast {
             Some(hub_service) => {
+                let hub_service = match &self.lean_client {
+                    Some(client) => hub_service.for_peer(client.clone()),
+                    None => hub_service.clone(),
+                };
                 match crate::transport::h1::conn::serve(
                     self.stream,
-                    hub_service,
+                    &hub_service,
                     self.forwarded.as_ref(),
                 )
                 .await
