@@ -4,11 +4,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
 
 use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Method};
+use axum::response::IntoResponse;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -61,6 +64,7 @@ struct FakeHarness {
     base: String,
     connections: mpsc::UnboundedReceiver<Connection>,
     callbacks: mpsc::UnboundedReceiver<(u64, Value)>,
+    no_content: Arc<AtomicBool>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -68,19 +72,25 @@ struct FakeHarness {
 struct HarnessState {
     connections: mpsc::UnboundedSender<Connection>,
     callbacks: mpsc::UnboundedSender<(u64, Value)>,
+    /// Answer stream requests with 204 No Content (the server-directed shutdown).
+    no_content: Arc<AtomicBool>,
 }
 
 impl FakeHarness {
     async fn start() -> FakeHarness {
         let (ctx, connections) = mpsc::unbounded_channel();
         let (cbtx, callbacks) = mpsc::unbounded_channel();
+        let no_content = Arc::new(AtomicBool::new(false));
         let state = HarnessState {
             connections: ctx,
             callbacks: cbtx,
+            no_content: no_content.clone(),
         };
         let app = axum::Router::new()
             .route("/stream", axum::routing::any(stream))
             .route("/cb/{n}", axum::routing::post(callback))
+            // The large-message callbacks are beyond axum's 2 MB default.
+            .layer(axum::extract::DefaultBodyLimit::disable())
             .with_state(state);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -91,6 +101,7 @@ impl FakeHarness {
             base: format!("http://{addr}"),
             connections,
             callbacks,
+            no_content,
             task,
         }
     }
@@ -131,6 +142,9 @@ async fn stream(
             .await
             .map(|b| (Ok::<_, std::convert::Infallible>(b), rx))
     });
+    if state.no_content.load(Ordering::SeqCst) {
+        return axum::http::StatusCode::NO_CONTENT.into_response();
+    }
     axum::response::Response::builder()
         .header("content-type", "text/event-stream")
         .body(axum::body::Body::from_stream(body))
@@ -182,16 +196,23 @@ async fn status_lists_capabilities_and_delete_stops_the_service() {
         .iter()
         .map(|c| c.as_str().unwrap())
         .collect();
-    for cap in [
-        "headers",
-        "last-event-id",
-        "post",
-        "read-timeout",
-        "report",
-        "restart",
-    ] {
-        assert!(caps.contains(&cap), "{cap} missing from {caps:?}");
-    }
+    let mut sorted = caps.clone();
+    sorted.sort_unstable();
+    assert_eq!(
+        sorted,
+        [
+            "bom",
+            "comments",
+            "headers",
+            "last-event-id",
+            "post",
+            "read-timeout",
+            "report",
+            "restart",
+            "server-directed-shutdown-request",
+        ],
+        "exactly the capabilities the client has (not event-type-listeners)"
+    );
     let resp = http().delete(&service.base).send().await.unwrap();
     assert!(resp.status().is_success());
     let exit = tokio::time::timeout(WAIT, service.child.wait())
@@ -236,7 +257,11 @@ async fn events_headers_last_event_id_restart_and_close() {
         event("message", "hello", Some("start-7"))
     );
     assert_eq!(h.callback(2).await, event("put", "a\nb", Some("1")));
-    assert_eq!(h.callback(3).await, event("message", "after", Some("2")));
+    assert_eq!(
+        h.callback(3).await,
+        json!({"kind": "comment", "comment": " comment"})
+    );
+    assert_eq!(h.callback(4).await, event("message", "after", Some("2")));
 
     // restart: the connection is dropped and a new one resumes from the committed id.
     let resp = http()
@@ -250,11 +275,11 @@ async fn events_headers_last_event_id_restart_and_close() {
     assert_eq!(c2.headers["last-event-id"], "2");
     assert_eq!(c2.headers["x-custom"], "yes");
     c2.feed.send(Bytes::from("id: 3\ndata: again\n\n")).unwrap();
-    assert_eq!(h.callback(4).await, event("message", "again", Some("3")));
+    assert_eq!(h.callback(5).await, event("message", "again", Some("3")));
 
     // The server drops the stream: an error callback, then a reconnection with the last id.
     drop(c2.feed);
-    let err = h.callback(5).await;
+    let err = h.callback(6).await;
     assert_eq!(err["kind"], "error", "{err}");
     assert!(err["comment"].as_str().unwrap().contains("closed"), "{err}");
     let c3 = h.connection().await;
@@ -396,4 +421,90 @@ async fn invalid_create_requests_are_400() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 404);
+}
+
+/// The harness's `comments`, `bom` and "large message" cases: comments come as comment callbacks
+/// in stream order, a BOM split across writes is dropped, and a line beyond the library's 1 MiB
+/// default (3 MiB here, in two writes) passes through the service's raised limits.
+#[tokio::test]
+async fn comments_bom_and_a_line_beyond_one_mib_pass_through() {
+    let service = start_service().await;
+    let mut h = FakeHarness::start().await;
+    let resp = create(
+        &service,
+        json!({
+            "streamUrl": format!("{}/stream", h.base),
+            "callbackUrl": format!("{}/cb", h.base),
+        }),
+    )
+    .await;
+    assert!(resp.status().is_success());
+    let c1 = h.connection().await;
+    c1.feed.send(Bytes::from_static(b"\xEF\xBB")).unwrap();
+    c1.feed
+        .send(Bytes::from_static(b"\xBF:Hello\ndata: a\n\n"))
+        .unwrap();
+    assert_eq!(
+        h.callback(1).await,
+        json!({"kind": "comment", "comment": "Hello"})
+    );
+    assert_eq!(h.callback(2).await, event("message", "a", None));
+
+    let big = "x".repeat(3 * 1024 * 1024);
+    let line = format!("data: {big}");
+    let (first, second) = line.split_at(line.len() / 2);
+    c1.feed.send(Bytes::from(first.to_owned())).unwrap();
+    c1.feed
+        .send(Bytes::from(format!("{second}\n\n:World\n")))
+        .unwrap();
+    let got = h.callback(3).await;
+    assert_eq!(
+        got["kind"],
+        "event",
+        "{}",
+        &got.to_string()[..200.min(got.to_string().len())]
+    );
+    assert!(
+        got["event"]["data"].as_str() == Some(big.as_str()),
+        "the large event was altered"
+    );
+    assert_eq!(
+        h.callback(4).await,
+        json!({"kind": "comment", "comment": "World"})
+    );
+    drop(c1.feed);
+    h.task.abort();
+}
+
+/// `server-directed-shutdown-request`: after a 204 No Content the client reports one error and
+/// never reconnects (the second request never comes).
+#[tokio::test]
+async fn no_content_stops_the_client_for_good() {
+    let service = start_service().await;
+    let mut h = FakeHarness::start().await;
+    let resp = create(
+        &service,
+        json!({
+            "streamUrl": format!("{}/stream", h.base),
+            "callbackUrl": format!("{}/cb", h.base),
+            "initialDelayMs": 0,
+        }),
+    )
+    .await;
+    assert!(resp.status().is_success());
+    let c1 = h.connection().await;
+    c1.feed.send(Bytes::from_static(b"data: a\n\n")).unwrap();
+    assert_eq!(h.callback(1).await, event("message", "a", None));
+    h.no_content.store(true, Ordering::SeqCst);
+    drop(c1.feed);
+    assert_eq!(h.callback(2).await["kind"], "error");
+    // The reconnection that gets the 204.
+    let _c2 = h.connection().await;
+    let err = h.callback(3).await;
+    assert_eq!(err["kind"], "error", "{err}");
+    assert!(err["comment"].as_str().unwrap().contains("204"), "{err}");
+    // No third request: with a 0 ms delay, a reconnection would come well within this bound.
+    let again = tokio::time::timeout(Duration::from_millis(500), h.connections.recv()).await;
+    assert!(again.is_err(), "the client reconnected after 204");
+    h.task.abort();
 }

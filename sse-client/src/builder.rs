@@ -181,6 +181,18 @@ impl EventSourceBuilder {
         self
     }
 
+    /// Also yield comment lines (`: text`) as [`Event::Comment`](crate::Event::Comment), with the
+    /// text after the colon (default: off; browsers drop them).
+    ///
+    /// ```
+    /// let b = sse_client::EventSource::builder("http://127.0.0.1:8080/events").comments(true);
+    /// # drop(b);
+    /// ```
+    pub fn comments(mut self, on: bool) -> Self {
+        self.config = self.config.comments(on);
+        self
+    }
+
     /// A callback run before every connection attempt (the first and each reconnection). The headers
     /// it returns are set on that request, replacing headers of the same name; use it to refresh an
     /// expiring token so a resumed stream is authorized. An error counts as a failed attempt and is

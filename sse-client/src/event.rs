@@ -16,6 +16,15 @@ pub enum Event {
     Open,
     /// A dispatched event: its type (`message` by default), data and the last event id in force.
     Message(Message),
+    /// A comment line's text after the colon (`: ping` gives `" ping"`), only when
+    /// [`EventSourceBuilder::comments`](crate::EventSourceBuilder::comments) is on (off by default,
+    /// as browsers drop comments). It comes as soon as its line is read, even inside an event.
+    ///
+    /// ```
+    /// let e = sse_client::Event::Comment(" ping".into());
+    /// assert!(matches!(e, sse_client::Event::Comment(text) if text == " ping"));
+    /// ```
+    Comment(String),
 }
 
 /// The browser's `readyState`: where the source is in its life.

@@ -29,7 +29,8 @@ const LAST_EVENT_ID: HeaderName = HeaderName::from_static("last-event-id");
 /// `Result<Event, Error>`.
 ///
 /// * Yields [`Event::Open`] each time a connection opens (200 + `text/event-stream`), then an
-///   [`Event::Message`] per dispatched event.
+///   [`Event::Message`] per dispatched event (and an [`Event::Comment`] per comment line, when
+///   [`EventSourceBuilder::comments`](crate::EventSourceBuilder::comments) is on).
 /// * When the stream ends, breaks or stays silent beyond the idle timeout, yields an `Err` whose
 ///   [`Error::retry_delay`] says when it reconnects, waits, and reconnects with `Last-Event-ID` set to
 ///   the id committed at the last dispatch (not sent when empty). `retry:` replaces the reconnection

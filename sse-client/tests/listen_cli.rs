@@ -190,3 +190,53 @@ async fn idle_timeout_flag_reconnects_a_silent_stream() {
     assert!(text(&out.stderr).contains("idle timeout"));
     assert_eq!(server.requests()[1].header("last-event-id"), Some("5"));
 }
+
+#[tokio::test]
+async fn comments_flag_prints_comment_lines_as_json_or_wire_lines() {
+    let server = TestServer::start(|_, _| {
+        vec![
+            sse_head(),
+            write(":Hello\ndata: one\n\n: \"quoted\"\ndata: two\n\n"),
+            Step::Hold,
+        ]
+    })
+    .await;
+    let url = server.url("/c");
+    let out = listen(&[&url, "--json", "--comments", "--max-events", "2"]).await;
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        text(&out.stdout),
+        concat!(
+            r#"{"comment":"Hello"}"#,
+            "\n",
+            r#"{"type":"message","data":"one","lastEventId":""}"#,
+            "\n",
+            r#"{"comment":" \"quoted\""}"#,
+            "\n",
+            r#"{"type":"message","data":"two","lastEventId":""}"#,
+            "\n",
+        )
+    );
+
+    // Off by default; SSE_COMMENTS turns it on; human form is the wire line.
+    let out = listen(&[&url, "--json", "--max-events", "1"]).await;
+    assert_eq!(
+        text(&out.stdout),
+        "{\"type\":\"message\",\"data\":\"one\",\"lastEventId\":\"\"}\n"
+    );
+    let child = Command::new(env!("CARGO_BIN_EXE_sse-client"))
+        .args(["listen", &url, "--max-events", "1"])
+        .env("SSE_COMMENTS", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let out = timeout(LIMIT, child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(text(&out.stdout), ":Hello\nevent: message\ndata: one\n\n");
+}

@@ -5,7 +5,7 @@ mod support;
 
 use std::time::Duration;
 
-use sse_client::{Error, EventSource};
+use sse_client::{Error, Event, EventSource, Message};
 use support::*;
 
 fn source(url: String) -> EventSource {
@@ -91,4 +91,61 @@ async fn oversized_event_is_reported_and_the_connection_continues() {
     );
     assert_eq!(next_message(&mut source).await.1, "ok");
     assert_eq!(server.requests().len(), 1);
+}
+
+/// Comments are dropped by default, and come as `Event::Comment` (text after the colon, as sent)
+/// in stream order, even in the middle of an event, with `comments(true)`.
+#[tokio::test]
+async fn comments_are_items_only_when_asked_for() {
+    let server = TestServer::start(|_, _| {
+        let mut steps = vec![sse_head()];
+        steps.extend(chunks(&[
+            b":Hello\n",
+            b"data: a\n: in the middle\n",
+            b"data: b\n\n:",
+            b"\n",
+        ]));
+        steps.push(Step::Hold);
+        steps
+    })
+    .await;
+    let mut events = EventSource::builder(server.url("/c"))
+        .comments(true)
+        .build()
+        .unwrap();
+    expect_open(&mut events).await;
+    let mut got = Vec::new();
+    for _ in 0..4 {
+        got.push(next(&mut events).await.unwrap().unwrap());
+    }
+    assert_eq!(
+        got,
+        vec![
+            Event::Comment("Hello".into()),
+            Event::Comment(" in the middle".into()),
+            Event::Message(Message {
+                event_type: "message".into(),
+                data: "a\nb".into(),
+                last_event_id: String::new(),
+            }),
+            Event::Comment(String::new()),
+        ]
+    );
+
+    let server = TestServer::start(|_, _| {
+        vec![
+            sse_head(),
+            write(":Hello\ndata: x\n\n: after\ndata: y\n\n"),
+            Step::Hold,
+        ]
+    })
+    .await;
+    let mut source = source(server.url("/c"));
+    expect_open(&mut source).await;
+    for data in ["x", "y"] {
+        match next(&mut source).await {
+            Some(Ok(Event::Message(m))) => assert_eq!(m.data, data),
+            other => panic!("comments are off by default: expected message {data}, got {other:?}"),
+        }
+    }
 }

@@ -9,7 +9,8 @@
 //! | `POST /streams/{id}`     | a command: `restart` (reconnect now), `listen` (no-op); 400 unknown, 404 no stream |
 //! | `DELETE /streams/{id}`   | closes the stream; 404 when there is none                         |
 //!
-//! Every event and error of a stream is POSTed to `{callbackUrl}/{n}`, n = 1, 2, ... in order.
+//! Every event, comment and error of a stream is POSTed to `{callbackUrl}/{n}`, n = 1, 2, ... in
+//! order.
 
 pub mod protocol;
 pub mod stream;

@@ -5,17 +5,41 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-/// Optional features this service supports, reported by `GET /`. Not offered: `comments`
-/// (`sse-client` does not surface comment lines) and `event-type-listeners` (our client delivers every
-/// type without registration, the default the harness assumes).
+/// Optional features this service supports, reported by `GET /` (the capability names of
+/// sse-contract-tests' `docs/optional_features.md` and its test sources):
+///
+/// * `bom`: the parser drops one leading UTF-8 byte-order mark per connection, also when it arrives
+///   split across reads.
+/// * `comments`: comment lines are reported as `{"kind": "comment", "comment": text}` (text after
+///   the colon, as sent), through `EventSourceBuilder::comments`.
+/// * `headers`, `last-event-id`, `post`, `report`: request settings of the create request.
+/// * `read-timeout`: `readTimeoutMs` is the client's idle timeout.
+/// * `restart`: the `restart` command reconnects at once from the committed id.
+/// * `server-directed-shutdown-request`: a 204 No Content answer stops the client for good (no
+///   reconnection); the service reports it as one error callback and then waits for `DELETE`.
+///
+/// Not offered: `event-type-listeners` (our client delivers every type without registration, the
+/// default the harness assumes).
 pub const CAPABILITIES: &[&str] = &[
+    "bom",
+    "comments",
     "headers",
     "last-event-id",
     "post",
     "read-timeout",
     "report",
     "restart",
+    "server-directed-shutdown-request",
 ];
+
+/// The parser limits of the service's clients: the harness's "large message" cases send lines of
+/// about 7 and 14 MB, beyond the library's 1 MiB default line limit; these leave room for both.
+/// (A module of the `contract-service` binary, so no doc-test; `conformance/tests/contract.rs`
+/// sends a 3 MiB line through it.)
+pub const LIMITS: sse_proto::Limits = sse_proto::Limits {
+    max_line_length: 32 * 1024 * 1024,
+    max_event_size: 64 * 1024 * 1024,
+};
 
 /// `GET /`: the service is up, and what it can do.
 #[derive(Debug, Serialize)]
@@ -62,6 +86,8 @@ pub enum Command {
 pub enum Callback {
     /// An event was received.
     Event { event: EventBody },
+    /// A comment line was received: its text after the colon.
+    Comment { comment: String },
     /// The stream reported an error (the text says whether it reconnects).
     Error { comment: String },
 }

@@ -9,7 +9,7 @@ use sse_client::{Event, EventSource};
 use tokio::sync::mpsc;
 
 use super::ContractError;
-use super::protocol::{Callback, CreateStream, EventBody};
+use super::protocol::{Callback, CreateStream, EventBody, LIMITS};
 
 /// What the service can ask of a running stream.
 #[derive(Debug)]
@@ -84,7 +84,9 @@ impl Spec {
         }
         let mut builder = EventSource::from_request(request)
             .last_event_id(last_event_id)
-            .idle_timeout(self.read_timeout);
+            .idle_timeout(self.read_timeout)
+            .comments(true)
+            .limits(LIMITS);
         if let Some(delay) = reconnection_time.or(self.initial_delay) {
             builder = builder.reconnection_time(delay);
         }
@@ -146,6 +148,9 @@ pub async fn run(spec: Spec, client: reqwest::Client, mut control: mpsc::Receive
                         event: EventBody { event_type: m.event_type, data: m.data, id },
                     })
                     .await;
+                }
+                Some(Ok(Event::Comment(comment))) => {
+                    report(Callback::Comment { comment }).await;
                 }
                 Some(Ok(_)) => {}
                 Some(Err(e)) => report(Callback::Error { comment: e.to_string() }).await,

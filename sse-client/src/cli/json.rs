@@ -3,7 +3,8 @@
 use serde::Serialize;
 use sse_proto::{Item, Message};
 
-/// One output line: `{"type","data","lastEventId"}` for an event, `{"retry":N}` for a retry field.
+/// One output line: `{"type","data","lastEventId"}` for an event, `{"retry":N}` for a retry field,
+/// `{"comment":"text"}` for a comment.
 #[derive(Debug, Serialize)]
 #[serde(untagged)]
 pub enum JsonLine<'a> {
@@ -17,6 +18,8 @@ pub enum JsonLine<'a> {
     },
     /// A valid `retry:` field, in milliseconds.
     Retry { retry: u128 },
+    /// A comment line's text after the colon (`listen --comments`).
+    Comment { comment: &'a str },
 }
 
 impl<'a> JsonLine<'a> {

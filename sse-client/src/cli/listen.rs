@@ -39,6 +39,10 @@ pub struct ListenArgs {
     /// Print one JSON object per event, exactly like `parse`: {"type","data","lastEventId"}.
     #[arg(long, env = "SSE_JSON", value_parser = FalseyValueParser::new())]
     json: bool,
+    /// Also print comment lines (`: text`, e.g. heartbeats): as `:text` lines, or with --json as
+    /// {"comment": "text"} (the text after the colon, as sent). They do not count for --max-events.
+    #[arg(long, env = "SSE_COMMENTS", value_parser = FalseyValueParser::new())]
+    comments: bool,
     /// Exit with status 0 after printing this many events.
     #[arg(long, value_name = "N", env = "SSE_MAX_EVENTS")]
     max_events: Option<u64>,
@@ -111,7 +115,8 @@ async fn listen(args: ListenArgs) -> Result<ExitCode, String> {
     let mut builder = EventSource::from_request(reqwest::Client::new().get(&url).headers(headers))
         .reconnection_time(args.reconnection_time)
         .idle_timeout(args.timeout)
-        .retry_policy(policy);
+        .retry_policy(policy)
+        .comments(args.comments);
     if let Some(id) = &args.last_event_id {
         builder = builder.last_event_id(id.clone());
     }
@@ -146,6 +151,11 @@ async fn listen(args: ListenArgs) -> Result<ExitCode, String> {
                     return Ok(ExitCode::SUCCESS);
                 }
             }
+            Ok(Event::Comment(text)) => match print_comment(&mut stdout.lock(), &text, args.json) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::BrokenPipe => return Ok(ExitCode::SUCCESS),
+                Err(e) => return Err(format!("cannot write to standard output: {e}")),
+            },
             Ok(_) => {}
             Err(Error::NoContent) => {
                 eprintln!("sse-client: the server answered 204 No Content (stop); exiting");
@@ -193,6 +203,17 @@ fn print_message(out: &mut impl Write, m: &Message, json: bool) -> io::Result<()
     out.flush()
 }
 
+/// Human form: the comment line as on the wire (`:` then the text); JSON form: `{"comment":...}`.
+fn print_comment(out: &mut impl Write, text: &str, json: bool) -> io::Result<()> {
+    if json {
+        serde_json::to_writer(&mut *out, &JsonLine::Comment { comment: text })?;
+        out.write_all(b"\n")?;
+    } else {
+        writeln!(out, ":{text}")?;
+    }
+    out.flush()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -213,6 +234,19 @@ mod tests {
         assert_eq!(parse_seconds("0.5").unwrap(), Duration::from_millis(500));
         assert!(parse_seconds("-1").is_err());
         assert!(parse_seconds("x").is_err());
+    }
+
+    #[test]
+    fn comments_print_as_wire_lines_or_json() {
+        let mut out = Vec::new();
+        print_comment(&mut out, " ping \"x\"", false).unwrap();
+        assert_eq!(String::from_utf8(out).unwrap(), ": ping \"x\"\n");
+        let mut out = Vec::new();
+        print_comment(&mut out, " ping \"x\"", true).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "{\"comment\":\" ping \\\"x\\\"\"}\n"
+        );
     }
 
     #[test]

@@ -38,6 +38,7 @@ pub struct Config {
     idle_timeout: Option<Duration>,
     retry_policy: RetryPolicy,
     limits: Limits,
+    comments: bool,
     rng_seed: Option<u64>,
 }
 
@@ -62,6 +63,7 @@ impl Config {
             idle_timeout: None,
             retry_policy: RetryPolicy::default(),
             limits: Limits::default(),
+            comments: false,
             rng_seed: None,
         }
     }
@@ -119,6 +121,31 @@ impl Config {
     /// ```
     pub fn limits(mut self, limits: Limits) -> Self {
         self.limits = limits;
+        self
+    }
+
+    /// Also deliver comment lines as [`Event::Comment`] (default: off, as browsers do). A comment
+    /// does not count as delivered data for the backoff: a server sending only heartbeats still
+    /// backs off when it drops the connection.
+    ///
+    /// ```
+    /// use std::time::{Instant, SystemTime};
+    /// use sse_client::reqwest::{StatusCode, header::{CONTENT_TYPE, HeaderMap, HeaderValue}};
+    /// use sse_client::proto::{Action, Config, Connection};
+    /// use sse_client::Event;
+    ///
+    /// let now = Instant::now();
+    /// let mut conn = Connection::new(Config::new().comments(true));
+    /// assert!(matches!(conn.poll(now), Some(Action::Connect { .. })));
+    /// let mut headers = HeaderMap::new();
+    /// headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    /// conn.response(now, StatusCode::OK, &headers, SystemTime::now());
+    /// assert!(matches!(conn.poll(now), Some(Action::Deliver(Event::Open))));
+    /// conn.bytes(now, b": ping\n");
+    /// assert!(matches!(conn.poll(now), Some(Action::Deliver(Event::Comment(c))) if c == " ping"));
+    /// ```
+    pub fn comments(mut self, on: bool) -> Self {
+        self.comments = on;
         self
     }
 
@@ -245,6 +272,7 @@ impl Connection {
     pub fn new(config: Config) -> Connection {
         let parser = Parser::builder()
             .limits(config.limits)
+            .comments(config.comments)
             .last_event_id(config.last_event_id)
             .build();
         let rng = match config.rng_seed {
@@ -602,7 +630,7 @@ impl Connection {
                     tracing::debug!(?time, "server set the reconnection time");
                     self.reconnection_time = time;
                 }
-                Ok(_) => {}
+                Ok(Item::Comment(text)) => return Some(Action::Deliver(Event::Comment(text))),
                 Err(error) => return Some(Action::Error(Error::Parse(error))),
             }
         }
