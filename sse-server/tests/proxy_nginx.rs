@@ -34,20 +34,13 @@ async fn hub(args: &[&str]) -> (Child, String) {
 
 /// Whether nginx is installed; fails instead of skipping when SSE_REQUIRE_NGINX=1.
 fn nginx_available(test: &str) -> bool {
-    let found = std::process::Command::new("nginx")
-        .arg("-v")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !found {
-        assert!(
-            std::env::var("SSE_REQUIRE_NGINX").as_deref() != Ok("1"),
-            "nginx is not installed but SSE_REQUIRE_NGINX=1: install it (apt-get install nginx-light)"
-        );
-        eprintln!("SKIPPED: nginx not installed ({test}); set SSE_REQUIRE_NGINX=1 to fail instead");
-    }
-    found
+    support::tool_available(
+        "nginx",
+        "-v",
+        "SSE_REQUIRE_NGINX",
+        "apt-get install nginx-light",
+        test,
+    )
 }
 
 fn free_port() -> u16 {

@@ -9,9 +9,9 @@ mod support;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use security_support::{TOKEN, WAIT, status_of};
+use security_support::{TOKEN, WAIT, read_head, status_of};
 use sse_server::Limits;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 /// Subscribes to `channel` on a fresh HTTP/1.1 connection; the status and the open connection.
@@ -23,19 +23,7 @@ async fn h1_subscribe(addr: SocketAddr, channel: &str) -> (u16, String, TcpStrea
     s.write_all(format!("GET /events/{channel} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
         .await
         .unwrap();
-    let mut buf = Vec::new();
-    let mut byte = [0u8; 1];
-    tokio::time::timeout(WAIT, async {
-        while !buf.ends_with(b"\r\n\r\n") {
-            if s.read(&mut byte).await.unwrap() == 0 {
-                break;
-            }
-            buf.push(byte[0]);
-        }
-    })
-    .await
-    .expect("no response head in time");
-    let head = String::from_utf8_lossy(&buf).into_owned();
+    let head = read_head(&mut s).await;
     (status_of(&head), head, s)
 }
 

@@ -9,7 +9,7 @@ mod support;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use security_support::{TOKEN, WAIT, raw, status_of};
+use security_support::{TOKEN, WAIT, raw, read_head, status_of};
 use sse_server::Limits;
 use support::Reader;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -30,22 +30,6 @@ async fn hold_stream(addr: SocketAddr, source: &str, channel: &str) -> TcpStream
     let head = read_head(&mut s).await;
     assert_eq!(status_of(&head), 200, "{head}");
     s
-}
-
-async fn read_head(s: &mut TcpStream) -> String {
-    let mut buf = Vec::new();
-    let mut byte = [0u8; 1];
-    tokio::time::timeout(WAIT, async {
-        while !buf.ends_with(b"\r\n\r\n") {
-            if s.read(&mut byte).await.unwrap() == 0 {
-                break;
-            }
-            buf.push(byte[0]);
-        }
-    })
-    .await
-    .expect("no response head in time");
-    String::from_utf8_lossy(&buf).into_owned()
 }
 
 /// One request from `source`; the raw response until the server closes.

@@ -15,22 +15,13 @@ pub const WAIT: Duration = Duration::from_secs(10);
 
 /// `None` (after a loud SKIPPED line) when redis-server is not installed, unless SSE_REQUIRE_REDIS=1.
 pub fn redis_available(test: &str) -> bool {
-    let found = std::process::Command::new("redis-server")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !found {
-        assert!(
-            std::env::var("SSE_REQUIRE_REDIS").as_deref() != Ok("1"),
-            "redis-server is not installed but SSE_REQUIRE_REDIS=1: install it (apt-get install redis-server)"
-        );
-        eprintln!(
-            "SKIPPED: redis-server not installed ({test}); set SSE_REQUIRE_REDIS=1 to fail instead"
-        );
-    }
-    found
+    crate::support::tool_available(
+        "redis-server",
+        "--version",
+        "SSE_REQUIRE_REDIS",
+        "apt-get install redis-server",
+        test,
+    )
 }
 
 fn free_port() -> u16 {

@@ -246,3 +246,28 @@ pub async fn read_resuming(
     }
     got
 }
+
+/// Whether `program` runs (`program probe` succeeds). When it does not, the test fails if `require` (an
+/// `SSE_REQUIRE_*` variable) is `1`, and otherwise prints a loud `SKIPPED:` line (counted as skipped).
+pub fn tool_available(
+    program: &str,
+    probe: &str,
+    require: &str,
+    install: &str,
+    test: &str,
+) -> bool {
+    let found = std::process::Command::new(program)
+        .arg(probe)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found {
+        assert!(
+            std::env::var(require).as_deref() != Ok("1"),
+            "{program} is not installed but {require}=1: install it ({install})"
+        );
+        eprintln!("SKIPPED: {program} not installed ({test}); set {require}=1 to fail instead");
+    }
+    found
+}
