@@ -12,11 +12,13 @@ pub mod baseline;
 pub mod cluster;
 pub mod error;
 pub mod load;
+pub mod nchan;
 pub mod plot;
 pub mod procfs;
 pub mod reader;
 pub mod report;
 pub mod server;
 pub mod stats;
+pub mod tls;
 
 pub use error::Error;

@@ -15,9 +15,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::{Notify, OnceCell, Semaphore};
 use tokio::task::JoinHandle;
+use tokio_rustls::client::TlsStream;
 
 use crate::Error;
-use crate::reader::{BodyReader, Dechunker, Head, parse_head, payload};
+use crate::reader::{BodyReader, Dechunker, EventIds, Head, parse_head, payload};
 use crate::stats::{Histogram, SeqTracker};
 
 const SHARDS: usize = 16;
@@ -67,7 +68,7 @@ impl Endpoint {
     }
 }
 
-/// How subscribers talk to the server. The publisher always uses HTTP/1.1.
+/// How subscribers talk to the server. The publisher always uses plaintext HTTP/1.1.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Protocol {
     /// One HTTP/1.1 connection per subscriber (`GET` with a chunked or identity body).
@@ -76,6 +77,13 @@ pub enum Protocol {
     /// Cleartext HTTP/2 with prior knowledge (h2c): one stream per subscriber, `streams`
     /// subscribers per TCP connection.
     Http2 {
+        /// Streams (subscribers) per connection.
+        streams: usize,
+    },
+    /// HTTP/1.1 over TLS (ALPN `http/1.1`), one connection per subscriber.
+    Http1Tls,
+    /// HTTP/2 over TLS (ALPN `h2`), `streams` subscribers per connection.
+    Http2Tls {
         /// Streams (subscribers) per connection.
         streams: usize,
     },
@@ -93,8 +101,66 @@ impl Protocol {
         match self {
             Protocol::Http1 => "1.1",
             Protocol::Http2 { .. } => "2",
+            Protocol::Http1Tls => "1.1+TLS",
+            Protocol::Http2Tls { .. } => "2+TLS",
         }
     }
+
+    /// Subscribers per connection for the HTTP/2 variants, `None` for HTTP/1.1.
+    ///
+    /// ```
+    /// use sse_bench::load::Protocol;
+    /// assert_eq!(Protocol::Http2Tls { streams: 10 }.streams(), Some(10));
+    /// assert_eq!(Protocol::Http1Tls.streams(), None);
+    /// ```
+    pub fn streams(&self) -> Option<usize> {
+        match self {
+            Protocol::Http2 { streams } | Protocol::Http2Tls { streams } => Some(*streams),
+            Protocol::Http1 | Protocol::Http1Tls => None,
+        }
+    }
+
+    /// Whether the subscribers speak TLS.
+    ///
+    /// ```
+    /// assert!(sse_bench::load::Protocol::Http1Tls.is_tls());
+    /// ```
+    pub fn is_tls(&self) -> bool {
+        matches!(self, Protocol::Http1Tls | Protocol::Http2Tls { .. })
+    }
+}
+
+/// What a fleet does beyond plain subscribing: TLS, resuming, a spread-out connect (a storm).
+#[derive(Debug, Clone, Default)]
+pub struct FleetOptions {
+    /// The client side of TLS, required by the TLS protocols.
+    pub tls: Option<crate::tls::Client>,
+    /// Sent as `Last-Event-ID` by every subscriber (HTTP/1.1 only).
+    pub last_event_id: Option<String>,
+    /// The first sequence number every subscriber expects (1 when 0).
+    pub first_seq: u64,
+    /// A subscriber is "ready" once it has every event up to this one; see [`Fleet::ready`].
+    pub ready_seq: Option<u64>,
+    /// A subscriber is "live" once it has every event up to this one; see [`Fleet::ready`].
+    pub live_seq: Option<u64>,
+    /// Subscriber `i` of `n` starts connecting at `i / n × spread` after [`Fleet::grow`] begins,
+    /// without the usual limit of 256 connects in flight: a reconnect storm.
+    pub spread: Option<Duration>,
+}
+
+/// When the subscribers of a fleet became ready (see [`FleetOptions::ready_seq`]).
+#[derive(Debug, Clone, Default)]
+pub struct Readiness {
+    /// Subscribers that became ready.
+    pub ready: usize,
+    /// Per subscriber: µs from its scheduled connect to ready.
+    pub latency: Histogram,
+    /// The moment ([`now_us`]) the last subscriber became ready.
+    pub last_us: u64,
+    /// Subscribers that became live ([`FleetOptions::live_seq`]).
+    pub live: usize,
+    /// The moment ([`now_us`]) the last subscriber became live.
+    pub last_live_us: u64,
 }
 
 /// How events get published.
@@ -106,6 +172,8 @@ pub enum Publish {
         endpoint: Endpoint,
         /// The bearer token.
         token: String,
+        /// Publish over TLS (for servers that serve only HTTPS).
+        tls: Option<crate::tls::Client>,
     },
     /// `sh -c CMD` per event, with the payload in `$SSE_BENCH_DATA` and substituted for `{data}`.
     Command(String),
@@ -114,6 +182,10 @@ pub enum Publish {
 #[derive(Debug, Default)]
 struct SubState {
     high: AtomicU64,
+    /// [`now_us`] when this subscriber was scheduled to connect, and when it became ready (0: not yet).
+    started_us: AtomicU64,
+    ready_us: AtomicU64,
+    live_us: AtomicU64,
     alive: AtomicBool,
     /// Kept here, not in the task, so that stopping the fleet can simply abort the tasks: a reader
     /// that also watched a stop signal paid a shared waiter-list lock on every read.
@@ -135,6 +207,7 @@ struct Shared {
     connected: AtomicUsize,
     failed: AtomicUsize,
     changed: Notify,
+    options: FleetOptions,
 }
 
 /// What one subscriber saw.
@@ -153,11 +226,13 @@ type H2Conn = OnceCell<h2::client::SendRequest<Bytes>>;
 #[derive(Debug)]
 enum Link {
     Http1,
+    Http1Tls,
     Http2 {
         conn: Arc<H2Conn>,
         /// The connection's number, for its source address.
         index: usize,
         streams: usize,
+        tls: bool,
     },
 }
 
@@ -194,6 +269,11 @@ impl Fleet {
 
     /// An empty fleet whose subscribers speak `protocol`.
     pub fn with_protocol(endpoint: Endpoint, protocol: Protocol) -> Fleet {
+        Fleet::with_options(endpoint, protocol, FleetOptions::default())
+    }
+
+    /// An empty fleet whose subscribers speak `protocol` as `options` say.
+    pub fn with_options(endpoint: Endpoint, protocol: Protocol, options: FleetOptions) -> Fleet {
         Fleet {
             endpoint: Arc::new(endpoint),
             protocol,
@@ -207,6 +287,7 @@ impl Fleet {
                 connected: AtomicUsize::new(0),
                 failed: AtomicUsize::new(0),
                 changed: Notify::new(),
+                options,
             }),
             tasks: Vec::new(),
             gate: Arc::new(Semaphore::new(256)),
@@ -220,11 +301,17 @@ impl Fleet {
 
     /// Connects more subscribers until there are `total`, and waits for their response heads.
     pub async fn grow(&mut self, total: usize) -> Result<(), Error> {
+        if self.shared.options.spread.is_some() {
+            self.gate = Arc::new(Semaphore::new(Semaphore::MAX_PERMITS));
+        }
+        let begin = now_us();
+        let first = self.tasks.len();
         while self.tasks.len() < total {
             let i = self.tasks.len();
             let link = match self.protocol {
                 Protocol::Http1 => Link::Http1,
-                Protocol::Http2 { streams } => {
+                Protocol::Http1Tls => Link::Http1Tls,
+                Protocol::Http2 { streams } | Protocol::Http2Tls { streams } => {
                     let streams = streams.max(1);
                     let index = i / streams;
                     if self.h2_conns.len() <= index {
@@ -234,10 +321,21 @@ impl Fleet {
                         conn: self.h2_conns[index].clone(),
                         index,
                         streams,
+                        tls: self.protocol.is_tls(),
                     }
                 }
             };
             let state = Arc::new(SubState::default());
+            let start_us = match self.shared.options.spread {
+                Some(spread) => {
+                    let k = (i - first) as u128;
+                    let n = (total - first).max(1) as u128;
+                    begin + (spread.as_micros() * k / n) as u64
+                }
+                None => begin,
+            };
+            state.started_us.store(start_us, Ordering::Relaxed);
+            *lock(&state.tracker) = SeqTracker::starting_at(self.shared.options.first_seq);
             lock(&self.shared.subs).push(state.clone());
             self.tasks.push(tokio::spawn(subscriber(
                 i,
@@ -264,6 +362,44 @@ impl Fleet {
             let _ = tokio::time::timeout(Duration::from_millis(100), notified).await;
         }
         Ok(())
+    }
+
+    /// Waits until every live subscriber has every event up to `seq`, at most `timeout`; true if
+    /// they all did.
+    pub async fn wait_for(&self, seq: u64, timeout: Duration) -> bool {
+        self.shared.watched.store(true, Ordering::Release);
+        let deadline = Instant::now() + timeout;
+        let mut done = false;
+        while Instant::now() < deadline {
+            let notified = self.shared.progress.notified();
+            if self.min_high().is_none_or(|m| m >= seq) {
+                done = true;
+                break;
+            }
+            let _ = tokio::time::timeout(Duration::from_millis(5), notified).await;
+        }
+        self.shared.watched.store(false, Ordering::Release);
+        done
+    }
+
+    /// When the subscribers became ready ([`FleetOptions::ready_seq`]).
+    pub fn ready(&self) -> Readiness {
+        let mut out = Readiness::default();
+        for s in lock(&self.shared.subs).iter() {
+            let ready = s.ready_us.load(Ordering::Acquire);
+            if ready > 0 {
+                out.ready += 1;
+                out.latency
+                    .record(ready.saturating_sub(s.started_us.load(Ordering::Relaxed)));
+                out.last_us = out.last_us.max(ready);
+            }
+            let live = s.live_us.load(Ordering::Acquire);
+            if live > 0 {
+                out.live += 1;
+                out.last_live_us = out.last_live_us.max(live);
+            }
+        }
+        out
     }
 
     fn min_high(&self) -> Option<u64> {
@@ -392,6 +528,11 @@ pub fn source_ip(target: SocketAddr, i: usize) -> Option<IpAddr> {
 enum Source {
     /// An HTTP/1.1 socket and the buffer it is read into.
     Http1 { sock: TcpStream, buf: Box<[u8]> },
+    /// An HTTP/1.1-over-TLS socket and the buffer it is read into.
+    Tls {
+        sock: Box<TlsStream<TcpStream>>,
+        buf: Box<[u8]>,
+    },
     /// An HTTP/2 stream and the last DATA frame read from it.
     Http2 { body: h2::RecvStream, frame: Bytes },
 }
@@ -401,6 +542,10 @@ impl Source {
     async fn next(&mut self) -> Result<Option<&[u8]>, Error> {
         match self {
             Source::Http1 { sock, buf } => {
+                let n = sock.read(buf).await?;
+                Ok((n > 0).then(|| &buf[..n]))
+            }
+            Source::Tls { sock, buf } => {
                 let n = sock.read(buf).await?;
                 Ok((n > 0).then(|| &buf[..n]))
             }
@@ -436,21 +581,36 @@ async fn tcp_connect(target: SocketAddr, source: Option<IpAddr>) -> Result<TcpSt
 const H2_STREAM_WINDOW: u32 = 1 << 20;
 const H2_CONNECTION_WINDOW: u32 = 16 << 20;
 
-/// Opens a cleartext HTTP/2 connection with prior knowledge and drives it on its own task.
+/// Opens an HTTP/2 connection (h2c with prior knowledge, or TLS with ALPN h2 when `tls` is given)
+/// and drives it on its own task.
 async fn h2_connect(
     target: SocketAddr,
     source: Option<IpAddr>,
+    tls: Option<&crate::tls::Client>,
 ) -> Result<h2::client::SendRequest<Bytes>, Error> {
     let sock = tcp_connect(target, source).await?;
-    let (send, connection) = h2::client::Builder::new()
+    let mut builder = h2::client::Builder::new();
+    builder
         .initial_window_size(H2_STREAM_WINDOW)
-        .initial_connection_window_size(H2_CONNECTION_WINDOW)
-        .handshake(sock)
-        .await?;
-    // A connection error also ends every stream on it; the subscribers report it.
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
+        .initial_connection_window_size(H2_CONNECTION_WINDOW);
+    let send = match tls {
+        None => {
+            let (send, connection) = builder.handshake(sock).await?;
+            // A connection error also ends every stream on it; the subscribers report it.
+            tokio::spawn(async move {
+                let _ = connection.await;
+            });
+            send
+        }
+        Some(tls) => {
+            let sock = tls.connect_h2(sock).await?;
+            let (send, connection) = builder.handshake(sock).await?;
+            tokio::spawn(async move {
+                let _ = connection.await;
+            });
+            send
+        }
+    };
     Ok(send)
 }
 
@@ -460,16 +620,18 @@ async fn connect_h2(
     conn: &H2Conn,
     index: usize,
     streams: usize,
+    tls: Option<&crate::tls::Client>,
 ) -> Result<(Source, BodyReader, Vec<u8>), Error> {
     // Subscribers keep the source address they would have over HTTP/1.1 (the connection's first
     // subscriber's), so per-address limits see the same subscribers, on fewer connections.
     let source = source_ip(endpoint.addr, index * streams);
     let send = conn
-        .get_or_try_init(|| h2_connect(endpoint.addr, source))
+        .get_or_try_init(|| h2_connect(endpoint.addr, source, tls))
         .await?
         .clone();
     let mut send = send.ready().await?;
-    let request = http::Request::get(format!("http://{}{}", endpoint.host, endpoint.path))
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let request = http::Request::get(format!("{scheme}://{}{}", endpoint.host, endpoint.path))
         .header(http::header::ACCEPT, "text/event-stream")
         .header(http::header::CACHE_CONTROL, "no-cache")
         .body(())
@@ -509,24 +671,61 @@ async fn connect(
     endpoint: &Endpoint,
     i: usize,
     link: &Link,
+    options: &FleetOptions,
 ) -> Result<(Source, BodyReader, Vec<u8>), Error> {
+    let tls = || {
+        options
+            .tls
+            .as_ref()
+            .ok_or_else(|| Error::Usage("a TLS protocol without a TLS client".into()))
+    };
     match link {
-        Link::Http1 => connect_h1(endpoint, i).await,
+        Link::Http1 => {
+            let sock = tcp_connect(endpoint.addr, source_ip(endpoint.addr, i)).await?;
+            let (sock, reader, rest) = request_h1(sock, endpoint, options).await?;
+            let buf = vec![0u8; 16 * 1024].into_boxed_slice();
+            Ok((Source::Http1 { sock, buf }, reader, rest))
+        }
+        Link::Http1Tls => {
+            let sock = tcp_connect(endpoint.addr, source_ip(endpoint.addr, i)).await?;
+            let sock = tls()?.connect_h1(sock).await?;
+            let (sock, reader, rest) = request_h1(sock, endpoint, options).await?;
+            let buf = vec![0u8; 16 * 1024].into_boxed_slice();
+            let sock = Box::new(sock);
+            Ok((Source::Tls { sock, buf }, reader, rest))
+        }
         Link::Http2 {
             conn,
             index,
             streams,
-        } => connect_h2(endpoint, conn, *index, *streams).await,
+            tls: with_tls,
+        } => {
+            let tls = if *with_tls { Some(tls()?) } else { None };
+            connect_h2(endpoint, conn, *index, *streams, tls).await
+        }
     }
 }
 
-async fn connect_h1(endpoint: &Endpoint, i: usize) -> Result<(Source, BodyReader, Vec<u8>), Error> {
-    let mut sock = tcp_connect(endpoint.addr, source_ip(endpoint.addr, i)).await?;
+/// Sends the subscribe request on `sock` and reads the response head.
+async fn request_h1<S>(
+    mut sock: S,
+    endpoint: &Endpoint,
+    options: &FleetOptions,
+) -> Result<(S, BodyReader, Vec<u8>), Error>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let resume = options
+        .last_event_id
+        .as_ref()
+        .map(|id| format!("Last-Event-ID: {id}\r\n"))
+        .unwrap_or_default();
     let req = format!(
-        "GET {} HTTP/1.1\r\nHost: {}\r\nAccept: text/event-stream\r\nCache-Control: no-cache\r\n\r\n",
+        "GET {} HTTP/1.1\r\nHost: {}\r\nAccept: text/event-stream\r\nCache-Control: no-cache\r\n{resume}\r\n",
         endpoint.path, endpoint.host
     );
     sock.write_all(req.as_bytes()).await?;
+    sock.flush().await?;
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
     loop {
@@ -542,11 +741,7 @@ async fn connect_h1(endpoint: &Endpoint, i: usize) -> Result<(Source, BodyReader
                 return Err(Error::Http(format!("subscribe answered {}", head.status)));
             }
             let rest = buf[len..].to_vec();
-            let source = Source::Http1 {
-                sock,
-                buf: vec![0u8; 16 * 1024].into_boxed_slice(),
-            };
-            return Ok((source, BodyReader::new(&head), rest));
+            return Ok((sock, BodyReader::new(&head), rest));
         }
     }
 }
@@ -559,9 +754,15 @@ async fn subscriber(
     me: Arc<SubState>,
     gate: Arc<Semaphore>,
 ) {
+    let start_us = me.started_us.load(Ordering::Relaxed);
+    let wait = start_us.saturating_sub(now_us());
+    if wait > 0 {
+        tokio::time::sleep(Duration::from_micros(wait)).await;
+    }
     let connected = {
         let _permit = gate.acquire().await;
-        tokio::time::timeout(CONNECT_TIMEOUT, connect(&endpoint, i, &link)).await
+        let connecting = connect(&endpoint, i, &link, &shared.options);
+        tokio::time::timeout(CONNECT_TIMEOUT, connecting).await
     };
     let (mut source, mut body, rest) = match connected {
         Ok(Ok(c)) => c,
@@ -571,7 +772,7 @@ async fn subscriber(
                 _ => eprintln!(
                     "sse-bench: subscriber {i}: no response head within {CONNECT_TIMEOUT:?}{}",
                     match link {
-                        Link::Http1 => "",
+                        Link::Http1 | Link::Http1Tls => "",
                         // Streams over the server's limit queue in the client until one closes.
                         Link::Http2 { .. } => {
                             " (HTTP/2: is --h2-streams above the server's SETTINGS_MAX_CONCURRENT_STREAMS?)"
@@ -589,6 +790,8 @@ async fn subscriber(
     shared.connected.fetch_add(1, Ordering::AcqRel);
     shared.changed.notify_one();
     let shard = &shared.hist[i % SHARDS];
+    let ready_seq = shared.options.ready_seq;
+    let live_seq = shared.options.live_seq;
     let mut lats: Vec<u64> = Vec::with_capacity(256);
     let mut on_bytes = |bytes: &[u8]| -> Result<(), Error> {
         let now = now_us();
@@ -599,6 +802,16 @@ async fn subscriber(
         })?;
         if !lats.is_empty() {
             me.high.store(tracker.high(), Ordering::Release);
+            if ready_seq.is_some_and(|r| tracker.high() >= r)
+                && me.ready_us.load(Ordering::Relaxed) == 0
+            {
+                me.ready_us.store(now, Ordering::Release);
+            }
+            if live_seq.is_some_and(|r| tracker.high() >= r)
+                && me.live_us.load(Ordering::Relaxed) == 0
+            {
+                me.live_us.store(now, Ordering::Release);
+            }
             drop(tracker);
             let mut h = lock(shard);
             for l in lats.drain(..) {
@@ -630,11 +843,42 @@ async fn subscriber(
     shared.progress.notify_one();
 }
 
+/// Publishes numbered benchmark events one by one (for scenarios that publish outside
+/// [`Fleet::run`], e.g. the history before a reconnect storm).
+pub struct EventPublisher {
+    inner: Publisher,
+}
+
+impl std::fmt::Debug for EventPublisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EventPublisher")
+    }
+}
+
+impl EventPublisher {
+    /// Opens the publishing connection.
+    pub async fn connect(publish: &Publish) -> Result<EventPublisher, Error> {
+        Ok(EventPublisher {
+            inner: Publisher::new(publish).await?,
+        })
+    }
+
+    /// Publishes event `seq` with a `size`-byte payload stamped now.
+    pub async fn send(&mut self, seq: u64, size: usize) -> Result<(), Error> {
+        self.inner.send(&payload(seq, now_us(), size)).await
+    }
+
+    /// Waits until the server answered every publish.
+    pub async fn flush(&mut self) -> Result<(), Error> {
+        self.inner.flush().await
+    }
+}
+
 enum Publisher {
     /// Requests are pipelined on one keep-alive connection (HTTP/1.1 keeps their order), so the
     /// publisher is limited by the server, not by a round trip per event.
     Http {
-        writer: tokio::net::tcp::OwnedWriteHalf,
+        writer: BoxWrite,
         head: String,
         buf: Vec<u8>,
         sent: u64,
@@ -645,16 +889,32 @@ enum Publisher {
     Command(String),
 }
 
+type BoxRead = Box<dyn tokio::io::AsyncRead + Send + Unpin>;
+type BoxWrite = Box<dyn tokio::io::AsyncWrite + Send + Unpin>;
+
 /// Requests in flight on the publishing connection.
 const PIPELINE: u64 = 16;
 
 impl Publisher {
     async fn new(publish: &Publish) -> Result<Publisher, Error> {
         Ok(match publish {
-            Publish::Http { endpoint, token } => {
+            Publish::Http {
+                endpoint,
+                token,
+                tls,
+            } => {
                 let sock = TcpStream::connect(endpoint.addr).await?;
                 sock.set_nodelay(true)?;
-                let (mut read, writer) = sock.into_split();
+                let (mut read, writer): (BoxRead, BoxWrite) = match tls {
+                    None => {
+                        let (r, w) = sock.into_split();
+                        (Box::new(r), Box::new(w))
+                    }
+                    Some(tls) => {
+                        let (r, w) = tokio::io::split(tls.connect_h1(sock).await?);
+                        (Box::new(r), Box::new(w))
+                    }
+                };
                 let acked = Arc::new(AtomicU64::new(0));
                 let acks = Arc::new(Notify::new());
                 let reader = {
@@ -730,6 +990,7 @@ impl Publisher {
                 buf.extend_from_slice(format!("Content-Length: {}\r\n\r\n", data.len()).as_bytes());
                 buf.extend_from_slice(data.as_bytes());
                 writer.write_all(buf).await?;
+                writer.flush().await?;
                 *sent += 1;
                 Ok(())
             }
@@ -773,7 +1034,7 @@ impl Responses {
         Ok(())
     }
 
-    /// The next response; an error for a non-200 status.
+    /// The next response; an error for a status outside 2xx.
     async fn next<R: tokio::io::AsyncRead + Unpin>(&mut self, read: &mut R) -> Result<(), Error> {
         let (head, len) = loop {
             if let Some(h) = parse_head(&self.buf)? {
@@ -806,7 +1067,7 @@ impl Responses {
                 self.fill(read).await?;
             }
             let body = self.buf.drain(..want).collect::<Vec<u8>>();
-            if head.status != 200 {
+            if !(200..300).contains(&head.status) {
                 return Err(Error::Http(format!(
                     "publish answered {}: {}",
                     head.status,
@@ -814,7 +1075,8 @@ impl Responses {
                 )));
             }
         }
-        if head.status != 200 {
+        // nchan answers 201 or 202, the others 200.
+        if !(200..300).contains(&head.status) {
             return Err(Error::Http(format!("publish answered {}", head.status)));
         }
         Ok(())
@@ -826,5 +1088,58 @@ impl Drop for Publisher {
         if let Publisher::Http { reader, .. } = self {
             reader.abort();
         }
+    }
+}
+
+/// One plain HTTP/1.1 subscriber that keeps every event's `id:` (see [`EventIds`]), to find the
+/// `Last-Event-ID` a resuming subscriber sends.
+#[derive(Debug)]
+pub struct IdRecorder {
+    ids: Arc<Mutex<EventIds>>,
+    task: JoinHandle<()>,
+}
+
+impl IdRecorder {
+    /// Subscribes to `endpoint` and waits for the response head.
+    pub async fn start(endpoint: &Endpoint) -> Result<IdRecorder, Error> {
+        let sock = tcp_connect(endpoint.addr, None).await?;
+        let (mut sock, mut body, rest) =
+            request_h1(sock, endpoint, &FleetOptions::default()).await?;
+        let ids = Arc::new(Mutex::new(EventIds::default()));
+        let sink = ids.clone();
+        let task = tokio::spawn(async move {
+            let mut buf = vec![0u8; 16 * 1024];
+            let mut feed = |bytes: &[u8]| body.feed_raw(bytes, |s| lock(&sink).feed(s));
+            let mut ok = feed(&rest).is_ok();
+            while ok {
+                ok = match sock.read(&mut buf).await {
+                    Ok(n) if n > 0 => feed(&buf[..n]).is_ok(),
+                    _ => false,
+                };
+            }
+        });
+        Ok(IdRecorder { ids, task })
+    }
+
+    /// Waits (at most `timeout`) until event `seq` arrived and returns its id.
+    pub async fn id_of(&self, seq: u64, timeout: Duration) -> Result<String, Error> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(id) = lock(&self.ids).id_of(seq) {
+                return Ok(id.to_owned());
+            }
+            if Instant::now() > deadline || self.task.is_finished() {
+                return Err(Error::Http(format!(
+                    "event {seq} never reached the id recorder (or it carried no `id:`)"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+impl Drop for IdRecorder {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }

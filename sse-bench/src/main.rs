@@ -3,13 +3,13 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use sse_bench::load::{Endpoint, Fleet, Protocol, Publish};
 use sse_bench::report::{self, Row};
-use sse_bench::server::{self, Kind, ServerProc};
+use sse_bench::server::{self, Kind};
 use sse_bench::{Error, plot};
+
+mod scenarios;
 
 /// Fan-out benchmark: sse-server against an axum `Sse` + broadcast baseline (or any SSE server with
 /// --target), each started as its own process and measured from /proc.
@@ -19,8 +19,14 @@ struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
     /// Scenarios to run: idle (RSS per subscriber), max (highest lossless rate), max-h2 (max with
-    /// HTTP/2 subscribers), rate (fixed rate).
-    #[arg(long, value_delimiter = ',', default_value = "idle,max,max-h2,rate")]
+    /// HTTP/2 subscribers), rate (fixed rate), rates (latency at each of --rates), storm (reconnect
+    /// storm with Last-Event-ID), storm-durable (storm on sse-server restarted with --data-dir),
+    /// idle-tls, max-tls (HTTP/1.1 over TLS), max-h2tls (HTTP/2 over TLS, ALPN h2).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "idle,max,max-h2,rate,rates,storm,idle-tls,max-tls,max-h2tls"
+    )]
     scenarios: Vec<String>,
     /// Subscribers speak cleartext HTTP/2 with prior knowledge (h2c) in every scenario, one stream
     /// each, --h2-streams per connection (the publisher stays HTTP/1.1).
@@ -48,6 +54,27 @@ struct Cli {
     /// Events per second for the `rate` scenario.
     #[arg(long, default_value_t = 10.0)]
     rate: f64,
+    /// Fixed rates (events/s) of the `rates` scenario.
+    #[arg(long, value_delimiter = ',', default_value = "10,100,1000,10000")]
+    rates: Vec<f64>,
+    /// Subscribers for the `rates` scenario.
+    #[arg(long, default_value_t = 1000)]
+    rates_subscribers: usize,
+    /// Seconds of publishing per rate of the `rates` scenario.
+    #[arg(long, default_value_t = 5.0)]
+    rates_duration: f64,
+    /// Subscribers of the `storm` scenarios.
+    #[arg(long, default_value_t = 10_000)]
+    storm_subscribers: usize,
+    /// Events published before a storm.
+    #[arg(long, default_value_t = 200)]
+    storm_history: u64,
+    /// Events each storm subscriber replays (its Last-Event-ID is this many events back).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
+    storm_back: u64,
+    /// Milliseconds over which the storm's connects are spread evenly.
+    #[arg(long, default_value_t = 1000)]
+    storm_spread_ms: u64,
     /// Event payload size in bytes.
     #[arg(long, default_value_t = 128)]
     size: usize,
@@ -64,6 +91,9 @@ struct Cli {
     /// Skip the baseline.
     #[arg(long)]
     no_baseline: bool,
+    /// Skip nginx + nchan (it is skipped anyway, loudly, when nginx or its nchan module is missing).
+    #[arg(long)]
+    no_nchan: bool,
     /// Skip sse-server (e.g. to measure only the baseline).
     #[arg(long)]
     no_ours: bool,
@@ -138,287 +168,90 @@ fn main() -> ExitCode {
 }
 
 async fn bench(cli: &Cli) -> Result<(), Error> {
-    let h2 = Protocol::Http2 {
-        streams: cli.h2_streams,
-    };
-    let protocol = if cli.http2 { h2 } else { Protocol::Http1 };
-    let mut kinds = Vec::new();
-    if cli.target.is_some() {
-        kinds.push(Kind::External);
-    } else {
-        if !cli.no_ours {
-            kinds.push(Kind::Ours);
-        }
-        if !cli.no_baseline {
-            kinds.push(Kind::Baseline);
-        }
-        if cli.redis {
-            kinds.push(Kind::Cluster);
-        }
+    if cli.storm_back > cli.storm_history {
+        return Err(Error::Usage(
+            "--storm-back must not exceed --storm-history".into(),
+        ));
     }
-    let bin = if kinds.contains(&Kind::Ours) || kinds.contains(&Kind::Cluster) {
-        Some(server::locate_sse_server(cli.server_bin.clone())?)
-    } else {
-        None
-    };
-    let start = |kind: &Kind| -> Result<ServerProc, Error> {
-        match kind {
-            Kind::Ours => ServerProc::start_ours(
-                bin.as_deref()
-                    .ok_or_else(|| Error::Server("no sse-server binary".into()))?,
-                cli.queue_size,
-            ),
-            Kind::Baseline => ServerProc::start_baseline(cli.queue_size),
-            Kind::External => Err(Error::Server("external server is not started here".into())),
-            Kind::Cluster => sse_bench::cluster::start(
-                bin.as_deref()
-                    .ok_or_else(|| Error::Server("no sse-server binary".into()))?,
-                cli.queue_size,
-            ),
-        }
-    };
+    let mut skipped = Vec::new();
+    let mut ctx = scenarios::Context::new(cli, &mut skipped)?;
     let mut rows: Vec<Row> = Vec::new();
-    for scenario in &cli.scenarios {
-        let runs = if scenario == "idle" { 1 } else { cli.repeat };
+    for scenario in scenarios::expand(cli) {
+        let runs = if scenario.starts_with("idle") {
+            1
+        } else {
+            cli.repeat
+        };
         for run in 1..=runs {
-            for kind in &kinds {
-                let proc = match kind {
-                    Kind::External => {
-                        let url = cli.target.as_deref().unwrap_or_default();
-                        let ep = Endpoint::parse(url).await?;
-                        ServerProc::external(ep.addr, cli.target_pid)
-                    }
-                    k => start(k)?,
-                };
-                let endpoint = match kind {
-                    Kind::External => {
-                        Endpoint::parse(cli.target.as_deref().unwrap_or_default()).await?
-                    }
-                    _ => Endpoint {
-                        addr: proc.addr,
-                        host: proc.addr.to_string(),
-                        path: "/events/bench".into(),
-                    },
-                };
-                let publish = match (&cli.publish_cmd, kind) {
-                    (Some(cmd), Kind::External) => Publish::Command(cmd.clone()),
-                    _ => Publish::Http {
-                        endpoint: match proc.publish_addr {
-                            Some(addr) => Endpoint {
-                                addr,
-                                host: addr.to_string(),
-                                path: endpoint.path.clone(),
-                            },
-                            None => endpoint.clone(),
-                        },
-                        token: server::TOKEN.into(),
-                    },
-                };
-                eprintln!("sse-bench: {scenario} on {} ({})", kind.label(), proc.addr);
-                match scenario.as_str() {
-                    "idle" => rows.extend(idle(cli, kind, &proc, endpoint, protocol).await?),
-                    "max" => rows.push(
-                        publishing(
-                            cli,
-                            kind,
-                            &proc,
-                            endpoint,
-                            &publish,
-                            "max",
-                            protocol,
-                            cli.max_subscribers,
-                            cli.max_rate,
-                        )
-                        .await?,
-                    ),
-                    "max-h2" => rows.push(
-                        publishing(
-                            cli,
-                            kind,
-                            &proc,
-                            endpoint,
-                            &publish,
-                            "max-h2",
-                            h2,
-                            cli.max_subscribers,
-                            cli.max_rate,
-                        )
-                        .await?,
-                    ),
-                    "rate" => rows.push(
-                        publishing(
-                            cli,
-                            kind,
-                            &proc,
-                            endpoint,
-                            &publish,
-                            "rate",
-                            protocol,
-                            cli.rate_subscribers,
-                            Some(cli.rate),
-                        )
-                        .await?,
-                    ),
-                    other => {
-                        return Err(Error::Usage(format!(
-                            "unknown scenario `{other}` (known: idle, max, max-h2, rate)"
-                        )));
+            for kind in ctx.kinds_for(&scenario) {
+                let first = rows.len();
+                rows.extend(ctx.run(&scenario, &kind).await?);
+                if runs > 1 {
+                    for row in &mut rows[first..] {
+                        row.run = run as usize;
                     }
                 }
-                if runs > 1
-                    && let Some(last) = rows.last_mut()
-                {
-                    last.run = run as usize;
-                }
-                drop(proc);
             }
         }
     }
-    let table = report::table(&rows);
-    let ratios = report::ratios(&rows, Kind::Ours.label(), Kind::Baseline.label());
-    let notes = report::notes(cli.h2_streams);
+    print_and_save(cli, &ctx.kinds, &rows, &skipped)
+}
+
+fn print_and_save(
+    cli: &Cli,
+    kinds: &[Kind],
+    rows: &[Row],
+    skipped: &[String],
+) -> Result<(), Error> {
+    let mut out = String::new();
+    for line in skipped {
+        out.push_str(&format!("**{line}**\n\n"));
+    }
+    out.push_str(&report::table(rows));
+    out.push('\n');
+    out.push_str(&report::notes(cli.h2_streams));
+    for other in [Kind::Baseline, Kind::Nchan] {
+        if kinds.contains(&Kind::Ours) && kinds.contains(&other) {
+            let (ours, theirs) = (Kind::Ours.label(), other.label());
+            out.push_str(&format!("\nours ({ours}) ÷ {theirs} (medians)\n\n"));
+            out.push_str(&report::ratios(rows, ours, theirs));
+        }
+    }
+    let rates = report::rates_table(rows, Kind::Ours.label());
+    if !rates.is_empty() {
+        out.push_str("\nlatency at every rate (medians)\n\n");
+        out.push_str(&rates);
+    }
+    let storms = report::storm_table(rows);
+    if !storms.is_empty() {
+        out.push_str("\nreconnect storm\n\n");
+        out.push_str(&storms);
+    }
+    let protocols = report::protocol_table(rows, Kind::Ours.label());
+    if !protocols.is_empty() {
+        out.push_str("\nTLS and HTTP/2 against plaintext HTTP/1.1 (sse-server, medians)\n\n");
+        out.push_str(&protocols);
+    }
     println!(
         "\nfan-out benchmark ({} s per publishing scenario, {} B events)\n",
         cli.duration, cli.size
     );
-    println!("{table}");
-    println!("{notes}");
-    if kinds.contains(&Kind::Ours) && kinds.contains(&Kind::Baseline) {
-        println!("ours / baseline\n\n{ratios}");
-    }
+    println!("{out}");
     std::fs::create_dir_all(&cli.out)?;
-    std::fs::write(
-        cli.out.join("results.md"),
-        format!("{table}\n{notes}\n{ratios}"),
-    )?;
-    for scenario in ["max", "max-h2", "rate"] {
+    std::fs::write(cli.out.join("results.md"), &out)?;
+    for scenario in ["max", "max-h2", "rate", "max-tls", "max-h2tls"] {
         plot::latency_cdf(
-            &rows,
+            rows,
             scenario,
             &cli.out.join(format!("latency-{scenario}.svg")),
         )?;
     }
-    plot::rss_vs_subscribers(&rows, &cli.out.join("rss.svg"))?;
+    plot::rss_vs_subscribers(rows, &cli.out.join("rss.svg"))?;
+    plot::p99_vs_rate(rows, &cli.out.join("p99-rate.svg"))?;
     println!("plots and results.md written to {}", cli.out.display());
     let bad: u64 = rows.iter().map(|r| r.lost + r.duplicated).sum();
     if bad > 0 {
         println!("WARNING: {bad} events lost or duplicated (see the table)");
     }
     Ok(())
-}
-
-async fn idle(
-    cli: &Cli,
-    kind: &Kind,
-    proc: &ServerProc,
-    endpoint: Endpoint,
-    protocol: Protocol,
-) -> Result<Vec<Row>, Error> {
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let base = proc.sample();
-    let mut rows = vec![Row {
-        scenario: "idle".into(),
-        server: kind.label().into(),
-        protocol,
-        rss_kib: base.map(|s| s.rss_kib),
-        ..Row::default()
-    }];
-    let mut fleet = Fleet::with_protocol(endpoint, protocol);
-    let mut steps = cli.idle.clone();
-    steps.sort_unstable();
-    for n in steps {
-        fleet.grow(n).await?;
-        tokio::time::sleep(server::settle()).await;
-        let now = proc.sample();
-        rows.push(Row {
-            scenario: "idle".into(),
-            server: kind.label().into(),
-            protocol,
-            subscribers: n,
-            rss_kib: now.map(|s| s.rss_kib),
-            kib_per_sub: match (base, now) {
-                (Some(b), Some(a)) if n > 0 => {
-                    Some((a.rss_kib as f64 - b.rss_kib as f64) / n as f64)
-                }
-                _ => None,
-            },
-            dropped: n - fleet.connected().min(n),
-            ..Row::default()
-        });
-    }
-    let outcomes = fleet.finish(0).await;
-    if let Some(last) = rows.last_mut() {
-        last.dropped = outcomes.iter().filter(|o| o.dropped).count();
-    }
-    Ok(rows)
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn publishing(
-    cli: &Cli,
-    kind: &Kind,
-    proc: &ServerProc,
-    endpoint: Endpoint,
-    publish: &Publish,
-    scenario: &str,
-    protocol: Protocol,
-    subscribers: usize,
-    rate: Option<f64>,
-) -> Result<Row, Error> {
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let base = proc.sample();
-    let mut fleet = Fleet::with_protocol(endpoint, protocol);
-    fleet.grow(subscribers).await?;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let before = proc.sample();
-    let load_before = sse_bench::procfs::sample(std::process::id()).ok();
-    let stats = fleet
-        .run(
-            publish,
-            cli.size,
-            rate,
-            cli.window,
-            Duration::from_secs(cli.duration),
-        )
-        .await?;
-    let after = proc.sample();
-    let load_after = sse_bench::procfs::sample(std::process::id()).ok();
-    let outcomes = fleet.finish(stats.published).await;
-    let delivered: u64 = outcomes.iter().map(|o| o.tracker.received()).sum();
-    let secs = stats.total_time.as_secs_f64().max(1e-9);
-    let cpu_s = match (before, after) {
-        (Some(b), Some(a)) => Some(a.cpu.saturating_sub(b.cpu).as_secs_f64()),
-        _ => None,
-    };
-    Ok(Row {
-        scenario: scenario.into(),
-        run: 0,
-        server: kind.label().into(),
-        protocol,
-        subscribers,
-        size: cli.size,
-        published_per_s: stats.published as f64 / stats.publish_time.as_secs_f64().max(1e-9),
-        delivered_per_s: delivered as f64 / secs,
-        latency: Some(stats.latency),
-        rss_kib: after.map(|s| s.rss_kib),
-        kib_per_sub: match (base, after) {
-            (Some(b), Some(a)) => {
-                Some((a.rss_kib as f64 - b.rss_kib as f64) / subscribers.max(1) as f64)
-            }
-            _ => None,
-        },
-        cpu_s,
-        cpu_us_per_event: cpu_s
-            .filter(|_| delivered > 0)
-            .map(|c| c * 1e6 / delivered as f64),
-        load_us_per_event: match (load_before, load_after) {
-            (Some(b), Some(a)) if delivered > 0 => {
-                Some(a.cpu.saturating_sub(b.cpu).as_secs_f64() * 1e6 / delivered as f64)
-            }
-            _ => None,
-        },
-        dropped: outcomes.iter().filter(|o| o.dropped).count(),
-        lost: outcomes.iter().map(|o| o.tracker.lost()).sum(),
-        duplicated: outcomes.iter().map(|o| o.tracker.duplicated()).sum(),
-    })
 }

@@ -9,6 +9,8 @@ use crate::Error;
 pub struct ProcSample {
     /// Resident set size in KiB (`VmRSS`).
     pub rss_kib: u64,
+    /// Peak resident set size in KiB (`VmHWM`), since the process started.
+    pub hwm_kib: u64,
     /// User plus system CPU time.
     pub cpu: Duration,
 }
@@ -20,9 +22,28 @@ pub fn sample(pid: u32) -> Result<ProcSample, Error> {
     Ok(ProcSample {
         rss_kib: parse_rss(&status)
             .ok_or_else(|| Error::Server("no VmRSS in /proc status".into()))?,
+        hwm_kib: parse_kib(&status, "VmHWM:").unwrap_or(0),
         cpu: parse_cpu(&stat, clock_ticks())
             .ok_or_else(|| Error::Server("cannot read utime/stime from /proc stat".into()))?,
     })
+}
+
+/// Samples process `pid` plus its direct children (nginx's master and worker), summed.
+pub fn sample_tree(pid: u32) -> Result<ProcSample, Error> {
+    let mut total = sample(pid)?;
+    let children =
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+    for child in children
+        .split_whitespace()
+        .filter_map(|c| c.parse::<u32>().ok())
+    {
+        if let Ok(s) = sample(child) {
+            total.rss_kib += s.rss_kib;
+            total.hwm_kib += s.hwm_kib;
+            total.cpu += s.cpu;
+        }
+    }
+    Ok(total)
 }
 
 /// `VmRSS` in KiB from the text of `/proc/<pid>/status`.
@@ -31,8 +52,63 @@ pub fn sample(pid: u32) -> Result<ProcSample, Error> {
 /// assert_eq!(sse_bench::procfs::parse_rss("Name:\tx\nVmRSS:\t   1234 kB\n"), Some(1234));
 /// ```
 pub fn parse_rss(status: &str) -> Option<u64> {
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    parse_kib(status, "VmRSS:")
+}
+
+fn parse_kib(status: &str, field: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with(field))?;
     line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// `TcpExt` counters of this network namespace that tell how a connect storm went.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TcpCounters {
+    /// `ListenOverflows`: SYNs or ACKs dropped because a listen queue was full.
+    pub listen_overflows: u64,
+    /// `ListenDrops`: every connection dropped at a listening socket (overflows included).
+    pub listen_drops: u64,
+    /// `TCPSynRetrans`: SYNs sent again (clients whose first SYN went unanswered).
+    pub syn_retrans: u64,
+}
+
+impl TcpCounters {
+    /// Reads `/proc/net/netstat` (system-wide for this namespace: other traffic counts too).
+    pub fn read() -> Option<TcpCounters> {
+        parse_netstat(&std::fs::read_to_string("/proc/net/netstat").ok()?)
+    }
+
+    /// The increase since `before`.
+    pub fn since(&self, before: &TcpCounters) -> TcpCounters {
+        TcpCounters {
+            listen_overflows: self
+                .listen_overflows
+                .saturating_sub(before.listen_overflows),
+            listen_drops: self.listen_drops.saturating_sub(before.listen_drops),
+            syn_retrans: self.syn_retrans.saturating_sub(before.syn_retrans),
+        }
+    }
+}
+
+/// The storm counters from the text of `/proc/net/netstat` (a names line, then a values line).
+///
+/// ```
+/// let text = "TcpExt: SyncookiesSent ListenOverflows ListenDrops TCPSynRetrans\nTcpExt: 0 5 7 9\n";
+/// let c = sse_bench::procfs::parse_netstat(text).unwrap();
+/// assert_eq!((c.listen_overflows, c.listen_drops, c.syn_retrans), (5, 7, 9));
+/// ```
+pub fn parse_netstat(text: &str) -> Option<TcpCounters> {
+    let mut lines = text.lines().filter(|l| l.starts_with("TcpExt:"));
+    let names: Vec<&str> = lines.next()?.split_whitespace().collect();
+    let values: Vec<&str> = lines.next()?.split_whitespace().collect();
+    let get = |name: &str| -> Option<u64> {
+        let i = names.iter().position(|n| *n == name)?;
+        values.get(i)?.parse().ok()
+    };
+    Some(TcpCounters {
+        listen_overflows: get("ListenOverflows")?,
+        listen_drops: get("ListenDrops").unwrap_or(0),
+        syn_retrans: get("TCPSynRetrans").unwrap_or(0),
+    })
 }
 
 /// utime + stime from the text of `/proc/<pid>/stat`.

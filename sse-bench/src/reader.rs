@@ -284,8 +284,71 @@ impl BodyReader {
         }
     }
 
+    /// Feeds raw body bytes; `out` receives the decoded (de-chunked) bytes, not parsed.
+    pub fn feed_raw(&mut self, input: &[u8], mut out: impl FnMut(&[u8])) -> Result<(), Error> {
+        match &mut self.dechunker {
+            Some(d) => d.feed(input, out),
+            None => {
+                out(input);
+                Ok(())
+            }
+        }
+    }
+
     /// True when a chunked body has ended.
     pub fn is_done(&self) -> bool {
         self.dechunker.as_ref().is_some_and(Dechunker::is_done)
+    }
+}
+
+/// Records which `id:` each benchmark payload carried, to resume from one later (`Last-Event-ID`).
+///
+/// ```
+/// let mut ids = sse_bench::reader::EventIds::default();
+/// ids.feed(b"id: a-1\ndata: 1 10 x\n\nid: a-2\ndata: 2 ");
+/// ids.feed(b"20 x\n\n");
+/// assert_eq!(ids.id_of(2), Some("a-2"));
+/// assert_eq!(ids.high(), 2);
+/// ```
+#[derive(Debug, Default, Clone)]
+pub struct EventIds {
+    partial: Vec<u8>,
+    current: Option<String>,
+    ids: Vec<(u64, String)>,
+}
+
+impl EventIds {
+    /// Feeds decoded body bytes.
+    pub fn feed(&mut self, input: &[u8]) {
+        self.partial.extend_from_slice(input);
+        let mut start = 0;
+        while let Some(nl) = memchr::memchr(b'\n', &self.partial[start..]) {
+            let line = &self.partial[start..start + nl];
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            if let Some(v) = line.strip_prefix(b"id:") {
+                let v = v.strip_prefix(b" ").unwrap_or(v);
+                self.current = Some(String::from_utf8_lossy(v).into_owned());
+            } else if let Some(v) = line.strip_prefix(b"data:") {
+                let v = v.strip_prefix(b" ").unwrap_or(v);
+                if let (Some(sample), Some(id)) = (parse_payload(v), &self.current) {
+                    self.ids.push((sample.seq, id.clone()));
+                }
+            }
+            start += nl + 1;
+        }
+        self.partial.drain(..start);
+    }
+
+    /// The id event `seq` carried.
+    pub fn id_of(&self, seq: u64) -> Option<&str> {
+        self.ids
+            .iter()
+            .find(|(s, _)| *s == seq)
+            .map(|(_, id)| id.as_str())
+    }
+
+    /// The highest sequence number seen (0 for none).
+    pub fn high(&self) -> u64 {
+        self.ids.iter().map(|(s, _)| *s).max().unwrap_or(0)
     }
 }

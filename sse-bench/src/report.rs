@@ -43,6 +43,30 @@ pub struct Row {
     pub lost: u64,
     /// Events duplicated, summed over subscribers.
     pub duplicated: u64,
+    /// The fixed rate asked for (events/s), for the `rates` rows.
+    pub target_rate: Option<f64>,
+    /// What a reconnect storm measured (the `storm` rows).
+    pub storm: Option<StormStats>,
+}
+
+/// What a reconnect storm (`storm`, `storm-durable`) measured beyond a [`Row`]'s columns.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StormStats {
+    /// Events published before the storm, and how far back each subscriber resumes.
+    pub history: u64,
+    /// Events each subscriber replays.
+    pub back: u64,
+    /// Seconds from the first connect until every subscriber had its replay and the first event
+    /// published after the last connect began.
+    pub all_live_s: Option<f64>,
+    /// Peak RSS (KiB, `VmHWM`) during the storm.
+    pub peak_rss_kib: u64,
+    /// RSS (KiB) just before the storm.
+    pub before_rss_kib: u64,
+    /// `ListenOverflows` / `TCPSynRetrans` during the storm (whole network namespace).
+    pub overflows: u64,
+    /// `TCPSynRetrans` during the storm.
+    pub syn_retrans: u64,
 }
 
 fn ms(us: u64) -> String {
@@ -186,5 +210,207 @@ pub fn notes(h2_streams: usize) -> String {
         "HTTP: the subscribers' protocol. 1.1 = one HTTP/1.1 connection per subscriber; 2 = cleartext \
          HTTP/2 with prior knowledge (h2c), one stream per subscriber, {h2_streams} streams per \
          connection. The publisher always uses HTTP/1.1 (pipelined POSTs).\n"
+    )
+}
+
+fn medians(runs: &[&Row], f: impl Fn(&Row) -> Option<f64>) -> Option<f64> {
+    median(runs.iter().filter_map(|r| f(r)).collect())
+}
+
+fn p(r: &Row, pct: f64) -> Option<f64> {
+    r.latency
+        .as_ref()
+        .filter(|h| h.count() > 0)
+        .map(|h| if pct >= 100.0 { h.max() } else { h.percentile(pct) } as f64 / 1000.0)
+}
+
+/// The distinct server labels of `rows`, in order of appearance.
+fn servers(rows: &[&Row]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for r in rows {
+        if !out.contains(&r.server) {
+            out.push(r.server.clone());
+        }
+    }
+    out
+}
+
+/// The `rates` scenario: per rate and server, medians of p50/p99/max and CPU per delivery, summed
+/// losses; then, per rate, whether `ours` has a p99 at or below the best other server's.
+///
+/// ```
+/// use sse_bench::report::{Row, rates_table};
+/// let mut h = sse_bench::stats::Histogram::default();
+/// h.record(2000);
+/// let row = |server: &str| Row { scenario: "rates".into(), server: server.into(),
+///     target_rate: Some(10.0), latency: Some(h.clone()), ..Default::default() };
+/// let t = rates_table(&[row("a"), row("b")], "a");
+/// assert!(t.contains("| 10 | a | 2.00 | yes"), "{t}");
+/// ```
+pub fn rates_table(rows: &[Row], ours: &str) -> String {
+    let rated: Vec<&Row> = rows.iter().filter(|r| r.target_rate.is_some()).collect();
+    if rated.is_empty() {
+        return String::new();
+    }
+    let mut rates: Vec<f64> = rated.iter().filter_map(|r| r.target_rate).collect();
+    rates.sort_by(f64::total_cmp);
+    rates.dedup();
+    let mut out = String::from(
+        "| rate/s | server | p99 ms | ours ≤ best peer | p50 ms | max ms | published/s | CPU µs/delivery | CPU ÷ ours | dropped subs | lost | dup |\n|--:|---|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|\n",
+    );
+    for rate in rates {
+        let at: Vec<&Row> = rated
+            .iter()
+            .copied()
+            .filter(|r| r.target_rate == Some(rate))
+            .collect();
+        let of = |s: &str| -> Vec<&Row> { at.iter().copied().filter(|r| r.server == s).collect() };
+        let p99 = |s: &str| medians(&of(s), |r| p(r, 99.0));
+        let cpu = |s: &str| medians(&of(s), |r| r.cpu_us_per_event);
+        let best_peer = servers(&at)
+            .iter()
+            .filter(|s| *s != ours)
+            .filter_map(|s| p99(s))
+            .reduce(f64::min);
+        for server in servers(&at) {
+            let runs = of(&server);
+            let verdict = match (server == ours, p99(&server), best_peer) {
+                (true, Some(a), Some(b)) if a <= b => format!("yes ({a:.2} vs {b:.2})"),
+                (true, Some(a), Some(b)) => format!("**no** ({a:.2} vs {b:.2})"),
+                _ => String::new(),
+            };
+            let _ = writeln!(
+                out,
+                "| {rate:.0} | {server} | {} | {verdict} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                opt(p99(&server), 2),
+                opt(medians(&runs, |r| p(r, 50.0)), 2),
+                opt(medians(&runs, |r| p(r, 100.0)), 2),
+                opt(medians(&runs, |r| Some(r.published_per_s)), 0),
+                opt(cpu(&server), 3),
+                ratio(cpu(&server), cpu(ours)),
+                runs.iter().map(|r| r.dropped).sum::<usize>(),
+                runs.iter().map(|r| r.lost).sum::<u64>(),
+                runs.iter().map(|r| r.duplicated).sum::<u64>(),
+            );
+        }
+    }
+    out
+}
+
+/// The reconnect storms, one line per run, with the same server's idle KiB/sub at the same count
+/// (from an `idle` row of this run, if any) to compare with.
+///
+/// ```
+/// use sse_bench::report::{Row, StormStats, storm_table};
+/// let row = Row { scenario: "storm".into(), server: "a".into(), subscribers: 10,
+///     storm: Some(StormStats { all_live_s: Some(1.25), ..Default::default() }), ..Default::default() };
+/// assert!(storm_table(&[row]).contains("| storm | a | 10 | 0 | 1.25 |"));
+/// ```
+pub fn storm_table(rows: &[Row]) -> String {
+    let storms: Vec<&Row> = rows.iter().filter(|r| r.storm.is_some()).collect();
+    if storms.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from(
+        "| scenario | server | subs | replayed | all live s | replay done p50 ms | p99 ms | max ms | peak RSS MiB | peak KiB/sub | settled RSS MiB | settled KiB/sub | idle KiB/sub | CPU s | listen overflows | SYN retrans | dropped subs | lost | dup |\n|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n",
+    );
+    for r in storms {
+        let Some(s) = r.storm else { continue };
+        let per_sub =
+            |kib: u64| (kib as f64 - s.before_rss_kib as f64) / r.subscribers.max(1) as f64;
+        let idle = rows
+            .iter()
+            .find(|i| {
+                i.scenario == "idle" && i.server == r.server && i.subscribers == r.subscribers
+            })
+            .and_then(|i| i.kib_per_sub);
+        let scenario = match r.run {
+            0 => r.scenario.clone(),
+            n => format!("{} #{n}", r.scenario),
+        };
+        let _ = writeln!(
+            out,
+            "| {scenario} | {} | {} | {} | {} | {} | {} | {} | {:.1} | {:.2} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            r.server,
+            r.subscribers,
+            s.back,
+            opt(s.all_live_s, 2),
+            opt(p(r, 50.0), 1),
+            opt(p(r, 99.0), 1),
+            opt(p(r, 100.0), 1),
+            s.peak_rss_kib as f64 / 1024.0,
+            per_sub(s.peak_rss_kib),
+            opt(r.rss_kib.map(|k| k as f64 / 1024.0), 1),
+            opt(r.kib_per_sub, 2),
+            opt(idle, 2),
+            opt(r.cpu_s, 2),
+            s.overflows,
+            s.syn_retrans,
+            r.dropped,
+            r.lost,
+            r.duplicated,
+        );
+    }
+    out
+}
+
+/// TLS and HTTP/2 scenarios against their plaintext HTTP/1.1 counterpart on the same server
+/// (medians): CPU per delivery and KiB per subscriber.
+///
+/// ```
+/// use sse_bench::report::{Row, protocol_table};
+/// let row = |scenario: &str, cpu| Row { scenario: scenario.into(), server: "a".into(),
+///     subscribers: 10, cpu_us_per_event: Some(cpu), ..Default::default() };
+/// let t = protocol_table(&[row("max", 1.0), row("max-tls", 1.5)], "a");
+/// assert!(t.contains("| max-tls | max | a | 10 | 1.500 | 1.000 | 1.50 |"), "{t}");
+/// ```
+pub fn protocol_table(rows: &[Row], _ours: &str) -> String {
+    const PAIRS: [(&str, &str); 4] = [
+        ("idle-tls", "idle"),
+        ("max-tls", "max"),
+        ("max-h2", "max"),
+        ("max-h2tls", "max"),
+    ];
+    let mut out = String::new();
+    let all: Vec<&Row> = rows.iter().collect();
+    for (variant, plain) in PAIRS {
+        for server in servers(&all) {
+            let pick = |scenario: &str, subs: usize| -> Vec<&Row> {
+                rows.iter()
+                    .filter(|r| r.scenario == scenario && r.server == server)
+                    .filter(|r| r.subscribers == subs && subs > 0)
+                    .collect()
+            };
+            let mut counts: Vec<usize> = rows
+                .iter()
+                .filter(|r| r.scenario == variant && r.server == server)
+                .map(|r| r.subscribers)
+                .collect();
+            counts.dedup();
+            for subs in counts {
+                let (v, b) = (pick(variant, subs), pick(plain, subs));
+                if v.is_empty() || b.is_empty() {
+                    continue;
+                }
+                let cpu = |runs: &[&Row]| medians(runs, |r| r.cpu_us_per_event);
+                let kib = |runs: &[&Row]| medians(runs, |r| r.kib_per_sub);
+                let _ = writeln!(
+                    out,
+                    "| {variant} | {plain} | {server} | {subs} | {} | {} | {} | {} | {} | {} |",
+                    opt(cpu(&v), 3),
+                    opt(cpu(&b), 3),
+                    ratio(cpu(&v), cpu(&b)),
+                    opt(kib(&v), 2),
+                    opt(kib(&b), 2),
+                    ratio(kib(&v), kib(&b)),
+                );
+            }
+        }
+    }
+    if out.is_empty() {
+        return out;
+    }
+    format!(
+        "| scenario | against | server | subs | CPU µs/delivery | plain CPU µs/delivery | ÷ | KiB/sub | plain KiB/sub | ÷ |\n|---|---|---|--:|--:|--:|--:|--:|--:|--:|\n{out}"
     )
 }

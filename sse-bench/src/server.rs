@@ -24,6 +24,8 @@ pub enum Kind {
     /// Two `sse-server --redis` nodes on one redis-server: publishes go to one node, subscribers
     /// listen on the other (see [`cluster`](crate::cluster)).
     Cluster,
+    /// nginx with the nchan module (see [`nchan`](crate::nchan)).
+    Nchan,
 }
 
 impl Kind {
@@ -34,6 +36,7 @@ impl Kind {
             Kind::Baseline => "axum+broadcast",
             Kind::External => "target",
             Kind::Cluster => "sse-server/redis (cross-node)",
+            Kind::Nchan => "nginx+nchan",
         }
     }
 }
@@ -48,6 +51,10 @@ pub struct ServerProc {
     pub addr: SocketAddr,
     /// Where to publish when it is not `addr` (another node of a cluster).
     pub publish_addr: Option<SocketAddr>,
+    /// The path to publish to when it is not the subscribers' (nchan's publisher location).
+    pub publish_path: Option<String>,
+    /// A directory of the server's own (its configuration, certificates, store), removed on drop.
+    pub(crate) dir: Option<PathBuf>,
     /// Processes that live and die with this one (the other cluster node, redis-server).
     pub(crate) companions: Vec<Child>,
 }
@@ -83,7 +90,7 @@ impl ServerProc {
                 cmd.args([flag, "1000000"]);
             }
         }
-        Self::spawn(cmd, "sse-server listening on http://")
+        Self::spawn(cmd, "sse-server listening on http")
     }
 
     /// Starts the baseline (this executable's `baseline` subcommand) on an ephemeral port.
@@ -108,8 +115,31 @@ impl ServerProc {
             pid,
             addr,
             publish_addr: None,
+            publish_path: None,
+            dir: None,
             companions: Vec::new(),
         }
+    }
+
+    /// A server started by other code: stopped with SIGTERM (so nginx's master stops its worker
+    /// too), and `dir` removed, on drop.
+    pub(crate) fn from_child(child: Child, addr: SocketAddr, dir: Option<PathBuf>) -> ServerProc {
+        ServerProc {
+            pid: Some(child.id()),
+            child: Some(child),
+            addr,
+            publish_addr: None,
+            publish_path: None,
+            dir,
+            companions: Vec::new(),
+        }
+    }
+
+    /// Whether the process has exited already.
+    pub(crate) fn exited(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(Some(_))))
     }
 
     fn spawn(mut cmd: Command, marker: &str) -> Result<ServerProc, Error> {
@@ -129,6 +159,8 @@ impl ServerProc {
         for line in lines.by_ref() {
             let line = line?;
             if let Some(rest) = line.split(marker).nth(1) {
+                // sse-server says `https://` when it serves TLS.
+                let rest = rest.strip_prefix("s://").unwrap_or(rest);
                 addr = rest.trim_end_matches('/').parse().ok();
                 break;
             }
@@ -150,6 +182,8 @@ impl ServerProc {
             child: Some(child),
             addr,
             publish_addr: None,
+            publish_path: None,
+            dir: None,
             companions: Vec::new(),
         })
     }
@@ -159,17 +193,32 @@ impl ServerProc {
         self.child.take()
     }
 
-    /// Samples RSS and CPU (None without a pid).
+    /// Samples RSS and CPU of the process and its children (nginx's worker), None without a pid.
     pub fn sample(&self) -> Option<ProcSample> {
-        self.pid.and_then(|pid| procfs::sample(pid).ok())
+        self.pid.and_then(|pid| procfs::sample_tree(pid).ok())
     }
 }
 
 impl Drop for ServerProc {
     fn drop(&mut self) {
+        if self.dir.is_some()
+            && let Some(child) = &mut self.child
+        {
+            // SIGTERM: nginx's master then stops its worker (SIGKILL would leave the worker behind).
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            while matches!(child.try_wait(), Ok(None)) && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
         for child in self.child.iter_mut().chain(self.companions.iter_mut()) {
             let _ = child.kill();
             let _ = child.wait();
+        }
+        if let Some(dir) = &self.dir {
+            let _ = std::fs::remove_dir_all(dir);
         }
     }
 }
