@@ -239,7 +239,7 @@ impl<'a> Context<'a> {
             "rate" => ("rate", Setup::default(), Some(Load::rate(cli, protocol))),
             "storm" | "storm-durable" => return self.storm(scenario, kind).await,
             other => match other.strip_prefix("rates@").and_then(|r| r.parse().ok()) {
-                Some(rate) => ("rates", Setup::default(), Some(Load::rates(cli, rate))),
+                Some(rate) => (other, Setup::default(), Some(Load::rates(cli, rate))),
                 None => {
                     return Err(Error::Usage(format!(
                         "unknown scenario `{other}` (known: {KNOWN})"
@@ -432,7 +432,7 @@ async fn publishing(
         dropped: outcomes.iter().filter(|o| o.dropped).count(),
         lost: outcomes.iter().map(|o| o.tracker.lost()).sum(),
         duplicated: outcomes.iter().map(|o| o.tracker.duplicated()).sum(),
-        target_rate: load.rate.filter(|_| scenario == "rates"),
+        target_rate: load.rate.filter(|_| scenario.starts_with("rates@")),
         ..Row::default()
     })
 }

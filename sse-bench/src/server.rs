@@ -160,7 +160,7 @@ impl ServerProc {
             let line = line?;
             if let Some(rest) = line.split(marker).nth(1) {
                 // sse-server says `https://` when it serves TLS.
-                let rest = rest.strip_prefix("s://").unwrap_or(rest);
+                let rest = rest.trim_start_matches("s://").trim_start_matches("://");
                 addr = rest.trim_end_matches('/').parse().ok();
                 break;
             }
