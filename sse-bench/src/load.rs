@@ -172,8 +172,15 @@ pub enum Publish {
         endpoint: Endpoint,
         /// The bearer token.
         token: String,
-        /// Publish over TLS (for servers that serve only HTTPS).
-        tls: Option<crate::tls::Client>,
+    },
+    /// Like `Http`, over TLS (for servers that serve only HTTPS).
+    Https {
+        /// The endpoint.
+        endpoint: Endpoint,
+        /// The bearer token.
+        token: String,
+        /// The TLS client.
+        tls: crate::tls::Client,
     },
     /// `sh -c CMD` per event, with the payload in `$SSE_BENCH_DATA` and substituted for `{data}`.
     Command(String),
@@ -898,11 +905,14 @@ const PIPELINE: u64 = 16;
 impl Publisher {
     async fn new(publish: &Publish) -> Result<Publisher, Error> {
         Ok(match publish {
-            Publish::Http {
-                endpoint,
-                token,
-                tls,
+            Publish::Http { endpoint, token }
+            | Publish::Https {
+                endpoint, token, ..
             } => {
+                let tls = match publish {
+                    Publish::Https { tls, .. } => Some(tls),
+                    _ => None,
+                };
                 let sock = TcpStream::connect(endpoint.addr).await?;
                 sock.set_nodelay(true)?;
                 let (mut read, writer): (BoxRead, BoxWrite) = match tls {

@@ -151,7 +151,7 @@ fn median(mut values: Vec<f64>) -> Option<f64> {
 /// ```
 pub fn ratios(rows: &[Row], ours: &str, baseline: &str) -> String {
     let mut out = String::new();
-    out.push_str("| scenario | HTTP | subs | delivered/s ours÷base | p99 ours÷base | CPU µs/event ours÷base | KiB/sub ours÷base |\n");
+    out.push_str("| scenario | HTTP | subs | delivered/s ours÷peer | p99 ours÷peer | CPU µs/event ours÷peer | KiB/sub ours÷peer |\n");
     out.push_str("|---|---|--:|--:|--:|--:|--:|\n");
     let same = |a: &Row, b: &Row| {
         b.scenario == a.scenario && b.protocol == a.protocol && b.subscribers == a.subscribers

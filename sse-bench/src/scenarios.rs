@@ -196,17 +196,22 @@ impl<'a> Context<'a> {
             (Some(cmd), Kind::External) => Publish::Command(cmd.clone()),
             _ => {
                 let addr = proc.publish_addr.unwrap_or(endpoint.addr);
-                Publish::Http {
-                    endpoint: Endpoint {
-                        addr,
-                        host: addr.to_string(),
-                        path: proc
-                            .publish_path
-                            .clone()
-                            .unwrap_or_else(|| endpoint.path.clone()),
+                let endpoint = Endpoint {
+                    addr,
+                    host: addr.to_string(),
+                    path: proc
+                        .publish_path
+                        .clone()
+                        .unwrap_or_else(|| endpoint.path.clone()),
+                };
+                let token = server::TOKEN.into();
+                match self.tls_client(tls)? {
+                    Some(tls) => Publish::Https {
+                        endpoint,
+                        token,
+                        tls,
                     },
-                    token: server::TOKEN.into(),
-                    tls: self.tls_client(tls)?,
+                    None => Publish::Http { endpoint, token },
                 }
             }
         };
