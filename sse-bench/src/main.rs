@@ -61,7 +61,7 @@ struct Cli {
     #[arg(long, default_value_t = 1000)]
     rates_subscribers: usize,
     /// Seconds of publishing per rate of the `rates` scenario.
-    #[arg(long, default_value_t = 4.0)]
+    #[arg(long, default_value_t = 3.0)]
     rates_duration: f64,
     /// Subscribers of the `storm` scenarios.
     #[arg(long, default_value_t = 10_000)]
