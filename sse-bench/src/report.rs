@@ -236,7 +236,8 @@ fn servers(rows: &[&Row]) -> Vec<String> {
 }
 
 /// The `rates` scenario: per rate and server, medians of p50/p99/max and CPU per delivery, summed
-/// losses; then, per rate, whether `ours` has a p99 at or below the best other server's.
+/// losses; then, per rate, whether `ours` has a p99 at or below the best other server's that lost
+/// nothing (`**lossy**` when ours dropped subscribers or lost events at that rate).
 ///
 /// ```
 /// use sse_bench::report::{Row, rates_table};
@@ -267,17 +268,23 @@ pub fn rates_table(rows: &[Row], ours: &str) -> String {
         let of = |s: &str| -> Vec<&Row> { at.iter().copied().filter(|r| r.server == s).collect() };
         let p99 = |s: &str| medians(&of(s), |r| p(r, 99.0));
         let cpu = |s: &str| medians(&of(s), |r| r.cpu_us_per_event);
+        // A run that dropped subscribers or lost events has no meaningful p99: it neither wins nor
+        // sets the bar.
+        let lossy = |s: &str| of(s).iter().any(|r| r.dropped > 0 || r.lost > 0);
         let best_peer = servers(&at)
             .iter()
-            .filter(|s| *s != ours)
+            .filter(|s| *s != ours && !lossy(s))
             .filter_map(|s| p99(s))
             .reduce(f64::min);
         for server in servers(&at) {
             let runs = of(&server);
             let verdict = match (server == ours, p99(&server), best_peer) {
+                (false, ..) => String::new(),
+                (true, ..) if lossy(&server) => "**lossy**".to_owned(),
                 (true, Some(a), Some(b)) if a <= b => format!("yes ({a:.2} vs {b:.2})"),
                 (true, Some(a), Some(b)) => format!("**no** ({a:.2} vs {b:.2})"),
-                _ => String::new(),
+                (true, Some(_), None) => "yes (every peer lossy)".to_owned(),
+                (true, None, _) => "n/a".to_owned(),
             };
             let _ = writeln!(
                 out,
