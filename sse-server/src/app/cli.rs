@@ -20,6 +20,18 @@ pub(crate) struct Args {
     )]
     pub(crate) listen: String,
 
+    /// Length of the queue of connections the kernel completed but the server has not accepted yet
+    /// (the listen backlog). A reconnect storm (thousands of clients within a second, as after a
+    /// load-balancer failover) overflows a short queue and clients wait for SYN retransmits (1 s,
+    /// then 3 s). The kernel caps it at net.core.somaxconn (4096 on recent Linux).
+    #[arg(
+        long,
+        env = "SSE_LISTEN_BACKLOG",
+        default_value_t = 4096,
+        value_name = "N"
+    )]
+    pub(crate) listen_backlog: u32,
+
     /// Serve GET /metrics on this address (host:port, e.g. a private interface) instead of on --listen,
     /// whose /metrics then answers 404. Without it, /metrics is served on --listen, to anyone who can
     /// reach it.
