@@ -12,7 +12,6 @@
 
 use std::future::poll_fn;
 use std::io;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
 
@@ -145,15 +144,12 @@ async fn next_batch(
         }
         let mut batch: Vec<Bytes> = Vec::new();
         while batch.len() < MAX_BATCH {
-            match Pin::new(&mut *body).poll_frame(cx) {
-                Poll::Ready(Some(Ok(frame))) => {
-                    if let Ok(data) = frame.into_data()
-                        && !data.is_empty()
-                    {
+            match body.poll_event(cx) {
+                Poll::Ready(Some(data)) => {
+                    if !data.is_empty() {
                         batch.push(data);
                     }
                 }
-                Poll::Ready(Some(Err(never))) => match never {},
                 Poll::Ready(None) if batch.is_empty() => return Poll::Ready(Ok(None)),
                 Poll::Ready(None) | Poll::Pending => break,
             }
