@@ -279,6 +279,8 @@ impl Server {
             idle_timeout: self.limits.idle_timeout_value(),
             head_timeout: self.limits.header_read_timeout_value(),
             metrics: self.hub.metrics_shared(),
+            // Without the `tls` feature the acceptor type is uninhabited (and `Copy`).
+            #[allow(clippy::clone_on_copy)]
             tls: self.tls.clone(),
             fast: self.fast.clone(),
         })
@@ -298,7 +300,10 @@ where
 {
     let _permit = permit;
     let peer = conn.peer;
-    let result = match conn.shared.tls.clone() {
+    // Without the `tls` feature the acceptor type is uninhabited (and `Copy`).
+    #[allow(clippy::clone_on_copy)]
+    let tls = conn.shared.tls.clone();
+    let result = match tls {
         None => conn.serve_plain().await,
         // Boxed: a TLS connection's state is large, and an unboxed branch would size every plain
         // connection's task for it too (most are idle subscribers).
