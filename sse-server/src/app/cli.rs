@@ -20,6 +20,18 @@ pub(crate) struct Args {
     )]
     pub(crate) listen: String,
 
+    /// Length of the queue of connections the kernel completed but the server has not accepted yet
+    /// (the listen backlog). A reconnect storm (thousands of clients within a second, as after a
+    /// load-balancer failover) overflows a short queue and clients wait for SYN retransmits (1 s,
+    /// then 3 s). The kernel caps it at net.core.somaxconn (4096 on recent Linux).
+    #[arg(
+        long,
+        env = "SSE_LISTEN_BACKLOG",
+        default_value_t = 4096,
+        value_name = "N"
+    )]
+    pub(crate) listen_backlog: u32,
+
     /// Serve GET /metrics on this address (host:port, e.g. a private interface) instead of on --listen,
     /// whose /metrics then answers 404. Without it, /metrics is served on --listen, to anyone who can
     /// reach it.
@@ -166,8 +178,9 @@ pub(crate) struct Args {
     #[arg(long, env = "SSE_MAX_SUBSCRIBER_BUFFER", default_value_t = 4 * 1024 * 1024, value_name = "BYTES")]
     pub(crate) max_subscriber_buffer: usize,
 
-    /// Write coalescing under load, in milliseconds: the longest pause between two write rounds when a
-    /// round took 1 ms or more (0 turns it off). Fewer, larger writes for at most this much latency.
+    /// Write coalescing under load, in milliseconds: the longest pause between two write rounds, taken
+    /// only when events arrived while a round of 1 ms or more was written (0 turns it off). An event
+    /// that finds the writers idle goes out at once. Fewer, larger writes for at most this much latency.
     #[arg(long, env = "SSE_COALESCE_MS", default_value_t = 5, value_name = "MS")]
     pub(crate) coalesce_ms: u64,
 

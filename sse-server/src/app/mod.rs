@@ -24,7 +24,7 @@ pub(crate) async fn run(args: Args) -> Result<(), Error> {
         (Some(cert), Some(key)) => Some(sse_server::tls_acceptor(cert, key)?),
         _ => None,
     };
-    let listener = bind(&args.listen).await?;
+    let listener = bind(&args.listen, args.listen_backlog).await?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     let token = announce(&args, scheme, listener.local_addr()?);
 
@@ -121,14 +121,37 @@ async fn build_hub(args: &Args) -> Result<Hub, Error> {
     builder.try_build()
 }
 
-/// Binds `--listen`, with an error that says what to do.
-async fn bind(listen: &str) -> Result<TcpListener, Error> {
-    TcpListener::bind(listen).await.map_err(|e| {
+/// Binds `--listen` with a listen backlog of `backlog` (`--listen-backlog`; tokio's own `bind`
+/// asks for 1,024), with an error that says what to do.
+async fn bind(listen: &str, backlog: u32) -> Result<TcpListener, Error> {
+    let fail = |e: std::io::Error| {
         Error::Io(std::io::Error::new(
             e.kind(),
             format!("cannot listen on {listen}: {e}; pick another address with --listen"),
         ))
-    })
+    };
+    let mut last = None;
+    for addr in tokio::net::lookup_host(listen).await.map_err(fail)? {
+        match bind_one(addr, backlog) {
+            Ok(listener) => return Ok(listener),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(fail(last.unwrap_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, "no address to bind")
+    })))
+}
+
+/// One address of `--listen`: `SO_REUSEADDR` (as `TcpListener::bind` sets it), then `listen(backlog)`.
+fn bind_one(addr: std::net::SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(backlog)
 }
 
 /// Says where the hub listens, and the publish token when it generated one; returns the token.

@@ -3,7 +3,7 @@ use std::fmt;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures_core::Stream;
 use http_body::{Frame, SizeHint};
 
@@ -97,20 +97,51 @@ impl Body {
     }
 }
 
+impl Body {
+    /// The next piece of the body: the whole of a full body, or one event (or control line) of a
+    /// stream, never copied (the lean HTTP/1.1 path writes several with one `writev`).
+    pub(crate) fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
+        match &mut self.kind {
+            Kind::Full(bytes) => Poll::Ready(bytes.take()),
+            Kind::Stream(sub) => Pin::new(&mut **sub).poll_next(cx),
+        }
+    }
+}
+
+/// The most bytes [`Body`] puts in one frame when several events are ready (an HTTP/2 frame's
+/// default largest payload).
+const FRAME_BATCH: usize = 16 * 1024;
+
 impl http_body::Body for Body {
     type Data = Bytes;
     type Error = Infallible;
 
+    /// Everything the stream has ready, as one frame (up to [`FRAME_BATCH`] bytes): hyper makes
+    /// each frame its own HTTP/2 DATA frame or HTTP/1.1 chunk, with its own header, flow-control
+    /// bookkeeping and write, so a backlog goes out as one. One event alone is passed on as is (no
+    /// copy); several are copied into one buffer, which costs less than a frame each.
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        match &mut self.kind {
-            Kind::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
-            Kind::Stream(sub) => Pin::new(&mut **sub)
-                .poll_next(cx)
-                .map(|item| item.map(|b| Ok(Frame::data(b)))),
+        let first = match self.poll_event(cx) {
+            Poll::Ready(Some(first)) => first,
+            other => return other.map(|item| item.map(|b| Ok(Frame::data(b)))),
+        };
+        let mut batch: Option<BytesMut> = None;
+        while batch.as_ref().map_or(first.len(), BytesMut::len) < FRAME_BATCH {
+            let Poll::Ready(Some(next)) = self.poll_event(cx) else {
+                break;
+            };
+            let batch = batch.get_or_insert_with(|| {
+                let mut b = BytesMut::with_capacity((first.len() + next.len()) * 2);
+                b.extend_from_slice(&first);
+                b
+            });
+            batch.extend_from_slice(&next);
         }
+        let data = batch.map_or(first, BytesMut::freeze);
+        Poll::Ready(Some(Ok(Frame::data(data))))
     }
 
     fn is_end_stream(&self) -> bool {
@@ -122,5 +153,45 @@ impl http_body::Body for Body {
             Kind::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
             Kind::Stream(_) => SizeHint::default(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::poll_fn;
+
+    use http_body::Body as _;
+
+    use super::*;
+    use crate::hub::handle::Hub;
+
+    async fn next_frame(body: &mut Body) -> Bytes {
+        let frame = poll_fn(|cx| Pin::new(&mut *body).poll_frame(cx)).await;
+        frame.unwrap().unwrap().into_data().unwrap()
+    }
+
+    #[tokio::test]
+    async fn every_event_ready_goes_out_as_one_frame() {
+        let hub = Hub::builder().build();
+        let mut body = Body::stream(hub.subscribe("news", None).await.unwrap());
+        for i in 0..3 {
+            hub.publish("news", sse_proto::Event::message(format!("e{i}")))
+                .await
+                .unwrap();
+        }
+        let frame = String::from_utf8(next_frame(&mut body).await.to_vec()).unwrap();
+        assert!(
+            frame.contains("data: e0\n")
+                && frame.contains("data: e1\n")
+                && frame.contains("data: e2\n"),
+            "{frame:?}"
+        );
+        // One event alone is its own frame.
+        hub.publish("news", sse_proto::Event::message("e3"))
+            .await
+            .unwrap();
+        let frame = next_frame(&mut body).await;
+        assert!(frame.ends_with(b"data: e3\n\n"), "{frame:?}");
+        assert!(!frame.windows(2).any(|w| w == b"e2"));
     }
 }

@@ -77,8 +77,6 @@ pub struct HubService {
     body_timeout: Duration,
     /// Whether `GET /metrics` is served here (off when metrics have their own listener).
     metrics: bool,
-    /// The client of a request without a [`Peer`] extension (the lean HTTP/1.1 path's connection).
-    peer: Option<Peer>,
 }
 
 /// How long a publish body may take to arrive by default: [`HubService::body_timeout`].
@@ -107,16 +105,6 @@ impl HubService {
             cors_credentials: false,
             body_timeout: DEFAULT_BODY_TIMEOUT,
             metrics: true,
-            peer: None,
-        }
-    }
-
-    /// This service for the one connection of `peer`: requests without their own [`Peer`]
-    /// extension count against its subscription limits.
-    pub(crate) fn for_peer(&self, peer: Peer) -> Self {
-        HubService {
-            peer: Some(peer),
-            ..self.clone()
         }
     }
 
@@ -405,7 +393,7 @@ impl HubService {
             .map(str::to_owned);
         let last = from_header.or_else(|| query_param(req.uri().query(), "lastEventId"));
         // Bounded per connection and per client IP when the transport says who the client is.
-        let peer = req.extensions().get::<Peer>().or(self.peer.as_ref());
+        let peer = req.extensions().get::<Peer>();
         let place = match peer.map(Peer::acquire).transpose() {
             Ok(place) => place,
             Err(over) => {

@@ -171,14 +171,15 @@ impl HubBuilder {
         self
     }
 
-    /// Write coalescing under load (default 5 ms; `Duration::ZERO` turns it off). Live events reach
-    /// HTTP/1.1 subscribers of the built-in server in write rounds, one `writev` per subscriber per
-    /// round. When a round took 1 ms or more (hundreds of subscribers with something to write), the
-    /// next one starts after a pause of twice that, at most `max`: events published meanwhile then go
-    /// out together, in fewer and larger writes. A write costs about the same for one event as for
-    /// twenty, so under load this cuts the CPU per delivered event by more than half (measured at
-    /// 1,000 subscribers in the fan-out benchmark) for at most `max` of added latency, and only when a
-    /// fan-out already takes milliseconds. Light loads never wait.
+    /// Write coalescing under load: its latency budget (default 5 ms; `Duration::ZERO` turns it
+    /// off). Live events reach HTTP/1.1 subscribers of the built-in server in write rounds, one
+    /// `writev` per subscriber per round. A flusher that caught up writes an event the moment it is
+    /// published. Only when events arrived while a round was being written, and that round took 1 ms
+    /// or more (hundreds of subscribers with something to write), does the next one start after a
+    /// pause of twice the round, at most `max`: events published meanwhile then go out together, in
+    /// fewer and larger writes. A write costs about the same for one event as for twenty, so under
+    /// load this cuts the CPU per delivered event by more than half (measured at 1,000 subscribers in
+    /// the fan-out benchmark) for at most `max` of added latency; moderate rates never wait.
     ///
     /// ```
     /// use std::time::Duration;

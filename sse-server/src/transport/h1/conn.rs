@@ -12,7 +12,6 @@
 
 use std::future::poll_fn;
 use std::io;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
 
@@ -24,6 +23,7 @@ use tokio::net::TcpStream;
 use tower::Service;
 
 use crate::http::body::Body;
+use crate::http::peer::Peer;
 use crate::http::service::HubService;
 use crate::hub::lent::Sink;
 use crate::transport::forwarded::ForwardedLimit;
@@ -36,17 +36,22 @@ use crate::transport::io::{client_gone, consume, write_all, write_all_vectored};
 const MAX_BATCH: usize = 64;
 
 /// Serves the connection when its first request is a plain subscription; otherwise hands the
-/// untouched stream back. From a trusted proxy (`forwarded`), the subscription also needs a place
-/// for its forwarded client; without one, hyper answers it (429).
+/// untouched stream back. The request counts for `client`'s subscription limits when there is one
+/// (the [`Peer`] extension, as hyper's requests carry it). From a trusted proxy (`forwarded`), the
+/// subscription also needs a place for its forwarded client; without one, hyper answers it (429).
 pub(crate) async fn serve(
     stream: TcpStream,
     service: &HubService,
-    forwarded: Option<&ForwardedLimit>,
+    client: Option<Peer>,
+    forwarded: Option<ForwardedLimit>,
 ) -> Result<(), TcpStream> {
-    let Some((request, head_len)) = peek_subscription(&stream).await else {
+    let Some((mut request, head_len)) = peek_subscription(&stream).await else {
         return Err(stream);
     };
-    let _permit = match forwarded.map(|f| f.acquire(request.headers())) {
+    if let Some(client) = client {
+        request.extensions_mut().insert(client);
+    }
+    let _permit = match forwarded.as_ref().map(|f| f.acquire(request.headers())) {
         Some(Err(_)) => return Err(stream),
         Some(Ok(permit)) => Some(permit),
         None => None,
@@ -139,15 +144,12 @@ async fn next_batch(
         }
         let mut batch: Vec<Bytes> = Vec::new();
         while batch.len() < MAX_BATCH {
-            match Pin::new(&mut *body).poll_frame(cx) {
-                Poll::Ready(Some(Ok(frame))) => {
-                    if let Ok(data) = frame.into_data()
-                        && !data.is_empty()
-                    {
+            match body.poll_event(cx) {
+                Poll::Ready(Some(data)) => {
+                    if !data.is_empty() {
                         batch.push(data);
                     }
                 }
-                Poll::Ready(Some(Err(never))) => match never {},
                 Poll::Ready(None) if batch.is_empty() => return Poll::Ready(Ok(None)),
                 Poll::Ready(None) | Poll::Pending => break,
             }

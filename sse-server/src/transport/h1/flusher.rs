@@ -8,10 +8,13 @@
 //! once per round (`hub/rounds.rs`); the flusher offers each of its subscribers the part of the log
 //! it has not seen (`hub/round.rs`), frames it as one HTTP/1.1 chunk and writes it in one `writev`
 //! (`transport/io.rs`). Rounds batch by themselves: whatever is published during a round goes out in
-//! the next one. Under load (a round that took 1 ms or more), a flusher also rests twice as long as
-//! the round took, at most [`HubBuilder::coalesce`](crate::hub::builder::HubBuilder::coalesce), before
-//! the next: more events per `writev` and fewer `writev`s, the system call and TCP segment being what
-//! a delivery costs.
+//! the next one. Coalescing happens only when it buys something: a flusher that caught up (nothing
+//! arrived while it wrote its last round, nor within as long again after it) writes the next event
+//! the moment it is published. Only a flusher that is behind (events arrive faster than rounds of
+//! 1 ms or more end) rests before the next round, twice as long as the round took, at most
+//! [`HubBuilder::coalesce`](crate::hub::builder::HubBuilder::coalesce) (the latency budget): more
+//! events per `writev` and fewer `writev`s, the system call and TCP segment being what a delivery
+//! costs.
 //!
 //! The task takes its socket back for anything only it can do (a heartbeat, an expiry, the last
 //! bytes), and a flusher hands it back whenever the socket does not take a write whole, so a slow
@@ -103,23 +106,24 @@ async fn flush_channel(list: &WorkList, index: usize, channel: &Arc<Channel>, no
 }
 
 async fn run(index: usize, list: Arc<WorkList>) {
-    let mut last_round: Option<(Instant, Duration)> = None;
+    // The last round: when it started and how long it took.
+    let mut last: Option<(Instant, Duration)> = None;
+    // Whether the flusher is behind: events arrived while the last round was written (the list is
+    // not empty when it ends), or sooner after it than it lasted.
+    let mut behind = false;
     loop {
         if list.is_empty() {
             if list.is_closed() {
                 return;
             }
             list.wait().await;
+            behind = last.is_some_and(|last| arrived_within_a_round(last, Instant::now()));
             continue;
         }
-        // Under load, rest twice as long as the last round took (at most `coalesce`): the events
-        // published meanwhile go out together, in one `writev` per subscriber instead of several.
-        // Rounds shorter than the timer's 1 ms resolution (few subscribers, light load) never wait.
-        if let Some((start, took)) = last_round
-            && took >= MIN_ROUND
-            && !list.coalesce.is_zero()
+        if let Some(until) = last
+            .filter(|_| behind)
+            .and_then(|last| pause_until(last, list.coalesce))
         {
-            let until = start + took + (took * 2).min(list.coalesce);
             tokio::select! {
                 () = tokio::time::sleep_until(until) => {}
                 () = list.hurried() => {}
@@ -139,8 +143,26 @@ async fn run(index: usize, list: Arc<WorkList>) {
         list.delivered(delivered);
         let took = now.elapsed();
         list.round_took(took);
-        last_round = Some((now, took));
+        last = Some((now, took));
+        // Seen at the top of the loop only if the list is not empty: events arrived meanwhile.
+        behind = true;
     }
+}
+
+/// Whether work that woke an idle flusher at `woke` came sooner after the last round (started at
+/// `start`, took `took`) than that round lasted: events then arrive faster than rounds end, and
+/// writing each at once would only run rounds back to back with one event each.
+fn arrived_within_a_round((start, took): (Instant, Duration), woke: Instant) -> bool {
+    woke.saturating_duration_since(start + took) < took
+}
+
+/// The coalescing policy, for a flusher that is behind: after a round that started at `start` and
+/// took `took`, the next one waits until twice `took` after its end, at most `coalesce` (the
+/// latency budget); `None` (write at once) when the round took less than [`MIN_ROUND`] or
+/// coalescing is off. A flusher that caught up (nothing arrived during its last round, nor within
+/// a round's length after it) writes the next event the moment it is published.
+fn pause_until((start, took): (Instant, Duration), coalesce: Duration) -> Option<Instant> {
+    (took >= MIN_ROUND && !coalesce.is_zero()).then(|| start + took + (took * 2).min(coalesce))
 }
 
 #[cfg(test)]
@@ -258,6 +280,31 @@ mod direct_tests {
         let waker = Waker::from(Arc::new(Noop));
         rx.poll_handback(&mut Context::from_waker(&waker))
             .is_ready()
+    }
+
+    #[test]
+    fn only_a_flusher_behind_by_a_long_round_pauses_and_never_past_the_budget() {
+        let t = Instant::now();
+        let ms = Duration::from_millis;
+        let budget = ms(5);
+        // A round shorter than the timer's resolution, or coalescing off: no pause.
+        assert_eq!(pause_until((t, Duration::from_micros(900)), budget), None);
+        assert_eq!(pause_until((t, ms(3)), Duration::ZERO), None);
+        // Twice the round after its end...
+        assert_eq!(pause_until((t, ms(2)), budget), Some(t + ms(2) + ms(4)));
+        // ...at most the budget.
+        assert_eq!(pause_until((t, ms(4)), budget), Some(t + ms(4) + budget));
+    }
+
+    #[test]
+    fn an_idle_flusher_is_behind_only_when_work_came_sooner_after_a_round_than_it_lasted() {
+        let t = Instant::now();
+        let ms = Duration::from_millis;
+        // A 3 ms round ended at t + 3 ms.
+        assert!(arrived_within_a_round((t, ms(3)), t + ms(5)));
+        assert!(!arrived_within_a_round((t, ms(3)), t + ms(6)));
+        // 100 events/s: the next event 10 ms after a 3 ms round started goes out at once.
+        assert!(!arrived_within_a_round((t, ms(3)), t + ms(10)));
     }
 
     #[test]
