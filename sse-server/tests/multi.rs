@@ -1,8 +1,10 @@
 //! Several channels and `prefix/*` patterns on one stream (`GET /events?channel=…`), over real
 //! sockets: per-channel order, patterns following channels created later, a broadcast once, exact
-//! resume by one `Last-Event-ID` (memory and durable stores), the 400 answers, HTTP/2.
+//! resume by one `Last-Event-ID` (memory, durable and Redis stores: three nodes on one real
+//! `redis-server`), the 400 answers, HTTP/2.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
 
+mod cluster_support;
 mod support;
 
 use std::sync::Arc;
@@ -227,4 +229,59 @@ async fn a_multi_channel_stream_works_over_h2c() {
         .collect();
     assert_eq!(counts, [("a", 1), ("p/q", 1)]);
     server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_nodes_merge_channels_in_one_order_and_resume_on_another_node() {
+    if !cluster_support::redis_available("multi-channel streams on Redis") {
+        return;
+    }
+    let (_redis, nodes) = cluster_support::cluster(3).await;
+    let c = client();
+    let path = "/events?channel=a&channel=b&channel=p/*&event-type=channel";
+    cluster_support::publish(&c, &nodes[1], "a", "early").await;
+    let mut first = Reader::open(&c, &nodes[0].url(path), None).await;
+    let mut expected = Vec::new();
+    for i in 0..9 {
+        // `p/new{i}` is created after the subscription connected, on another node.
+        let channel = ["a", "p/new", "b", "zzz"][i % 4];
+        let id = cluster_support::publish(&c, &nodes[i % 3], channel, &format!("e{i}")).await;
+        if channel != "zzz" {
+            expected.push((id, channel.to_owned(), format!("e{i}")));
+        }
+    }
+    let all = c
+        .post(nodes[2].url("/events"))
+        .bearer_auth(cluster_support::TOKEN)
+        .form(&[("data", "all")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(all.status(), 200);
+    let json: serde_json::Value = all.json().await.unwrap();
+    let broadcast = json["id"].as_str().unwrap().to_owned();
+    let got = take(&mut first, expected.len() + 1).await;
+    assert_eq!(got[..expected.len()], expected[..]);
+    assert_eq!(got[expected.len()].0, broadcast, "the broadcast, once");
+    // Cut after the sixth event (newer than `p/new`'s last, which must not make the id unknown),
+    // publish more on every node, resume on another node.
+    drop(first);
+    let mut rest = expected[6..].to_vec();
+    rest.push(got[expected.len()].clone());
+    for i in 0..6 {
+        let channel = ["b", "p/other", "a"][i % 3];
+        let id = cluster_support::publish(&c, &nodes[(i + 1) % 3], channel, &format!("r{i}")).await;
+        rest.push((id, channel.to_owned(), format!("r{i}")));
+    }
+    let mut resumed = Reader::open(&c, &nodes[2].url(path), Some(&expected[5].0)).await;
+    let again = take(&mut resumed, rest.len()).await;
+    // The broadcast is tagged with one of the followed channels, whichever delivered it first.
+    let untagged = |v: &[(String, String, String)]| -> Vec<(String, String)> {
+        v.iter().map(|(id, _, d)| (id.clone(), d.clone())).collect()
+    };
+    assert_eq!(untagged(&again), untagged(&rest));
+    let types = |v: &[(String, String, String)]| -> Vec<String> {
+        v.iter().filter(|(_, _, d)| d != "all").map(|(_, t, _)| t.clone()).collect()
+    };
+    assert_eq!(types(&again), types(&rest));
 }
