@@ -416,7 +416,9 @@ impl Hub {
         ))
     }
 
-    /// Lists channels with subscribers or retained history, sorted by name.
+    /// Lists channels with subscribers or retained history, sorted by name. A multi-channel subscriber
+    /// ([`subscribe_many`](Hub::subscribe_many)) counts once in every channel it follows (for a
+    /// pattern: every listed channel it matches).
     ///
     /// ```
     /// # tokio::runtime::Runtime::new()?.block_on(async {

@@ -8,11 +8,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::time::Instant;
 
 use crate::error::Error;
-pub(crate) use crate::hub::name::check_channel;
 use crate::hub::channel::{Channel, Follower, Handle};
 use crate::hub::composite::{Composite, Entry, Index};
 use crate::hub::config::Config;
 use crate::hub::metrics::{Disconnect, Metrics};
+pub(crate) use crate::hub::name::check_channel;
 use crate::hub::rounds::Rounds;
 use crate::replay::{Live, LiveFeed, ReplayStore, StoredEvent};
 
@@ -45,7 +45,6 @@ pub(crate) struct Registry {
     /// Which composites follow which names and prefixes.
     pub(crate) index: Index,
 }
-
 
 impl Inner {
     pub(crate) fn new(config: Config, store: Arc<dyn ReplayStore>) -> Inner {
