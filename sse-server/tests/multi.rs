@@ -75,6 +75,24 @@ async fn two_channels_and_a_pattern_on_one_stream_keep_order_and_tell_their_chan
 }
 
 #[tokio::test]
+async fn event_type_channel_also_tags_a_single_channel_stream() {
+    let server = TestServer::start(Hub::builder()).await;
+    let url = server.url("/events/news?event-type=channel");
+    let mut tagged = Reader::open(&client(), &url, None).await;
+    let mut plain = Reader::open(&client(), &server.url("/events/news"), None).await;
+    let id = publish(&server, "news", "x").await;
+    assert_eq!(
+        take(&mut tagged, 1).await,
+        [(id.clone(), "news".into(), "x".into())]
+    );
+    assert_eq!(
+        take(&mut plain, 1).await,
+        [(id, "message".into(), "x".into())]
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn a_pattern_receives_a_channel_created_after_it_connected() {
     let server = TestServer::start(Hub::builder()).await;
     let mut reader = Reader::open(&client(), &server.url("/events?channel=rooms/*"), None).await;
