@@ -296,3 +296,45 @@ async fn redis_nodes_merge_channels_in_one_order_and_resume_on_another_node() {
     let again = take(&mut resumed, rest.len()).await;
     assert_eq!(again, rest);
 }
+
+#[tokio::test]
+async fn a_multi_channel_stream_works_over_tls_with_http1_and_http2() {
+    const CERT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/test-cert.pem");
+    const KEY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/test-key.pem");
+    let tls_client = |http2: bool| {
+        let cert = reqwest::Certificate::from_pem(&std::fs::read(CERT).unwrap()).unwrap();
+        let builder = reqwest::Client::builder()
+            .use_rustls_tls()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(cert);
+        let builder = match http2 {
+            true => builder.http2_prior_knowledge(),
+            false => builder.http1_only(),
+        };
+        builder.build().unwrap()
+    };
+    let server = TestServer::start_with(
+        Hub::builder(),
+        |svc| svc,
+        |server| server.tls(sse_server::tls_acceptor(CERT, KEY).unwrap()),
+    )
+    .await;
+    let url = format!(
+        "https://localhost:{}/events?channel=a&channel=s/*",
+        server.addr.port()
+    );
+    let mut h1 = Reader::open(&tls_client(false), &url, None).await;
+    let mut h2 = Reader::open(&tls_client(true), &url, None).await;
+    assert_eq!(h1.version, reqwest::Version::HTTP_11);
+    assert_eq!(h2.version, reqwest::Version::HTTP_2);
+    for (channel, d) in [("s/1", "one"), ("b", "no"), ("a", "two")] {
+        server
+            .hub
+            .publish(channel, sse_proto::Event::message(d))
+            .await
+            .unwrap();
+    }
+    assert_eq!(data(&take(&mut h1, 2).await), ["one", "two"]);
+    assert_eq!(data(&take(&mut h2, 2).await), ["one", "two"]);
+    server.stop().await;
+}
