@@ -180,6 +180,28 @@ async fn reconnect_resumes_every_channel_exactly_with_a_data_dir() {
 }
 
 #[tokio::test]
+async fn a_data_dir_resumes_every_channel_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let start = || async {
+        let store = DurableStore::builder(dir.path()).open().unwrap();
+        TestServer::start(Hub::builder().store(Arc::new(store))).await
+    };
+    let server = start().await;
+    publish(&server, "x", "x0").await;
+    let last = publish(&server, "y/1", "y0").await;
+    publish(&server, "x", "x1").await;
+    server.stop().await;
+    let server = start().await;
+    publish(&server, "y/2", "y1").await;
+    publish(&server, "other", "no").await;
+    // The browser's first connect carries the id in the query.
+    let url = server.url(&format!("/events?channel=x&channel=y/*&lastEventId={last}"));
+    let mut reader = Reader::open(&client(), &url, None).await;
+    assert_eq!(data(&take(&mut reader, 2).await), ["x1", "y1"]);
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn an_id_evicted_from_one_followed_channel_gets_sse_reset() {
     let hub = Hub::builder().replay_events(2);
     let server = TestServer::start(hub).await;
