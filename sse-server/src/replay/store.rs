@@ -141,6 +141,41 @@ pub trait ReplayStore: Send + Sync + fmt::Debug + 'static {
     /// A fresh id, unique in this store, for an event appended to several channels.
     fn mint_id(&self) -> BoxFuture<'_, Result<String, Error>>;
 
+    /// Appends `event` to every channel of `channels` at **one** position (a broadcast), so that a
+    /// subscriber of several of them receives it once and resumes after it exactly. The built-in
+    /// stores do; the default, for other stores, appends it to each channel in turn under one minted
+    /// id (each channel then has its own position, and multi-channel subscribers may see it once per
+    /// channel) and returns the first.
+    ///
+    /// ```
+    /// use sse_server::{MemoryStore, ReplayStore};
+    /// # tokio::runtime::Runtime::new()?.block_on(async {
+    /// let store = MemoryStore::new(Default::default());
+    /// let e = store.append_all(&["a".into(), "b".into()], sse_proto::Event::message("x")).await?;
+    /// let r = store.replay("b", "nope").await?;
+    /// assert_eq!(r.events[0].position, e.position);
+    /// # Ok::<(), sse_server::Error>(()) })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    fn append_all<'a>(
+        &'a self,
+        channels: &'a [String],
+        event: Event,
+    ) -> BoxFuture<'a, Result<StoredEvent, Error>> {
+        Box::pin(async move {
+            let event = match event.id() {
+                Some(_) => event,
+                None => event.with_id(self.mint_id().await?)?,
+            };
+            let mut first = None;
+            for channel in channels {
+                let stored = self.append(channel, event.clone()).await?;
+                first.get_or_insert(stored);
+            }
+            first.ok_or_else(|| Error::Store("a broadcast needs at least one channel".to_owned()))
+        })
+    }
+
     /// The channels with history, after dropping expired events and empty channels.
     fn channels(&self) -> BoxFuture<'_, Result<Vec<StoredChannel>, Error>>;
 
@@ -214,4 +249,19 @@ pub trait LiveFeed: Send + Sync + fmt::Debug {
 
     /// Stops delivering `channel`'s events (no-op when not watched).
     fn unwatch(&self, channel: &str);
+
+    /// Starts delivering the events of every channel under `prefix` (which ends with `/`), including
+    /// channels created later, as [`watch`](LiveFeed::watch) does for one channel, in position order
+    /// across channels. The default refuses: a feed that cannot follow patterns makes pattern
+    /// subscriptions fail (503) instead of silently missing channels.
+    fn watch_prefix<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<(), Error>> {
+        Box::pin(async move {
+            Err(Error::Store(format!(
+                "this store's live feed cannot follow the pattern {prefix}*; subscribe to channels by name"
+            )))
+        })
+    }
+
+    /// Stops a [`watch_prefix`](LiveFeed::watch_prefix) (each watch is undone by one call).
+    fn unwatch_prefix(&self, _prefix: &str) {}
 }
