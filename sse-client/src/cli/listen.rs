@@ -33,6 +33,21 @@ pub struct ListenArgs {
         value_delimiter = '\n'
     )]
     headers: Vec<String>,
+    /// Follow this channel or `prefix/*` pattern too, on the same stream: appended to the URL as
+    /// `channel=NAME` (the hub's `GET /events?channel=a&channel=b`); repeat for several (e.g.
+    /// `listen localhost:8080/events --channel inbox/ada --channel 'teams/*'`). In SSE_CHANNEL, one
+    /// per line. One Last-Event-ID resumes them all.
+    #[arg(
+        long = "channel",
+        value_name = "NAME",
+        env = "SSE_CHANNEL",
+        value_delimiter = '\n'
+    )]
+    channels: Vec<String>,
+    /// Ask the hub to put the channel's name in the type of every event whose publisher set none
+    /// (appends `event-type=channel` to the URL), to tell channels apart on a multi-channel stream.
+    #[arg(long, env = "SSE_CHANNEL_AS_EVENT_TYPE", value_parser = FalseyValueParser::new())]
+    channel_as_event_type: bool,
     /// Resume after this event id: sent as Last-Event-ID on the first request.
     #[arg(long, value_name = "ID", env = "SSE_LAST_EVENT_ID")]
     last_event_id: Option<String>,
@@ -116,7 +131,16 @@ async fn listen(args: ListenArgs) -> Result<ExitCode, String> {
         .reconnection_time(args.reconnection_time)
         .idle_timeout(args.timeout)
         .retry_policy(policy)
-        .comments(args.comments);
+        .comments(args.comments)
+        .channels(
+            args.channels
+                .iter()
+                .filter(|c| !c.trim().is_empty())
+                .cloned(),
+        );
+    if args.channel_as_event_type {
+        builder = builder.channel_as_event_type();
+    }
     if let Some(id) = &args.last_event_id {
         builder = builder.last_event_id(id.clone());
     }
