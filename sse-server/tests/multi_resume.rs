@@ -1,0 +1,487 @@
+//! One stream on 2-8 channels and `prefix/*` patterns (`GET /events?channel=…&channel=…`), cut at
+//! random and resumed with the last id it saw, while events are published to the followed channels,
+//! to channels outside the set, and to channels created after it connected that match a pattern:
+//! every event of every followed channel arrives exactly once, in its channel's order, and nothing
+//! from other channels. Against the real binary with the memory store, `--data-dir`, and three
+//! nodes on one real `redis-server` (publishes and reconnects landing on different nodes).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
+
+mod cluster_support;
+mod support;
+
+use std::collections::BTreeMap;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use support::{Reader, WAIT};
+use tokio::process::{Child, Command};
+
+const TOKEN: &str = "multi-resume-token";
+/// Names `n0..n5`, patterns `p0/*..p2/*` (of each case's own prefix).
+const NAMES: usize = 6;
+const PATTERNS: usize = 3;
+
+/// One `sse-server` process, killed on drop.
+struct Node {
+    base: String,
+    _child: Child,
+}
+
+impl Node {
+    async fn start(extra: &[&str]) -> Node {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sse-server"));
+        cmd.args(["--listen", "127.0.0.1:0", "--no-demo", "--heartbeat", "1"])
+            .args(["--publish-token", TOKEN, "--replay-events", "10000"])
+            .args(extra)
+            .env("RUST_LOG", "warn");
+        let (child, base) = support::spawn_server(cmd, Stdio::null()).await;
+        Node {
+            base,
+            _child: child,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+}
+
+/// The hubs of one backend; what they need (a data directory, redis) lives as long as they do.
+struct Hubs {
+    nodes: Vec<Node>,
+    _dir: Option<tempfile::TempDir>,
+    _redis: Option<cluster_support::Redis>,
+}
+
+impl Hubs {
+    async fn memory() -> Hubs {
+        Hubs {
+            nodes: vec![Node::start(&[]).await],
+            _dir: None,
+            _redis: None,
+        }
+    }
+
+    async fn durable() -> Hubs {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_str().unwrap().to_owned();
+        Hubs {
+            nodes: vec![Node::start(&["--data-dir", &path]).await],
+            _dir: Some(dir),
+            _redis: None,
+        }
+    }
+
+    async fn redis() -> Hubs {
+        let redis = cluster_support::Redis::start().await;
+        let mut nodes = Vec::new();
+        for _ in 0..3 {
+            nodes.push(Node::start(&["--redis", &redis.url()]).await);
+        }
+        Hubs {
+            nodes,
+            _dir: None,
+            _redis: Some(redis),
+        }
+    }
+
+    fn node(&self, i: usize) -> &Node {
+        &self.nodes[i % self.nodes.len()]
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    /// Publish on target `t` of [`Universe::targets`] through node `node`.
+    Publish {
+        t: usize,
+        node: usize,
+    },
+    /// A broadcast (to every channel) through node `node`.
+    Broadcast {
+        node: usize,
+    },
+    /// Drop the connection and resume with the last id seen, on another node.
+    Cut {
+        node: usize,
+    },
+    Pause(u8),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        12 => (0usize..64, 0usize..3).prop_map(|(t, node)| Op::Publish { t, node }),
+        1 => (0usize..3).prop_map(|node| Op::Broadcast { node }),
+        3 => (0usize..3).prop_map(|node| Op::Cut { node }),
+        1 => (0u8..8).prop_map(Op::Pause),
+    ]
+}
+
+#[derive(Debug, Clone)]
+struct Schedule {
+    /// Indexes into names (`< NAMES`) and patterns (`NAMES..`), 2-8 of them.
+    entries: Vec<usize>,
+    ops: Vec<Op>,
+}
+
+fn schedule() -> impl Strategy<Value = Schedule> {
+    (
+        proptest::sample::subsequence((0..NAMES + PATTERNS).collect::<Vec<_>>(), 2..=8)
+            .prop_shuffle(),
+        proptest::collection::vec(op(), 1..40),
+    )
+        .prop_map(|(entries, ops)| Schedule { entries, ops })
+}
+
+/// The channels of one case, all under a prefix of its own, so cases sharing a hub do not meet.
+struct Universe {
+    case: usize,
+    entries: Vec<String>,
+    patterns: Vec<String>,
+    targets: Vec<String>,
+}
+
+impl Universe {
+    fn new(case: usize, picked: &[usize]) -> Universe {
+        let pre = format!("c{case}-");
+        let name = |i: usize| format!("{pre}n{i}");
+        let prefix = |j: usize| format!("{pre}p{j}");
+        let entries: Vec<String> = picked
+            .iter()
+            .map(|&i| {
+                if i < NAMES {
+                    name(i)
+                } else {
+                    format!("{}/*", prefix(i - NAMES))
+                }
+            })
+            .collect();
+        let patterns = entries
+            .iter()
+            .filter_map(|e| e.strip_suffix('*').map(str::to_owned))
+            .collect();
+        let mut targets: Vec<String> = (0..NAMES).map(name).collect();
+        for j in 0..PATTERNS {
+            let p = prefix(j);
+            // Under the pattern (all created after the stream connected), nested, and just outside.
+            targets.extend([0, 1, 2].map(|m| format!("{p}/{m}")));
+            targets.push(format!("{p}/deep/0"));
+            targets.extend([p.clone(), format!("{p}x/0")]);
+        }
+        targets.push(format!("{pre}other"));
+        targets.push(format!("c{}-n0", case + 100_000));
+        Universe {
+            case,
+            entries,
+            patterns,
+            targets,
+        }
+    }
+
+    fn follows(&self, channel: &str) -> bool {
+        self.entries.iter().any(|e| e == channel)
+            || self
+                .patterns
+                .iter()
+                .any(|p| channel.starts_with(p.as_str()))
+    }
+
+    /// A followed channel to probe the stream with: the first entry, or a child of its pattern.
+    fn probe(&self) -> String {
+        let first = &self.entries[0];
+        match first.strip_suffix('*') {
+            Some(p) => format!("{p}probe"),
+            None => first.clone(),
+        }
+    }
+
+    fn query(&self) -> String {
+        let list: Vec<String> = self
+            .entries
+            .iter()
+            .map(|e| format!("channel={e}"))
+            .collect();
+        format!("/events?{}", list.join("&"))
+    }
+}
+
+async fn post(node: &Node, path: &str, data: &str) -> String {
+    let resp = tokio::time::timeout(
+        WAIT,
+        support::client()
+            .post(node.url(path))
+            .bearer_auth(TOKEN)
+            .form(&[("data", data)])
+            .send(),
+    )
+    .await
+    .expect("publish timed out")
+    .unwrap();
+    assert_eq!(resp.status(), 200, "publish on {path} failed");
+    let json: serde_json::Value = resp.json().await.unwrap();
+    json["id"].as_str().unwrap().to_owned()
+}
+
+/// What a stream received: `(id, data)` in order, and the reason it failed, if it did.
+#[derive(Default)]
+struct Seen {
+    messages: Vec<(String, String)>,
+    failed: Option<String>,
+}
+
+/// Reads `url` from `last` (resuming by itself if the hub ends the stream) into `seen`, until aborted.
+fn read_into(
+    url: String,
+    last: Option<String>,
+    seen: Arc<Mutex<Seen>>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let c = support::client();
+        let mut last = last;
+        loop {
+            let mut req = c.get(&url);
+            if let Some(id) = &last {
+                req = req.header("last-event-id", id);
+            }
+            let mut reader = Reader::from_request(req).await;
+            while let Some(m) = reader.message().await {
+                let mut s = seen.lock().unwrap();
+                if m.event_type == "sse-reset" {
+                    s.failed = Some(format!("sse-reset resuming from {last:?}: {}", m.data));
+                    return;
+                }
+                if m.last_event_id.len() > 256 {
+                    s.failed = Some(format!("an id of {} bytes", m.last_event_id.len()));
+                }
+                last = Some(m.last_event_id.clone());
+                s.messages.push((m.last_event_id, m.data));
+            }
+        }
+    })
+}
+
+/// Waits until `seen` holds a message with `data`, or fails (also when the reader stopped, e.g. on
+/// a refused subscription).
+async fn wait_for(
+    reader: &mut tokio::task::JoinHandle<()>,
+    seen: &Mutex<Seen>,
+    data: &str,
+    bound: Duration,
+) -> Result<(), String> {
+    let deadline = tokio::time::Instant::now() + bound;
+    loop {
+        if reader.is_finished() && seen.lock().unwrap().failed.is_none() {
+            return Err(format!("the reader stopped: {:?}", reader.await));
+        }
+        {
+            let s = seen.lock().unwrap();
+            if let Some(why) = &s.failed {
+                return Err(why.clone());
+            }
+            if s.messages.iter().any(|(_, d)| d == data) {
+                return Ok(());
+            }
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err(format!("{data:?} never arrived"));
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+static CASE: AtomicUsize = AtomicUsize::new(0);
+
+async fn run_case(hubs: &Hubs, schedule: Schedule) -> Result<(), TestCaseError> {
+    let u = Universe::new(CASE.fetch_add(1, Ordering::Relaxed), &schedule.entries);
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let mut at = 0;
+    let mut reader = read_into(hubs.node(at).url(&u.query()), None, seen.clone());
+
+    // A fresh stream (no id yet) receives only what is published once it is live: probe until it is.
+    let probe = u.probe();
+    let mut expected: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut probes = Vec::new();
+    let live_by = tokio::time::Instant::now() + WAIT;
+    loop {
+        let data = format!("{probe}|{}", probes.len());
+        post(hubs.node(at + 1), &format!("/events/{probe}"), &data).await;
+        probes.push(data);
+        let first = seen.lock().unwrap().messages.first().map(|m| m.1.clone());
+        if let Some(first) = first {
+            let owed = probes.iter().position(|p| *p == first).unwrap() + 1;
+            expected.insert(probe.clone(), probes[owed..].to_vec());
+            break;
+        }
+        if reader.is_finished() {
+            let why = seen.lock().unwrap().failed.clone();
+            return Err(TestCaseError::fail(format!(
+                "{why:?} {:?}",
+                (&mut reader).await
+            )));
+        }
+        prop_assert!(
+            tokio::time::Instant::now() < live_by,
+            "the stream never went live"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The probe's own first event counts as received, not owed.
+    let first_probe = seen.lock().unwrap().messages[0].1.clone();
+
+    for (seq, op) in schedule.ops.iter().enumerate() {
+        match *op {
+            Op::Publish { t, node } => {
+                let channel = &u.targets[t % u.targets.len()];
+                let data = format!("{channel}|{seq}");
+                post(hubs.node(node), &format!("/events/{channel}"), &data).await;
+                if u.follows(channel) {
+                    expected.entry(channel.clone()).or_default().push(data);
+                }
+            }
+            Op::Broadcast { node } => {
+                let data = format!("*|{}|{seq}", u.case);
+                post(hubs.node(node), "/events", &data).await;
+                expected.entry("*".into()).or_default().push(data);
+            }
+            Op::Cut { node } => {
+                reader.abort();
+                let _ = reader.await;
+                let last = seen.lock().unwrap().messages.last().map(|m| m.0.clone());
+                // On a cluster, always another node than the one just cut.
+                at += 1 + node % 2;
+                reader = read_into(hubs.node(at).url(&u.query()), last, seen.clone());
+            }
+            Op::Pause(ms) => tokio::time::sleep(Duration::from_millis(ms.into())).await,
+        }
+    }
+    let end = format!("{probe}|end");
+    post(hubs.node(at + 2), &format!("/events/{probe}"), &end).await;
+    expected.entry(probe.clone()).or_default().push(end.clone());
+    let waited = wait_for(&mut reader, &seen, &end, WAIT).await;
+    reader.abort();
+    waited.map_err(TestCaseError::fail)?;
+
+    let mut got: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (_, data) in &seen.lock().unwrap().messages {
+        if *data == first_probe {
+            continue;
+        }
+        // A broadcast of an earlier case may still be in the window of a channel of this one.
+        let channel = data.split('|').next().unwrap();
+        if channel == "*" && !data.starts_with(&format!("*|{}|", u.case)) {
+            continue;
+        }
+        got.entry(channel.to_owned())
+            .or_default()
+            .push(data.clone());
+    }
+    prop_assert_eq!(
+        got,
+        expected,
+        "entries {:?}: every event of every followed channel once, in order, nothing else",
+        u.entries
+    );
+    Ok(())
+}
+
+/// Runs `cases` schedules against `hubs`, on a runtime of 2 threads.
+fn run(hubs: impl std::future::Future<Output = Hubs>, cases: u32) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let hubs = rt.block_on(hubs);
+    let mut runner = TestRunner::new(Config {
+        cases,
+        max_shrink_iters: 16,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let result = runner.run(&schedule(), |s| {
+        rt.block_on(async {
+            tokio::time::timeout(Duration::from_secs(30), run_case(&hubs, s))
+                .await
+                .map_err(|_| TestCaseError::fail("the schedule took over 30 s"))?
+        })
+    });
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+}
+
+#[test]
+fn memory_store_resumes_every_followed_channel_exactly_once() {
+    run(Hubs::memory(), 16);
+}
+
+#[test]
+fn durable_store_resumes_every_followed_channel_exactly_once() {
+    run(Hubs::durable(), 10);
+}
+
+#[test]
+fn redis_cluster_resumes_every_followed_channel_exactly_once_across_nodes() {
+    if !cluster_support::redis_available("multi-channel resume on a cluster") {
+        return;
+    }
+    run(Hubs::redis(), 10);
+}
+
+/// `/channels` as `(name, subscribers)`.
+async fn channels(node: &Node) -> Vec<(String, u64)> {
+    let resp = support::client()
+        .get(node.url("/channels"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    let list: Vec<serde_json::Value> = resp.json().await.unwrap();
+    list.iter()
+        .map(|c| {
+            (
+                c["name"].as_str().unwrap().to_owned(),
+                c["subscribers"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pattern_receives_a_channel_created_after_it_connected() {
+    let node = Node::start(&[]).await;
+    let c = support::client();
+    let mut sub = Reader::open(&c, &node.url("/events?channel=late/*&channel=ready"), None).await;
+    // Live once `ready` counts it; `late/…` does not exist yet.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !channels(&node).await.contains(&("ready".into(), 1)) {
+        assert!(tokio::time::Instant::now() < deadline, "never subscribed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        channels(&node)
+            .await
+            .iter()
+            .all(|(n, _)| !n.starts_with("late")),
+        "a pattern creates no channel"
+    );
+    post(&node, "/events/late", "the prefix itself").await;
+    post(&node, "/events/latex/1", "a longer prefix").await;
+    let id = post(&node, "/events/late/new", "created after").await;
+    let m = sub.message().await.unwrap();
+    assert_eq!(
+        (m.data.as_str(), m.last_event_id.as_str()),
+        ("created after", id.as_str())
+    );
+    post(&node, "/events/late/new/deeper", "nested").await;
+    assert_eq!(sub.message().await.unwrap().data, "nested");
+    // Counted once per channel it follows.
+    let list = channels(&node).await;
+    for name in ["ready", "late/new", "late/new/deeper"] {
+        assert!(list.contains(&(name.into(), 1)), "{name} in {list:?}");
+    }
+}
