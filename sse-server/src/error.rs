@@ -28,6 +28,9 @@ pub enum Error {
         /// The configured limit.
         limit: usize,
     },
+    /// A multi-channel subscription's list is empty, too long, or holds an invalid pattern.
+    #[error("invalid subscription: {0}")]
+    InvalidSubscription(String),
     /// A channel name is empty, too long, or contains control, bidi or invisible characters.
     #[error(
         "invalid channel name {name:?}: {reason}; use 1 to 256 bytes of printable characters (no control, bidi or zero-width characters)"
@@ -97,7 +100,9 @@ impl Error {
             Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Error::Forbidden(_) => StatusCode::FORBIDDEN,
             Error::AuthConfig(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            Error::InvalidEvent(_) | Error::InvalidChannel { .. } => StatusCode::BAD_REQUEST,
+            Error::InvalidEvent(_)
+            | Error::InvalidChannel { .. }
+            | Error::InvalidSubscription(_) => StatusCode::BAD_REQUEST,
             Error::EventTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Error::Rejected { status, .. } => *status,
             Error::Tls(_) | Error::Io(_) | Error::DataDir { .. } => {

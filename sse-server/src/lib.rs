@@ -113,6 +113,7 @@ pub use hub::control::{EXPIRED_EVENT, RESET_EVENT};
 pub use hub::handle::{ChannelInfo, Hub};
 pub use hub::hooks::{OnSubscribe, OnUnsubscribe, SubscribeInfo};
 pub use hub::metrics::Metrics;
+pub use hub::multi::SubscribeOptions;
 pub use hub::subscription::Subscription;
 pub use position::{Position, PositionParseError};
 pub use replay::{

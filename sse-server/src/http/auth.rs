@@ -96,6 +96,29 @@ impl ChannelPattern {
     }
 }
 
+impl ChannelPattern {
+    /// True when every channel `entry` stands for is covered: for a channel name, [`matches`](ChannelPattern::matches);
+    /// for a `prefix/*` subscription pattern, only a grant covering all of it (`*`, or a
+    /// `p/*` with `prefix/` under `p/`): grant `users/*` covers `users/*`, `users/1/*` and `users/1`;
+    /// grant `users/1` does not cover `users/*`.
+    ///
+    /// ```
+    /// use sse_server::ChannelPattern;
+    /// assert!(ChannelPattern::new("users/*").covers("users/1/*"));
+    /// assert!(!ChannelPattern::new("users/1").covers("users/*"));
+    /// ```
+    pub fn covers(&self, entry: &str) -> bool {
+        let Some(base) = entry.strip_suffix('*').filter(|b| b.ends_with('/')) else {
+            return self.matches(entry);
+        };
+        match self {
+            ChannelPattern::Any => true,
+            ChannelPattern::Prefix(p) => base.starts_with(p.as_str()),
+            ChannelPattern::Exact(_) => false,
+        }
+    }
+}
+
 /// A key that verifies token signatures.
 ///
 /// ```
@@ -367,6 +390,37 @@ impl Auth {
             Err(Error::Forbidden(format!(
                 "the token does not allow subscribing to {channel:?}: add it (or a prefix/* pattern) to the sse.subscribe claim"
             )))
+        }
+    }
+
+    /// Decides on a multi-channel subscription: every entry (channel or `prefix/*` pattern) must be
+    /// public or covered by the token's `subscribe` grants (see [`ChannelPattern::covers`]), else a
+    /// 403 naming the first refused entry (401 without a valid token when some entry is not public).
+    pub(crate) fn subscribe_entries(
+        &self,
+        req: &Presented<'_>,
+        entries: &[String],
+    ) -> Result<Access, Error> {
+        let public = |e: &String| self.public.iter().any(|p| p.covers(e));
+        let Some(first_private) = entries.iter().find(|e| !public(e)) else {
+            return Ok(Access::Open);
+        };
+        let token = bearer(req.headers)
+            .or_else(|| cookie(req.headers, &self.cookie))
+            .or_else(|| query_token(req.query));
+        let Some(token) = token else {
+            return Err(Error::Unauthorized(format!(
+                "channel {first_private:?} needs a token: send Authorization: Bearer <jwt>, the {} cookie or ?access_token=<jwt>",
+                self.cookie
+            )));
+        };
+        let grant = self.verify(&token)?;
+        let allowed = |e: &String| public(e) || grant.subscribe.iter().any(|p| p.covers(e));
+        match entries.iter().find(|e| !allowed(e)) {
+            None => Ok(Access::Token { exp: grant.exp }),
+            Some(refused) => Err(Error::Forbidden(format!(
+                "the token does not allow subscribing to {refused:?}: add it (or a prefix/* pattern covering all of it) to the sse.subscribe claim"
+            ))),
         }
     }
 

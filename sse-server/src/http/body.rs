@@ -20,7 +20,7 @@ use crate::hub::subscription::Subscription;
 pub struct Body {
     kind: Kind,
     /// The stream's place among its connection's and client's subscriptions, released with the body.
-    place: Option<crate::http::peer::Place>,
+    place: Vec<crate::http::peer::Place>,
 }
 
 enum Kind {
@@ -47,7 +47,7 @@ impl Body {
         let bytes = bytes.into();
         Body {
             kind: Kind::Full((!bytes.is_empty()).then_some(bytes)),
-            place: None,
+            place: Vec::new(),
         }
     }
 
@@ -60,7 +60,7 @@ impl Body {
     pub fn empty() -> Body {
         Body {
             kind: Kind::Full(None),
-            place: None,
+            place: Vec::new(),
         }
     }
 
@@ -76,14 +76,14 @@ impl Body {
     pub fn stream(subscription: Subscription) -> Body {
         Body {
             kind: Kind::Stream(Box::new(subscription)),
-            place: None,
+            place: Vec::new(),
         }
     }
 }
 
 impl Body {
-    /// Holds `place` (a subscription limit's count) until the body drops.
-    pub(crate) fn holding(mut self, place: Option<crate::http::peer::Place>) -> Body {
+    /// Holds `place` (a subscription limit's counts: one per followed entry) until the body drops.
+    pub(crate) fn holding(mut self, place: Vec<crate::http::peer::Place>) -> Body {
         self.place = place;
         self
     }

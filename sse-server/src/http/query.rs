@@ -29,6 +29,27 @@ pub(crate) fn query_param(query: Option<&str>, name: &str) -> Option<String> {
     })
 }
 
+/// Every value of query parameter `name`, in order (form-decoded); `Err` with the raw value when one
+/// is not UTF-8 once decoded.
+pub(crate) fn query_params(query: Option<&str>, name: &str) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    for pair in query.unwrap_or("").split('&') {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        if String::from_utf8(percent_decode(k.as_bytes(), true))
+            .ok()
+            .as_deref()
+            != Some(name)
+        {
+            continue;
+        }
+        match String::from_utf8(percent_decode(v.as_bytes(), true)) {
+            Ok(v) => out.push(v),
+            Err(_) => return Err(v.to_owned()),
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -49,5 +70,16 @@ mod tests {
         );
         assert_eq!(query_param(Some("a=1"), "b"), None);
         assert_eq!(query_param(None, "a"), None);
+    }
+
+    #[test]
+    fn repeated_parameters_in_order() {
+        let q = Some("channel=a&x=1&channel=users%2F*&channel=b+c");
+        assert_eq!(query_params(q, "channel").unwrap(), ["a", "users/*", "b c"]);
+        assert!(query_params(None, "channel").unwrap().is_empty());
+        assert_eq!(
+            query_params(Some("channel=%FF"), "channel").unwrap_err(),
+            "%FF"
+        );
     }
 }

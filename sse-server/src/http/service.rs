@@ -14,13 +14,15 @@ use http_body_util::BodyExt;
 use crate::error::Error;
 use crate::http::body::Body;
 use crate::http::headers;
-use crate::http::peer::Peer;
+use crate::http::peer::{Peer, Place};
 use crate::http::publish::parse_publish_body;
 use crate::http::query::{percent_decode, query_param};
 use crate::http::secure::Secure;
 use crate::http::token::{bearer, constant_time_eq};
 use crate::hub::handle::Hub;
 use crate::hub::metrics::Transport;
+use crate::hub::multi::SubscribeOptions;
+use crate::hub::subscription::Subscription;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -285,8 +287,9 @@ impl HubService {
         }
         if path == "/events" {
             return match method {
+                Method::GET | Method::HEAD => self.subscribe_many(req).await,
                 Method::POST => self.publish(req, None).await,
-                _ => method_not_allowed("POST, OPTIONS"),
+                _ => method_not_allowed("GET, HEAD, POST, OPTIONS"),
             };
         }
         if let Some(raw) = path.strip_prefix("/events/") {
@@ -394,51 +397,130 @@ impl HubService {
         if let Err(e) = crate::hub::registry::check_channel(channel) {
             return error(e.status(), &e.to_string());
         }
+        let options = match subscribe_options(req.uri().query()) {
+            Ok(options) => options,
+            Err(refused) => return refused,
+        };
         let deadline = match self.subscriber_deadline(&req, channel) {
             Ok(deadline) => deadline,
             Err(refused) => return refused,
         };
-        let from_header = req
-            .headers()
-            .get("last-event-id")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let last = from_header.or_else(|| query_param(req.uri().query(), "lastEventId"));
-        // Bounded per connection and per client IP when the transport says who the client is.
-        let peer = req.extensions().get::<Peer>().or(self.peer.as_ref());
-        let place = match peer.map(Peer::acquire).transpose() {
-            Ok(place) => place,
-            Err(over) => {
-                tracing::debug!(reason = %over.message, "subscription refused: over a subscription limit");
-                let mut resp = error(StatusCode::TOO_MANY_REQUESTS, &over.message);
-                let secs = over.retry_after.as_secs_f64().ceil().max(1.0) as u64;
-                resp.headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-                return resp;
+        let places = match self.places(&req, 1) {
+            Ok(places) => places,
+            Err(refused) => return refused,
+        };
+        let last = last_event_id(&req);
+        // Tagging needs a composite (it re-encodes); a plain subscription is the channel itself.
+        let sub = if options.tags_channel() && !channel.contains('*') {
+            self.hub
+                .subscribe_many_with(&[channel], last.as_deref(), options, Some(req.headers()))
+                .await
+        } else {
+            self.hub
+                .subscribe_with(channel, last.as_deref(), Some(req.headers()))
+                .await
+        };
+        stream_response(&req, sub, deadline, places)
+    }
+
+    /// `GET /events?channel=NAME&channel=prefix/*…`: one stream for several channels and patterns.
+    async fn subscribe_many<B>(&self, req: Request<B>) -> Response<Body> {
+        let raw = match crate::http::query::query_params(req.uri().query(), "channel") {
+            Ok(raw) => raw,
+            Err(bad) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    &format!(
+                        "the channel parameter {bad:?} is not valid UTF-8 once percent-decoded"
+                    ),
+                );
             }
         };
-        match self
+        let max = self.hub.config().max_channels_per_subscription();
+        let entries: Vec<String> = match crate::hub::composite::parse_entries(&raw, max) {
+            Ok(entries) => entries.iter().map(|e| e.text()).collect(),
+            Err(e) => return error(e.status(), &e.to_string()),
+        };
+        let options = match subscribe_options(req.uri().query()) {
+            Ok(options) => options,
+            Err(refused) => return refused,
+        };
+        let deadline = match self.entries_deadline(&req, &entries) {
+            Ok(deadline) => deadline,
+            Err(refused) => return refused,
+        };
+        // Counted once per entry against the connection's and the address's subscription limits.
+        let places = match self.places(&req, entries.len()) {
+            Ok(places) => places,
+            Err(refused) => return refused,
+        };
+        let last = last_event_id(&req);
+        let sub = self
             .hub
-            .subscribe_with(channel, last.as_deref(), Some(req.headers()))
-            .await
-        {
-            Ok(mut sub) => {
-                let tls = req.extensions().get::<Secure>().is_some();
-                sub.served_over(if req.version() == http::Version::HTTP_2 {
-                    Transport::Http2 { tls }
-                } else {
-                    Transport::Http1 { tls }
-                });
-                let sub = match deadline {
-                    Some((at, exp)) => sub.expires_at(at, Some(exp)),
-                    None => sub,
-                };
-                let mut resp = Response::new(Body::stream(sub).holding(place));
-                headers::event_stream(resp.headers_mut());
-                resp
+            .subscribe_many_with(&entries, last.as_deref(), options, Some(req.headers()))
+            .await;
+        stream_response(&req, sub, deadline, places)
+    }
+
+    /// `n` places among the subscriptions of the request's connection and client address (when the
+    /// transport says who the client is), or the 429 answer.
+    #[allow(clippy::result_large_err)]
+    fn places<B>(&self, req: &Request<B>, n: usize) -> Result<Vec<Place>, Response<Body>> {
+        let Some(peer) = req.extensions().get::<Peer>().or(self.peer.as_ref()) else {
+            return Ok(Vec::new());
+        };
+        let mut places = Vec::with_capacity(n);
+        for _ in 0..n {
+            match peer.acquire() {
+                Ok(place) => places.push(place),
+                Err(over) => {
+                    tracing::debug!(reason = %over.message, "subscription refused: over a subscription limit");
+                    let mut resp = error(StatusCode::TOO_MANY_REQUESTS, &over.message);
+                    let secs = over.retry_after.as_secs_f64().ceil().max(1.0) as u64;
+                    resp.headers_mut()
+                        .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+                    return Err(resp);
+                }
             }
-            Err(e) => error(e.status(), &e.to_string()),
         }
+        Ok(places)
+    }
+
+    /// The token deadline of a multi-channel subscription, or the refusal: every entry must be
+    /// granted (403 names the first that is not).
+    #[cfg(feature = "jwt")]
+    #[allow(clippy::result_large_err)]
+    fn entries_deadline<B>(
+        &self,
+        req: &Request<B>,
+        entries: &[String],
+    ) -> Result<Option<(tokio::time::Instant, u64)>, Response<Body>> {
+        let Some(auth) = &self.access else {
+            return Ok(None);
+        };
+        let presented = crate::http::auth::Presented {
+            headers: req.headers(),
+            query: req.uri().query(),
+        };
+        match auth.subscribe_entries(&presented, entries) {
+            Ok(crate::http::auth::Access::Token { exp: Some(exp) }) => Ok(Some((
+                tokio::time::Instant::now() + auth.remaining(exp),
+                exp,
+            ))),
+            Ok(_) => Ok(None),
+            Err(e) => Err(denied(&e)),
+        }
+    }
+
+    /// Without JWT support, every channel is open to subscribers.
+    #[cfg(not(feature = "jwt"))]
+    #[allow(clippy::result_large_err, clippy::unnecessary_wraps)]
+    fn entries_deadline<B>(
+        &self,
+        _req: &Request<B>,
+        _entries: &[String],
+    ) -> Result<Option<(tokio::time::Instant, u64)>, Response<Body>> {
+        Ok(None)
     }
 
     /// When the subscriber's token expires (the stream then ends with `sse-expired`), or the
@@ -624,6 +706,58 @@ fn json<T: serde::Serialize>(status: StatusCode, value: &T) -> Response<Body> {
         HeaderValue::from_static("application/json"),
     );
     resp
+}
+
+/// The subscriber's `Last-Event-ID` header, else its `lastEventId` query parameter.
+fn last_event_id<B>(req: &Request<B>) -> Option<String> {
+    let from_header = req
+        .headers()
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    from_header.or_else(|| query_param(req.uri().query(), "lastEventId"))
+}
+
+/// `?event-type=channel` (the only value): tag untyped events with their channel; else a 400.
+#[allow(clippy::result_large_err)]
+fn subscribe_options(query: Option<&str>) -> Result<SubscribeOptions, Response<Body>> {
+    match query_param(query, "event-type").as_deref() {
+        None => Ok(SubscribeOptions::default()),
+        Some("channel") => Ok(SubscribeOptions::default().tag_channel(true)),
+        Some(other) => Err(error(
+            StatusCode::BAD_REQUEST,
+            &format!(
+                "unknown event-type {other:?}: the only value is `channel` (puts the channel name in the event: field of untyped events)"
+            ),
+        )),
+    }
+}
+
+/// The answer to a subscription: the event stream (holding its limit places), or the error.
+fn stream_response<B>(
+    req: &Request<B>,
+    sub: Result<Subscription, Error>,
+    deadline: Option<(tokio::time::Instant, u64)>,
+    places: Vec<Place>,
+) -> Response<Body> {
+    match sub {
+        Ok(mut sub) => {
+            let tls = req.extensions().get::<Secure>().is_some();
+            sub.served_over(if req.version() == http::Version::HTTP_2 {
+                Transport::Http2 { tls }
+            } else {
+                Transport::Http1 { tls }
+            });
+            let sub = match deadline {
+                Some((at, exp)) => sub.expires_at(at, Some(exp)),
+                None => sub,
+            };
+            let mut resp = Response::new(Body::stream(sub).holding(places));
+            headers::event_stream(resp.headers_mut());
+            resp
+        }
+        Err(e) => error(e.status(), &e.to_string()),
+    }
 }
 
 /// A JSON error answer `{"error": message}`.

@@ -213,6 +213,19 @@ impl HubBuilder {
         self
     }
 
+    /// Entries (channel names and `prefix/*` patterns) one multi-channel subscription
+    /// ([`Hub::subscribe_many`](crate::hub::handle::Hub::subscribe_many), `GET /events?channel=…`) may
+    /// list; more is refused (400). Default 64, at least 1.
+    ///
+    /// ```
+    /// let hub = sse_server::Hub::builder().max_channels_per_subscription(8).build();
+    /// assert_eq!(hub.config().max_channels_per_subscription(), 8);
+    /// ```
+    pub fn max_channels_per_subscription(mut self, n: usize) -> Self {
+        self.config.max_channels_per_subscription = n.max(1);
+        self
+    }
+
     /// Range of the randomised `retry:` sent to every stream at shutdown (default 1 s to 10 s), so that
     /// clients do not all reconnect at the same instant.
     ///

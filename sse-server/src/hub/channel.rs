@@ -27,6 +27,14 @@ use crate::hub::metrics::{Disconnect, Metrics};
 use crate::hub::queue::{Frame, Queue, QueueRx, QueueState, QueueTx, hand_back};
 use crate::hub::round::Round;
 use crate::position::Position;
+use crate::replay::StoredEvent;
+
+/// A multi-channel stream following a channel (`hub/composite.rs`): offered each event of the
+/// channel in position order, it answers with the channel its subscribers sit in and the bytes to
+/// send there, or `None` when it already passed that position on (a broadcast).
+pub(crate) trait Follower: Send + Sync + std::fmt::Debug {
+    fn offer(&self, from: &str, event: &StoredEvent) -> Option<(Arc<Channel>, Bytes)>;
+}
 
 /// The flushers a fan-out put this channel on the list of, and whether they should cut a
 /// coalescing pause short (the log is half a queue long).
@@ -61,6 +69,11 @@ pub(crate) struct Channel {
     /// Serialises store append + fan-out, so every queue receives events in position order.
     pub(crate) publish: tokio::sync::Mutex<()>,
     subscribers: Mutex<Subscribers>,
+    /// The composites following this channel. Changed under `publish` (or before the channel is
+    /// shared), so a publish sees the same list from its append to its fan-out.
+    followers: Mutex<Vec<Arc<dyn Follower>>>,
+    /// Set for a composite's own channel: its key in the hub's table of composites.
+    pub(crate) composite: Option<Arc<str>>,
 }
 
 #[derive(Debug, Default)]
@@ -97,6 +110,10 @@ impl Subscribers {
     }
 }
 
+fn same(a: &Arc<dyn Follower>, b: &Arc<dyn Follower>) -> bool {
+    std::ptr::addr_eq(Arc::as_ptr(a), Arc::as_ptr(b))
+}
+
 /// [`Subscribers::detach`] with the queue already locked; returns the waker to call once unlocked.
 fn detach_locked(subs: &Subscribers, state: &mut QueueState) -> Option<Waker> {
     let head = subs.log.head();
@@ -128,7 +145,39 @@ impl Channel {
             name,
             publish: tokio::sync::Mutex::new(()),
             subscribers: Mutex::new(Subscribers::default()),
+            followers: Mutex::new(Vec::new()),
+            composite: None,
         }
+    }
+
+    /// The subscribers' channel of the composite keyed `key`, shown as `name`.
+    pub(crate) fn composite(name: Arc<str>, key: Arc<str>) -> Self {
+        Channel {
+            composite: Some(key),
+            ..Channel::new(name)
+        }
+    }
+
+    /// The composites following this channel now.
+    pub(crate) fn followers(&self) -> Vec<Arc<dyn Follower>> {
+        let f = self.followers.lock().unwrap_or_else(|p| p.into_inner());
+        if f.is_empty() { Vec::new() } else { f.clone() }
+    }
+
+    /// Adds `follower` (once).
+    pub(crate) fn follow(&self, follower: Arc<dyn Follower>) {
+        let mut f = self.followers.lock().unwrap_or_else(|p| p.into_inner());
+        if !f.iter().any(|x| same(x, &follower)) {
+            f.push(follower);
+        }
+    }
+
+    /// Removes `follower`.
+    pub(crate) fn unfollow(&self, follower: &Arc<dyn Follower>) {
+        self.followers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|x| !same(x, follower));
     }
 
     fn lock(&self) -> MutexGuard<'_, Subscribers> {

@@ -23,6 +23,7 @@ pub struct Config {
     pub(crate) coalesce: Duration,
     pub(crate) max_event_bytes: usize,
     pub(crate) max_channels: usize,
+    pub(crate) max_channels_per_subscription: usize,
     pub(crate) shutdown_retry: (Duration, Duration),
     pub(crate) hooks: Hooks,
 }
@@ -39,6 +40,7 @@ impl Default for Config {
             coalesce: Duration::from_millis(5),
             max_event_bytes: 1024 * 1024,
             max_channels: 10_000,
+            max_channels_per_subscription: 64,
             shutdown_retry: (Duration::from_secs(1), Duration::from_secs(10)),
             hooks: Hooks::default(),
         }
@@ -82,5 +84,9 @@ impl Config {
     /// Live channels (with subscribers, or a publish in progress) the hub holds at most.
     pub fn max_channels(&self) -> usize {
         self.max_channels
+    }
+    /// Entries (channels and patterns) one multi-channel subscription may list.
+    pub fn max_channels_per_subscription(&self) -> usize {
+        self.max_channels_per_subscription
     }
 }

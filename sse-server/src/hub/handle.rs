@@ -17,7 +17,7 @@ use crate::hub::config::Config;
 use crate::hub::control;
 use crate::hub::hooks::SubscribeInfo;
 use crate::hub::metrics::{Disconnect, Metrics, Transport, bump};
-use crate::hub::registry::{Inner, check_channel};
+use crate::hub::registry::{Inner, Registry, check_channel};
 use crate::hub::resume;
 use crate::hub::subscription::{Guard, Subscription};
 use crate::replay::{Live, ReplayStore};
@@ -54,7 +54,7 @@ use crate::replay::{Live, ReplayStore};
 /// from the start of the window. Then everything still retained is replayed, then live events.
 #[derive(Debug, Clone)]
 pub struct Hub {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
 /// A channel as `channels()` lists it.
@@ -78,6 +78,15 @@ pub struct ChannelInfo {
     pub subscribers: usize,
     /// Id of the newest retained event.
     pub last_id: Option<String>,
+}
+
+/// Subscribers following `name` through composites (each counts once per channel it follows).
+fn followed_by(reg: &Registry, name: &str) -> usize {
+    reg.index
+        .matching(name)
+        .iter()
+        .map(|c| c.channel.len())
+        .sum()
 }
 
 impl Hub {
@@ -213,12 +222,20 @@ impl Hub {
             bump(&self.inner.metrics.published);
             return Ok(stored.id.to_string());
         }
-        let _order = ch.publish.lock().await;
+        let _channel_order = ch.publish.lock().await;
+        // Composites are attached under `publish`, so this list holds until the fan-out. Only a
+        // channel some composite follows takes the hub-wide order lock.
+        let followers = ch.followers();
+        let _hub_order = match followers.is_empty() {
+            true => None,
+            false => Some(self.inner.order.lock().await),
+        };
         let stored = self.inner.store.append(&ch.name, event).await?;
         bump(&self.inner.metrics.published);
         self.inner
             .rounds
             .fan_out(ch, stored.position, &stored.bytes, at, &self.inner.metrics);
+        self.inner.offer(&ch.name, &followers, &stored, at);
         Ok(stored.id.to_string())
     }
 
@@ -231,8 +248,9 @@ impl Hub {
         Ok(())
     }
 
-    /// Publishes `event` on every channel that has subscribers or history, with one id for all of them
-    /// (the event's own, or a fresh one), which each channel maps to its own position. Returns the id.
+    /// Publishes `event` on every channel that has subscribers or history, at one position in all of
+    /// them (so a multi-channel subscriber receives it once, and resumes after it exactly), with the
+    /// event's own id or that position's. Returns the id.
     ///
     /// ```
     /// # tokio::runtime::Runtime::new()?.block_on(async {
@@ -248,17 +266,10 @@ impl Hub {
     /// ```
     pub async fn broadcast(&self, event: Event) -> Result<String, Error> {
         self.check_size(&event)?;
+        let _gate = self.inner.gate.read().await;
         if self.is_shutting_down() {
             return Err(Error::ShuttingDown);
         }
-        let (id, event) = match event.id() {
-            Some(id) => (id.to_owned(), event),
-            None => {
-                let id = self.inner.store.mint_id().await?;
-                let event = event.with_id(id.clone())?;
-                (id, event)
-            }
-        };
         let mut names: Vec<String> = self
             .inner
             .registry()
@@ -276,10 +287,46 @@ impl Hub {
         );
         names.sort();
         names.dedup();
-        for name in names {
-            self.publish(&name, event.clone()).await?;
+        let mut channels = Vec::with_capacity(names.len());
+        for name in &names {
+            channels.push(self.inner.publishing(name)?);
         }
-        Ok(id)
+        let result = self.broadcast_to(&names, &channels, event).await;
+        for ch in &channels {
+            self.inner.release(ch);
+        }
+        result
+    }
+
+    /// Appends `event` under one position in every channel of `names` (its `channels`), then fans it
+    /// out: once per channel, once per composite (which drop the repeats by position).
+    async fn broadcast_to(
+        &self,
+        names: &[String],
+        channels: &[Arc<Channel>],
+        event: Event,
+    ) -> Result<String, Error> {
+        let at = Instant::now();
+        if self.inner.live.is_some() {
+            let stored = self.inner.store.append_all(names, event).await?;
+            bump(&self.inner.metrics.published);
+            return Ok(stored.id.to_string());
+        }
+        // Every channel's order (by name: the same lock order for every broadcast), then the hub's.
+        let mut held = Vec::with_capacity(channels.len());
+        for ch in channels {
+            held.push(ch.publish.lock().await);
+        }
+        let _hub_order = self.inner.order.lock().await;
+        let stored = self.inner.store.append_all(names, event).await?;
+        bump(&self.inner.metrics.published);
+        for ch in channels {
+            self.inner
+                .rounds
+                .fan_out(ch, stored.position, &stored.bytes, at, &self.inner.metrics);
+            self.inner.offer(&ch.name, &ch.followers(), &stored, at);
+        }
+        Ok(stored.id.to_string())
     }
 
     /// Subscribes to `channel`, resuming after `last_event_id` when given (see the type docs for the
@@ -349,6 +396,7 @@ impl Hub {
             channel: ch,
             id,
             released: false,
+            weight: 1,
         };
         // With a shared store, live events come from its feed: watch before reading the window (the
         // seam is then an overlap, deduplicated by position, never a gap).
@@ -380,8 +428,9 @@ impl Hub {
     pub async fn channels(&self) -> Result<Vec<ChannelInfo>, Error> {
         let stored = self.inner.store.channels().await?;
         let mut out: BTreeMap<String, ChannelInfo> = BTreeMap::new();
-        for (name, ch) in &self.inner.registry().channels {
-            let subscribers = ch.len();
+        let reg = self.inner.registry();
+        for (name, ch) in &reg.channels {
+            let subscribers = ch.len() + followed_by(&reg, name);
             if subscribers > 0 {
                 out.insert(
                     name.to_string(),
@@ -394,14 +443,16 @@ impl Hub {
             }
         }
         for c in stored {
+            let subscribers = followed_by(&reg, &c.name);
             out.entry(c.name.clone())
                 .or_insert_with(|| ChannelInfo {
                     name: c.name,
-                    subscribers: 0,
+                    subscribers,
                     last_id: None,
                 })
                 .last_id = c.last_id;
         }
+        drop(reg);
         Ok(out.into_values().collect())
     }
 

@@ -6,6 +6,7 @@
 
 pub(crate) mod builder;
 pub(crate) mod channel;
+pub(crate) mod composite;
 pub(crate) mod config;
 pub(crate) mod control;
 pub(crate) mod expiry;
@@ -14,6 +15,7 @@ pub(crate) mod hooks;
 pub(crate) mod lent;
 pub(crate) mod log;
 pub(crate) mod metrics;
+pub(crate) mod multi;
 pub(crate) mod queue;
 pub(crate) mod registry;
 pub(crate) mod resume;

@@ -8,11 +8,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::time::Instant;
 
 use crate::error::Error;
-use crate::hub::channel::{Channel, Handle};
+use crate::hub::channel::{Channel, Follower, Handle};
+use crate::hub::composite::{Composite, Entry, Index};
 use crate::hub::config::Config;
 use crate::hub::metrics::{Disconnect, Metrics};
 use crate::hub::rounds::Rounds;
-use crate::replay::{Live, LiveFeed, ReplayStore};
+use crate::replay::{Live, LiveFeed, ReplayStore, StoredEvent};
 
 /// The state behind every [`Hub`](crate::hub::handle::Hub) handle.
 #[derive(Debug)]
@@ -28,12 +29,20 @@ pub(crate) struct Inner {
     pub(crate) shutting_down: AtomicBool,
     /// Publishes hold it shared; shutdown takes it exclusively to wait for in-flight publishes.
     pub(crate) gate: tokio::sync::RwLock<()>,
+    /// The hub-wide order: held from the append to the fan-out by publishes on channels that some
+    /// composite follows (and by broadcasts), so every composite receives events in position order.
+    /// Channels nobody follows that way never take it.
+    pub(crate) order: tokio::sync::Mutex<()>,
 }
 
 #[derive(Debug, Default)]
 pub(crate) struct Registry {
     pub(crate) closed: bool,
     pub(crate) channels: HashMap<Arc<str>, Arc<Channel>>,
+    /// Multi-channel streams, by key (`hub/composite.rs`).
+    pub(crate) composites: HashMap<Arc<str>, Arc<Composite>>,
+    /// Which composites follow which names and prefixes.
+    pub(crate) index: Index,
 }
 
 /// Checks a channel name: 1..=256 bytes, no control characters, and none of the invisible
@@ -86,6 +95,7 @@ impl Inner {
             registry: Mutex::new(Registry::default()),
             shutting_down: AtomicBool::new(false),
             gate: tokio::sync::RwLock::new(()),
+            order: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -129,12 +139,60 @@ impl Inner {
         Ok(Self::entry(reg, name))
     }
 
+    /// Adds a subscriber to the composite keyed `key`, made if needed (with its named channels,
+    /// counted against the table like a subscriber's channels; composites count against it too).
+    pub(crate) fn register_composite(
+        &self,
+        key: Arc<str>,
+        entries: Vec<Entry>,
+        tag: bool,
+        handle: Handle,
+    ) -> Result<(Arc<Composite>, u64), Error> {
+        let mut reg = self.registry();
+        if reg.closed {
+            return Err(Error::ShuttingDown);
+        }
+        if let Some(c) = reg.composites.get(&key).cloned() {
+            let id = c.channel.add(handle);
+            return Ok((c, id));
+        }
+        let limit = self.config.max_channels;
+        if reg.composites.len() >= limit {
+            return Err(Error::TooManyChannels { limit });
+        }
+        let c = Arc::new(Composite::new(key.clone(), entries, tag));
+        let mut members = Vec::new();
+        for e in &c.entries {
+            if let Entry::Channel(name) = e {
+                match self.admit(&mut reg, name) {
+                    Ok(ch) => members.push(ch),
+                    Err(e) => {
+                        drop(reg);
+                        for ch in &members {
+                            self.release(ch);
+                        }
+                        return Err(e);
+                    }
+                }
+            }
+        }
+        *c.members.lock().unwrap_or_else(|p| p.into_inner()) = members;
+        reg.index.insert(&c);
+        reg.composites.insert(key, c.clone());
+        let id = c.channel.add(handle);
+        Ok((c, id))
+    }
+
     fn entry(reg: &mut Registry, name: &str) -> Arc<Channel> {
         if let Some(ch) = reg.channels.get(name) {
             return ch.clone();
         }
         let name: Arc<str> = Arc::from(name);
         let ch = Arc::new(Channel::new(name.clone()));
+        // Not shared yet: nothing can publish on it before its followers are set.
+        for c in reg.index.matching(&name) {
+            ch.follow(c);
+        }
         reg.channels.insert(name, ch.clone());
         ch
     }
@@ -150,6 +208,10 @@ impl Inner {
 
     /// Forgets a channel object nobody uses any more. The caller's own `Arc` is the second reference.
     pub(crate) fn release(&self, ch: &Arc<Channel>) {
+        if let Some(key) = &ch.composite {
+            self.release_composite(key, ch);
+            return;
+        }
         let mut reg = self.registry();
         if Arc::strong_count(ch) == 2 && ch.len() == 0 {
             reg.channels.remove(&ch.name);
@@ -160,18 +222,60 @@ impl Inner {
         }
     }
 
+    /// Forgets a composite nobody subscribes to any more: out of the table and the index, and out of
+    /// the followers of every channel; its named channels may then be forgotten too.
+    fn release_composite(&self, key: &Arc<str>, ch: &Arc<Channel>) {
+        let members = {
+            let mut reg = self.registry();
+            let Some(c) = reg.composites.get(key).cloned() else {
+                return;
+            };
+            // The table's composite and the caller hold the channel; `c` holds it once more.
+            if !Arc::ptr_eq(&c.channel, ch) || Arc::strong_count(ch) != 2 || ch.len() != 0 {
+                return;
+            }
+            reg.composites.remove(key);
+            reg.index.remove(&c);
+            let follower: Arc<dyn Follower> = c.clone();
+            for member in reg.channels.values() {
+                if c.follows(&member.name) {
+                    member.unfollow(&follower);
+                }
+            }
+            std::mem::take(&mut *c.members.lock().unwrap_or_else(|p| p.into_inner()))
+        };
+        for member in &members {
+            self.release(member);
+        }
+    }
+
+    /// Offers `stored`, just fanned out on channel `from`, to the composites following it.
+    pub(crate) fn offer(
+        &self,
+        from: &str,
+        followers: &[Arc<dyn Follower>],
+        stored: &StoredEvent,
+        at: Instant,
+    ) {
+        for f in followers {
+            if let Some((ch, bytes)) = f.offer(from, stored) {
+                self.rounds
+                    .fan_out(&ch, stored.position, &bytes, at, &self.metrics);
+            }
+        }
+    }
+
     /// Fans out what the store's live feed delivered (published on this node or another).
     pub(crate) fn deliver(&self, channel: &str, live: Live) {
         let ch = self.registry().channels.get(channel).cloned();
         let Some(ch) = ch else { return };
         match live {
-            Live::Event(event) => self.rounds.fan_out(
-                &ch,
-                event.position,
-                &event.bytes,
-                Instant::now(),
-                &self.metrics,
-            ),
+            Live::Event(event) => {
+                let at = Instant::now();
+                self.rounds
+                    .fan_out(&ch, event.position, &event.bytes, at, &self.metrics);
+                self.offer(&ch.name, &ch.followers(), &event, at);
+            }
             Live::Gap => {
                 // Skipping ahead would lose events silently: end the streams, and the clients'
                 // reconnects replay what is retained, with an `expired` reset if something is gone.

@@ -14,9 +14,11 @@ use bytes::Bytes;
 use sse_proto::Event;
 
 use crate::error::Error;
+use crate::hub::composite::{Composite, Entry};
 use crate::hub::control;
 use crate::hub::registry::Inner;
 use crate::position::Position;
+use crate::replay::{Reset, ResetReason, StoredEvent};
 
 /// The bytes a subscriber of `channel` gets first, and the position through which it has seen
 /// the channel (live events at or before it are skipped).
@@ -26,13 +28,7 @@ pub(crate) async fn prelude(
     last_event_id: Option<&str>,
     welcome: Option<Event>,
 ) -> Result<(VecDeque<Bytes>, Option<Position>), Error> {
-    let mut prelude = VecDeque::new();
-    if let Some(retry) = hub.config.retry {
-        prelude.push_back(control::retry(retry)?);
-    }
-    if let Some(welcome) = welcome {
-        prelude.push_back(sse_proto::encode(&welcome));
-    }
+    let mut prelude = opening(hub, welcome)?;
     let Some(last) = last_event_id else {
         return Ok((prelude, None));
     };
@@ -55,4 +51,96 @@ pub(crate) async fn prelude(
         prelude.push_back(event.bytes);
     }
     Ok((prelude, seen_through))
+}
+
+/// The `retry:` hint and the welcome event.
+fn opening(hub: &Inner, welcome: Option<Event>) -> Result<VecDeque<Bytes>, Error> {
+    let mut prelude = VecDeque::new();
+    if let Some(retry) = hub.config.retry {
+        prelude.push_back(control::retry(retry)?);
+    }
+    if let Some(welcome) = welcome {
+        prelude.push_back(sse_proto::encode(&welcome));
+    }
+    Ok(prelude)
+}
+
+/// A name no channel can have: replaying it tells whether a whole window was dropped after the id
+/// (a channel a pattern followed may have vanished with events the client never saw).
+const NO_CHANNEL: &str = "\u{0}";
+
+/// [`prelude`] for a composite: every followed channel's events after the id (named channels, and the
+/// channels with history that a pattern matches), merged in position order, each once (a broadcast
+/// sits at one position in several channels). One channel that cannot place the id (unknown, or
+/// evicted events after it) makes it an `sse-reset`: that channel is replayed whole, the others from
+/// the id.
+pub(crate) async fn prelude_many(
+    hub: &Inner,
+    composite: &Composite,
+    last_event_id: Option<&str>,
+    welcome: Option<Event>,
+) -> Result<(VecDeque<Bytes>, Option<Position>), Error> {
+    let mut prelude = opening(hub, welcome)?;
+    let Some(last) = last_event_id else {
+        return Ok((prelude, None));
+    };
+    let mut names: Vec<String> = composite
+        .entries
+        .iter()
+        .filter_map(|e| match e {
+            Entry::Channel(name) => Some(name.clone()),
+            Entry::Pattern(_) => None,
+        })
+        .collect();
+    if composite.has_patterns() {
+        for c in hub.store.channels().await? {
+            if composite.follows(&c.name) && !names.contains(&c.name) {
+                names.push(c.name);
+            }
+        }
+        names.push(NO_CHANNEL.to_owned());
+    }
+    let mut events: Vec<(usize, StoredEvent)> = Vec::new();
+    let (mut reset, mut after): (Option<Reset>, Option<Position>) = (None, None);
+    for (i, name) in names.iter().enumerate() {
+        let replay = hub.store.replay(name, last).await?;
+        after = after.max(replay.after);
+        if let Some(r) = replay.reset {
+            reset = Some(merge(reset, r));
+        }
+        events.extend(replay.events.into_iter().map(|e| (i, e)));
+    }
+    events.sort_by_key(|(_, e)| e.position);
+    events.dedup_by_key(|(_, e)| e.position);
+    if let Some(mut reset) = reset {
+        // Resuming from the reset's id must not repeat what the channels that placed the id send.
+        reset.floor = reset.floor.max(after.unwrap_or_default());
+        hub.metrics.reset(reset.reason == ResetReason::Expired);
+        prelude.push_back(control::reset(&reset, last)?);
+        tracing::debug!(channels = %composite.channel.name, last_event_id = last, reason = reset.reason.as_str(), "sse-reset");
+    }
+    let mut seen_through = after;
+    for (i, event) in events {
+        hub.metrics.replayed.fetch_add(1, Ordering::Relaxed);
+        seen_through = seen_through.max(Some(event.position));
+        prelude.push_back(composite.render(&names[i], &event));
+    }
+    Ok((prelude, seen_through))
+}
+
+/// One reset for several channels: `expired` when any lost events, the highest floor.
+fn merge(into: Option<Reset>, next: Reset) -> Reset {
+    let Some(mut into) = into else {
+        return next;
+    };
+    if next.reason == ResetReason::Expired {
+        into.reason = ResetReason::Expired;
+    }
+    if next.floor > into.floor {
+        into.floor = next.floor;
+    }
+    if into.oldest.is_none() {
+        into.oldest = next.oldest;
+    }
+    into
 }

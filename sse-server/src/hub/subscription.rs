@@ -77,6 +77,8 @@ pub(crate) struct Guard {
     pub(crate) channel: Arc<Channel>,
     pub(crate) id: u64,
     pub(crate) released: bool,
+    /// How many channels the stream counts as in the metrics (a multi-channel stream: its entries).
+    pub(crate) weight: usize,
 }
 
 impl Guard {
@@ -86,7 +88,9 @@ impl Guard {
             return;
         }
         self.channel.remove(self.id);
-        self.hub.metrics.unsubscribed(self.transport);
+        for _ in 0..self.weight {
+            self.hub.metrics.unsubscribed(self.transport);
+        }
         if let Some(hook) = &self.hub.config.hooks.on_unsubscribe {
             hook(&self.channel.name);
         }
@@ -124,7 +128,8 @@ impl Subscription {
         }
     }
 
-    /// The channel this subscription listens to.
+    /// The channel this subscription listens to (for a multi-channel subscription, its entries
+    /// joined by commas, sorted).
     ///
     /// ```
     /// # tokio::runtime::Runtime::new()?.block_on(async {
@@ -183,7 +188,9 @@ impl Subscription {
     /// Says how the stream is served (HTTP/1.1 or HTTP/2, TLS or not), for the metrics' labels.
     pub(crate) fn served_over(&mut self, transport: Transport) {
         if self.guard.transport == Transport::Library && transport != Transport::Library {
-            self.guard.hub.metrics.moved(transport);
+            for _ in 0..self.guard.weight {
+                self.guard.hub.metrics.moved(transport);
+            }
             self.guard.transport = transport;
         }
     }

@@ -104,6 +104,15 @@ impl MemoryStore {
     }
 
     fn append_now(&self, channel: &str, event: Event) -> Result<StoredEvent, Error> {
+        self.append_all_now(std::slice::from_ref(&channel), event)
+    }
+
+    /// Appends `event` at one position to every channel of `channels`.
+    fn append_all_now<S: AsRef<str>>(
+        &self,
+        channels: &[S],
+        event: Event,
+    ) -> Result<StoredEvent, Error> {
         let mut state = self.lock();
         let now = Instant::now();
         if state.counter % PRUNE_EVERY == PRUNE_EVERY - 1 {
@@ -116,9 +125,15 @@ impl MemoryStore {
             at: now,
             custom: stamped.custom,
         };
-        state
-            .windows
-            .append(channel, entry, &self.retention, now, &mut ());
+        for channel in channels {
+            state.windows.append(
+                channel.as_ref(),
+                entry.clone(),
+                &self.retention,
+                now,
+                &mut (),
+            );
+        }
         Ok(stamped.event)
     }
 
@@ -154,6 +169,15 @@ impl ReplayStore for MemoryStore {
     ) -> BoxFuture<'a, Result<Replay, Error>> {
         let replay = self.replay_now(channel, last_event_id);
         Box::pin(async move { Ok(replay) })
+    }
+
+    fn append_all<'a>(
+        &'a self,
+        channels: &'a [String],
+        event: Event,
+    ) -> BoxFuture<'a, Result<StoredEvent, Error>> {
+        let result = self.append_all_now(channels, event);
+        Box::pin(async move { result })
     }
 
     fn mint_id(&self) -> BoxFuture<'_, Result<String, Error>> {

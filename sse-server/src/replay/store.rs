@@ -141,6 +141,41 @@ pub trait ReplayStore: Send + Sync + fmt::Debug + 'static {
     /// A fresh id, unique in this store, for an event appended to several channels.
     fn mint_id(&self) -> BoxFuture<'_, Result<String, Error>>;
 
+    /// Appends `event` to every channel of `channels` at **one** position (a broadcast), so that a
+    /// subscriber of several of them receives it once and resumes after it exactly. The built-in
+    /// stores do; the default, for other stores, appends it to each channel in turn under one minted
+    /// id (each channel then has its own position, and multi-channel subscribers may see it once per
+    /// channel) and returns the first.
+    ///
+    /// ```
+    /// use sse_server::{MemoryStore, ReplayStore};
+    /// # tokio::runtime::Runtime::new()?.block_on(async {
+    /// let store = MemoryStore::new(Default::default());
+    /// let e = store.append_all(&["a".into(), "b".into()], sse_proto::Event::message("x")).await?;
+    /// let r = store.replay("b", "nope").await?;
+    /// assert_eq!(r.events[0].position, e.position);
+    /// # Ok::<(), sse_server::Error>(()) })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    fn append_all<'a>(
+        &'a self,
+        channels: &'a [String],
+        event: Event,
+    ) -> BoxFuture<'a, Result<StoredEvent, Error>> {
+        Box::pin(async move {
+            let event = match event.id() {
+                Some(_) => event,
+                None => event.with_id(self.mint_id().await?)?,
+            };
+            let mut first = None;
+            for channel in channels {
+                let stored = self.append(channel, event.clone()).await?;
+                first.get_or_insert(stored);
+            }
+            first.ok_or_else(|| Error::Store("a broadcast needs at least one channel".to_owned()))
+        })
+    }
+
     /// The channels with history, after dropping expired events and empty channels.
     fn channels(&self) -> BoxFuture<'_, Result<Vec<StoredChannel>, Error>>;
 

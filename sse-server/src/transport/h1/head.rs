@@ -9,7 +9,7 @@ pub(crate) const MAX_HEAD: usize = 4096;
 
 /// Parses a complete `GET /events/… HTTP/1.1` head without a body; `None` for anything else.
 pub(crate) fn parse_head(buf: &[u8]) -> Option<(Request<Body>, usize)> {
-    if !buf.starts_with(b"GET /events/") {
+    if !buf.starts_with(b"GET /events/") && !buf.starts_with(b"GET /events?") {
         return None;
     }
     let end = buf.windows(4).position(|w| w == b"\r\n\r\n")?;

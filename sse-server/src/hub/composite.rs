@@ -1,0 +1,403 @@
+//! Several channels and `prefix/*` patterns on one stream: a *composite*.
+//!
+//! A multi-channel subscription subscribes to a composite keyed by its normalised entry set (sorted,
+//! deduplicated, plus its options), so every subscriber of the same set shares one: 1,000 subscribers
+//! of `users/*` cost the publisher one offer, not 1,000. The composite owns an ordinary
+//! [`Channel`](crate::hub::channel::Channel) (queues, log, rounds, the lent-socket seam), so a socket
+//! only ever sits in one channel and the lean path works unchanged.
+//!
+//! Each followed channel holds the composite as a [`Follower`] and offers it every event, in position
+//! order (the hub-wide order lock for memory and durable stores, the merged feed for Redis). The
+//! composite drops an event whose position is not after the last one it passed on: a broadcast sits
+//! at one position in every channel, so it goes out once.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::Bytes;
+use sse_proto::{Event, Item, Parser};
+
+use crate::error::Error;
+use crate::hub::channel::{Channel, Follower};
+use crate::hub::registry::check_channel;
+use crate::position::Position;
+use crate::replay::StoredEvent;
+
+/// One entry of a multi-channel subscription.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) enum Entry {
+    /// One channel, by name.
+    Channel(String),
+    /// Every channel under a prefix (kept with its trailing `/`), created before or after.
+    Pattern(String),
+}
+
+impl Entry {
+    /// Whether `channel` is followed through this entry.
+    pub(crate) fn matches(&self, channel: &str) -> bool {
+        match self {
+            Entry::Channel(name) => name == channel,
+            Entry::Pattern(prefix) => {
+                channel.len() > prefix.len() && channel.starts_with(&**prefix)
+            }
+        }
+    }
+
+    /// The entry as the client wrote it (`name` or `prefix/*`).
+    pub(crate) fn text(&self) -> String {
+        match self {
+            Entry::Channel(name) => name.clone(),
+            Entry::Pattern(prefix) => format!("{prefix}*"),
+        }
+    }
+}
+
+/// Parses and normalises a subscription's entries: at most `max`, at least one, each a valid channel
+/// name or `prefix/*` with a valid prefix; sorted and deduplicated.
+pub(crate) fn parse_entries<S: AsRef<str>>(raw: &[S], max: usize) -> Result<Vec<Entry>, Error> {
+    if raw.is_empty() {
+        return Err(Error::InvalidSubscription(
+            "no channel given: list at least one with ?channel=NAME (a channel name or a `prefix/*` pattern)".to_owned(),
+        ));
+    }
+    if raw.len() > max {
+        return Err(Error::InvalidSubscription(format!(
+            "{} channels given, over the limit of {max} per subscription; split them over several connections or raise --max-channels-per-subscription",
+            raw.len()
+        )));
+    }
+    let mut entries = Vec::with_capacity(raw.len());
+    for text in raw {
+        entries.push(parse_entry(text.as_ref())?);
+    }
+    entries.sort();
+    entries.dedup();
+    Ok(entries)
+}
+
+fn parse_entry(text: &str) -> Result<Entry, Error> {
+    let invalid =
+        |why: String| Error::InvalidSubscription(format!("invalid entry {text:?}: {why}"));
+    if let Some(base) = text.strip_suffix("/*") {
+        if let Err(Error::InvalidChannel { reason, .. }) = check_channel(base) {
+            return Err(invalid(format!(
+                "the pattern's prefix {base:?} is not a channel name ({reason})"
+            )));
+        }
+        if base.contains('*') {
+            return Err(invalid(
+                "a pattern has one `*`, as its whole last segment (`prefix/*`)".to_owned(),
+            ));
+        }
+        return Ok(Entry::Pattern(format!("{base}/")));
+    }
+    if text.contains('*') {
+        return Err(invalid(
+            "`*` is only allowed as a pattern's whole last segment (`prefix/*`)".to_owned(),
+        ));
+    }
+    check_channel(text)?;
+    Ok(Entry::Channel(text.to_owned()))
+}
+
+/// The key composites are shared by: the entries and the options. It starts with a line feed, which
+/// no channel name can hold.
+pub(crate) fn key(entries: &[Entry], tag: bool) -> Arc<str> {
+    let mut key = String::from(if tag { "\nchannel-type" } else { "\n" });
+    for e in entries {
+        key.push('\n');
+        key.push_str(&e.text());
+    }
+    Arc::from(key)
+}
+
+/// A shared multi-channel stream (see the module docs).
+pub(crate) struct Composite {
+    pub(crate) entries: Vec<Entry>,
+    /// `?event-type=channel`: an event without a type gets `event: <its channel>`.
+    tag: bool,
+    /// Publisher ids become the event's position (several channels' custom ids cannot be placed).
+    ids: bool,
+    /// The subscribers' side: queues, log, rounds.
+    pub(crate) channel: Arc<Channel>,
+    /// The named channels, kept in the table while the composite lives.
+    pub(crate) members: Mutex<Vec<Arc<Channel>>>,
+    /// The last position passed on: not after it is a duplicate (a broadcast) or already sent.
+    last: Mutex<Option<Position>>,
+    /// Set once the composite follows every channel it should (the first subscriber attaches it).
+    pub(crate) attached: tokio::sync::OnceCell<()>,
+}
+
+impl fmt::Debug for Composite {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Composite")
+            .field("entries", &self.entries)
+            .field("tag", &self.tag)
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Composite {
+    /// A composite for `entries`, whose subscribers' channel is keyed `key`.
+    pub(crate) fn new(key: Arc<str>, entries: Vec<Entry>, tag: bool) -> Composite {
+        let name: Vec<String> = entries.iter().map(Entry::text).collect();
+        let ids = entries.len() > 1 || entries.iter().any(|e| matches!(e, Entry::Pattern(_)));
+        Composite {
+            entries,
+            tag,
+            ids,
+            channel: Arc::new(Channel::composite(Arc::from(name.join(",")), key)),
+            members: Mutex::new(Vec::new()),
+            last: Mutex::new(None),
+            attached: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    /// Whether `channel` is followed.
+    pub(crate) fn follows(&self, channel: &str) -> bool {
+        self.entries.iter().any(|e| e.matches(channel))
+    }
+
+    /// Whether some entry is a pattern.
+    pub(crate) fn has_patterns(&self) -> bool {
+        self.entries.iter().any(|e| matches!(e, Entry::Pattern(_)))
+    }
+
+    /// The bytes this composite sends for `event` of channel `from`: the stored bytes as they are,
+    /// unless the event needs its position as id (a publisher id on a multi-channel stream) or a
+    /// channel tag; it is then re-encoded once, with [`sse_proto`].
+    pub(crate) fn render(&self, from: &str, event: &StoredEvent) -> Bytes {
+        let custom = self.ids && *event.id != *event.position.to_string();
+        if !custom && !self.tag {
+            return event.bytes.clone();
+        }
+        match reencode(from, event, custom, self.tag) {
+            Some(bytes) => bytes,
+            None => event.bytes.clone(),
+        }
+    }
+}
+
+/// Parses `event`'s bytes back (with [`sse_proto::Parser`]) and encodes them again with the position
+/// as id (`custom`) and `event: <from>` when it has no type (`tag`). `None` when nothing changes.
+fn reencode(from: &str, event: &StoredEvent, custom: bool, tag: bool) -> Option<Bytes> {
+    let mut parser = Parser::builder().comments(true).build();
+    parser.feed(&event.bytes);
+    let (mut comments, mut retry, mut message) = (Vec::new(), None, None);
+    for item in parser.by_ref() {
+        match item.ok()? {
+            Item::Comment(c) => comments.push(c),
+            Item::Retry(d) => retry = Some(d),
+            Item::Message(m) => message = Some(m),
+        }
+    }
+    let message = message?;
+    let untyped = message.event_type == "message";
+    if !custom && !untyped {
+        return None;
+    }
+    let mut b = Event::builder().data(message.data);
+    if !comments.is_empty() {
+        b = b.comment(comments.join("\n"));
+    }
+    if let Some(retry) = retry {
+        b = b.retry(retry);
+    }
+    b = b.id(if custom {
+        event.position.to_string()
+    } else {
+        message.last_event_id
+    });
+    if !untyped {
+        b = b.event(message.event_type);
+    } else if tag {
+        b = b.event(from);
+    }
+    b.build().ok().map(|e| sse_proto::encode(&e))
+}
+
+impl Follower for Composite {
+    fn offer(&self, from: &str, event: &StoredEvent) -> Option<(Arc<Channel>, Bytes)> {
+        {
+            let mut last = lock(&self.last);
+            if last.is_some_and(|l| event.position <= l) {
+                return None;
+            }
+            *last = Some(event.position);
+        }
+        Some((self.channel.clone(), self.render(from, event)))
+    }
+}
+
+/// Which composites follow which entries: consulted when a channel is made, so that a pattern
+/// follows channels created after it was subscribed.
+#[derive(Debug, Default)]
+pub(crate) struct Index {
+    by_entry: HashMap<Entry, Vec<Arc<Composite>>>,
+}
+
+impl Index {
+    pub(crate) fn insert(&mut self, composite: &Arc<Composite>) {
+        for e in &composite.entries {
+            self.by_entry
+                .entry(e.clone())
+                .or_default()
+                .push(composite.clone());
+        }
+    }
+
+    pub(crate) fn remove(&mut self, composite: &Arc<Composite>) {
+        for e in &composite.entries {
+            if let Some(list) = self.by_entry.get_mut(e) {
+                list.retain(|c| !Arc::ptr_eq(c, composite));
+                if list.is_empty() {
+                    self.by_entry.remove(e);
+                }
+            }
+        }
+    }
+
+    /// The composites following `channel`: by its name, or by a pattern on one of its prefixes.
+    pub(crate) fn matching(&self, channel: &str) -> Vec<Arc<Composite>> {
+        if self.by_entry.is_empty() {
+            return Vec::new();
+        }
+        let mut found: Vec<Arc<Composite>> = Vec::new();
+        let mut add = |list: Option<&Vec<Arc<Composite>>>| {
+            for c in list.into_iter().flatten() {
+                if !found.iter().any(|f| Arc::ptr_eq(f, c)) {
+                    found.push(c.clone());
+                }
+            }
+        };
+        add(self.by_entry.get(&Entry::Channel(channel.to_owned())));
+        for (i, b) in channel.bytes().enumerate() {
+            if b == b'/' && i + 1 < channel.len() {
+                add(self.by_entry.get(&Entry::Pattern(channel[..=i].to_owned())));
+            }
+        }
+        found
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stored(minor: u64, event: Event) -> StoredEvent {
+        let position = Position::new(1, minor);
+        let event = match event.id() {
+            Some(_) => event,
+            None => event.with_id(position.to_string()).unwrap(),
+        };
+        StoredEvent {
+            position,
+            id: Arc::from(event.id().unwrap()),
+            bytes: sse_proto::encode(&event),
+        }
+    }
+
+    #[test]
+    fn entries_are_normalised_and_checked() {
+        let e = parse_entries(&["b", "users/*", "a", "b"], 4).unwrap();
+        assert_eq!(
+            e,
+            vec![
+                Entry::Channel("a".into()),
+                Entry::Channel("b".into()),
+                Entry::Pattern("users/".into())
+            ]
+        );
+        assert!(e[2].matches("users/1") && e[2].matches("users/1/x"));
+        assert!(!e[2].matches("users/") && !e[2].matches("usersx"));
+        let none: [&str; 0] = [];
+        for bad in [
+            &none[..],
+            &["a", "b", "c"],
+            &["*"],
+            &["a*"],
+            &["/*"],
+            &["a/*/*"],
+            &["\u{7}"],
+        ] {
+            let err = parse_entries(bad, 2).unwrap_err();
+            assert_eq!(err.status(), http::StatusCode::BAD_REQUEST, "{bad:?}");
+        }
+        assert!(
+            parse_entries(&["a", "b", "c"], 2)
+                .unwrap_err()
+                .to_string()
+                .contains("limit of 2")
+        );
+    }
+
+    #[test]
+    fn the_index_finds_composites_by_name_and_by_prefix() {
+        let mut index = Index::default();
+        let a = Arc::new(Composite::new(
+            key(&[], false),
+            parse_entries(&["x", "users/*"], 4).unwrap(),
+            false,
+        ));
+        let b = Arc::new(Composite::new(
+            key(&[], false),
+            parse_entries(&["users/1/*"], 4).unwrap(),
+            false,
+        ));
+        index.insert(&a);
+        index.insert(&b);
+        assert_eq!(index.matching("x").len(), 1);
+        assert_eq!(index.matching("users/1").len(), 1);
+        assert_eq!(index.matching("users/1/z").len(), 2);
+        assert!(index.matching("users/").is_empty() && index.matching("y").is_empty());
+        index.remove(&a);
+        assert_eq!(index.matching("users/1/z").len(), 1);
+        index.remove(&b);
+        assert!(index.by_entry.is_empty());
+    }
+
+    #[test]
+    fn broadcasts_and_older_positions_are_offered_once() {
+        let c = Composite::new(
+            key(&[], false),
+            parse_entries(&["a", "b"], 2).unwrap(),
+            false,
+        );
+        let e = stored(5, Event::message("x"));
+        assert!(c.offer("a", &e).is_some());
+        assert!(c.offer("b", &e).is_none());
+        assert!(c.offer("b", &stored(4, Event::message("y"))).is_none());
+        let (_, bytes) = c.offer("b", &stored(6, Event::message("z"))).unwrap();
+        assert_eq!(&bytes[..], b"id: 1-6\ndata: z\n\n");
+    }
+
+    #[test]
+    fn tags_untyped_events_and_replaces_custom_ids_on_multi_streams() {
+        let tagged = Composite::new(key(&[], true), parse_entries(&["a", "b"], 2).unwrap(), true);
+        let plain = stored(2, Event::message("x"));
+        assert_eq!(
+            &tagged.render("a", &plain)[..],
+            b"id: 1-2\nevent: a\ndata: x\n\n"
+        );
+        let typed = stored(3, Event::builder().event("t").data("x").build().unwrap());
+        assert_eq!(tagged.render("a", &typed), typed.bytes);
+        let mine = stored(4, Event::builder().id("mine").data("x").build().unwrap());
+        assert_eq!(
+            &tagged.render("b", &mine)[..],
+            b"id: 1-4\nevent: b\ndata: x\n\n"
+        );
+        let single = Composite::new(key(&[], false), parse_entries(&["a"], 1).unwrap(), false);
+        assert_eq!(single.render("a", &mine), mine.bytes);
+        let multi = Composite::new(
+            key(&[], false),
+            parse_entries(&["a", "b"], 2).unwrap(),
+            false,
+        );
+        assert_eq!(&multi.render("b", &mine)[..], b"id: 1-4\ndata: x\n\n");
+    }
+}
