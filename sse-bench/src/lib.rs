@@ -12,6 +12,7 @@ pub mod baseline;
 pub mod cluster;
 pub mod error;
 pub mod load;
+pub mod multi;
 pub mod plot;
 pub mod procfs;
 pub mod reader;

@@ -19,7 +19,8 @@ struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
     /// Scenarios to run: idle (RSS per subscriber), max (highest lossless rate), max-h2 (max with
-    /// HTTP/2 subscribers), rate (fixed rate).
+    /// HTTP/2 subscribers), rate (fixed rate), multi (many channels per stream: idle memory and
+    /// pattern delivery CPU against one channel; not in the default list).
     #[arg(long, value_delimiter = ',', default_value = "idle,max,max-h2,rate")]
     scenarios: Vec<String>,
     /// Subscribers speak cleartext HTTP/2 with prior knowledge (h2c) in every scenario, one stream
@@ -42,6 +43,9 @@ struct Cli {
     /// Events in flight in the closed loop (published but not yet received by the slowest subscriber).
     #[arg(long, default_value_t = 64)]
     window: u64,
+    /// Subscribers per case of the `multi` scenario.
+    #[arg(long, default_value_t = 1000)]
+    multi_subscribers: usize,
     /// Subscribers for the `rate` scenario.
     #[arg(long, default_value_t = 10_000)]
     rate_subscribers: usize,
@@ -179,6 +183,10 @@ async fn bench(cli: &Cli) -> Result<(), Error> {
     };
     let mut rows: Vec<Row> = Vec::new();
     for scenario in &cli.scenarios {
+        if scenario == "multi" {
+            multi(cli).await?;
+            continue;
+        }
         let runs = if scenario == "idle" { 1 } else { cli.repeat };
         for run in 1..=runs {
             for kind in &kinds {
@@ -261,7 +269,7 @@ async fn bench(cli: &Cli) -> Result<(), Error> {
                     ),
                     other => {
                         return Err(Error::Usage(format!(
-                            "unknown scenario `{other}` (known: idle, max, max-h2, rate)"
+                            "unknown scenario `{other}` (known: idle, max, max-h2, rate, multi)"
                         )));
                     }
                 }
@@ -304,6 +312,21 @@ async fn bench(cli: &Cli) -> Result<(), Error> {
     if bad > 0 {
         println!("WARNING: {bad} events lost or duplicated (see the table)");
     }
+    Ok(())
+}
+
+/// The `multi` scenario: its own servers and tables (see `sse_bench::multi`).
+async fn multi(cli: &Cli) -> Result<(), Error> {
+    let mut cfg = sse_bench::multi::MultiConfig::new(
+        server::locate_sse_server(cli.server_bin.clone())?,
+        cli.multi_subscribers,
+    );
+    (cfg.size, cfg.window, cfg.queue_size) = (cli.size, cli.window, cli.queue_size);
+    cfg.duration = Duration::from_secs(cli.duration);
+    let text = sse_bench::multi::run(&cfg).await?.markdown();
+    println!("\nmulti-channel streams\n\n{text}");
+    std::fs::create_dir_all(&cli.out)?;
+    std::fs::write(cli.out.join("multi.md"), text)?;
     Ok(())
 }
 
