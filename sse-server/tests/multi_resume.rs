@@ -105,9 +105,11 @@ enum Op {
     Broadcast {
         node: usize,
     },
-    /// Drop the connection and resume with the last id seen, on another node.
+    /// Drop the connection and resume with the last id seen, on another node; in the
+    /// `Last-Event-ID` header, or in `?lastEventId=` as a page that builds its own URL would.
     Cut {
         node: usize,
+        query: bool,
     },
     Pause(u8),
 }
@@ -116,7 +118,7 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         12 => (0usize..64, 0usize..3).prop_map(|(t, node)| Op::Publish { t, node }),
         1 => (0usize..3).prop_map(|node| Op::Broadcast { node }),
-        3 => (0usize..3).prop_map(|node| Op::Cut { node }),
+        3 => (0usize..3, any::<bool>()).prop_map(|(node, query)| Op::Cut { node, query }),
         1 => (0u8..8).prop_map(Op::Pause),
     ]
 }
@@ -233,20 +235,23 @@ struct Seen {
     failed: Option<String>,
 }
 
-/// Reads `url` from `last` (resuming by itself if the hub ends the stream) into `seen`, until aborted.
+/// Reads `url` from `last` (resuming by itself if the hub ends the stream) into `seen`, until aborted;
+/// the id goes in `?lastEventId=` when `query`, else in the `Last-Event-ID` header.
 fn read_into(
     url: String,
     last: Option<String>,
+    query: bool,
     seen: Arc<Mutex<Seen>>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let c = support::client();
         let mut last = last;
         loop {
-            let mut req = c.get(&url);
-            if let Some(id) = &last {
-                req = req.header("last-event-id", id);
-            }
+            let req = match &last {
+                Some(id) if query => c.get(format!("{url}&lastEventId={id}")),
+                Some(id) => c.get(&url).header("last-event-id", id),
+                None => c.get(&url),
+            };
             let mut reader = Reader::from_request(req).await;
             while let Some(m) = reader.message().await {
                 let mut s = seen.lock().unwrap();
@@ -299,7 +304,7 @@ async fn run_case(hubs: &Hubs, schedule: Schedule) -> Result<(), TestCaseError> 
     let u = Universe::new(CASE.fetch_add(1, Ordering::Relaxed), &schedule.entries);
     let seen = Arc::new(Mutex::new(Seen::default()));
     let mut at = 0;
-    let mut reader = read_into(hubs.node(at).url(&u.query()), None, seen.clone());
+    let mut reader = read_into(hubs.node(at).url(&u.query()), None, false, seen.clone());
 
     // A fresh stream (no id yet) receives only what is published once it is live: probe until it is.
     let probe = u.probe();
@@ -347,13 +352,13 @@ async fn run_case(hubs: &Hubs, schedule: Schedule) -> Result<(), TestCaseError> 
                 post(hubs.node(node), "/events", &data).await;
                 expected.entry("*".into()).or_default().push(data);
             }
-            Op::Cut { node } => {
+            Op::Cut { node, query } => {
                 reader.abort();
                 let _ = reader.await;
                 let last = seen.lock().unwrap().messages.last().map(|m| m.0.clone());
                 // On a cluster, always another node than the one just cut.
                 at += 1 + node % 2;
-                reader = read_into(hubs.node(at).url(&u.query()), last, seen.clone());
+                reader = read_into(hubs.node(at).url(&u.query()), last, query, seen.clone());
             }
             Op::Pause(ms) => tokio::time::sleep(Duration::from_millis(ms.into())).await,
         }
