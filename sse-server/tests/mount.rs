@@ -106,9 +106,12 @@ async fn nest_service_routes_relative_to_the_mount_point() {
         "DELETE ends the nested channel's stream"
     );
 
-    let refused = support::client().get(url("/events")).send().await.unwrap();
+    // `GET /events` is a multi-channel subscription now (issue 14): without a channel it is a 400.
+    let empty = support::client().get(url("/events")).send().await.unwrap();
+    assert_eq!(empty.status(), 400);
+    let refused = support::client().put(url("/events")).send().await.unwrap();
     assert_eq!(refused.status(), 405);
-    assert_eq!(refused.headers()["allow"], "POST, OPTIONS");
+    assert_eq!(refused.headers()["allow"], "GET, HEAD, POST, OPTIONS");
     let unauthorized = support::client()
         .post(url("/events/news"))
         .form(&[("data", "x")])

@@ -86,7 +86,10 @@ async fn build_hub(args: &Args) -> Result<Hub, Error> {
         .max_subscriber_buffer(args.max_subscriber_buffer)
         .coalesce(Duration::from_millis(args.coalesce_ms))
         .max_event_bytes(args.max_event_bytes)
-        .max_channels(args.security.max_channels);
+        .max_channels(args.security.max_channels)
+        .max_channels_per_subscription(
+            usize::try_from(args.security.max_channels_per_subscription).unwrap_or(usize::MAX),
+        );
     // Refuse a bad JWT key before anything else starts.
     args.security.auth()?;
     if let Some(url) = &args.redis {

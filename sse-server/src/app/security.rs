@@ -125,6 +125,16 @@ pub(crate) struct SecurityArgs {
         value_name = "N"
     )]
     pub(crate) max_channels: usize,
+
+    /// Channels and `prefix/*` patterns one `GET /events?channel=...` stream may follow (more gets 400).
+    #[arg(
+        long,
+        env = "SSE_MAX_CHANNELS_PER_SUBSCRIPTION",
+        default_value_t = 64,
+        value_name = "N",
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub(crate) max_channels_per_subscription: u64,
 }
 
 /// Signature algorithm of a public key.

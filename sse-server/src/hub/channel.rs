@@ -34,6 +34,8 @@ use crate::replay::StoredEvent;
 /// send there, or `None` when it already passed that position on (a broadcast).
 pub(crate) trait Follower: Send + Sync + std::fmt::Debug {
     fn offer(&self, from: &str, event: &StoredEvent) -> Option<(Arc<Channel>, Bytes)>;
+    /// The channel its subscribers sit in.
+    fn stream(&self) -> Arc<Channel>;
 }
 
 /// The flushers a fan-out put this channel on the list of, and whether they should cut a

@@ -127,6 +127,8 @@ pub(crate) struct Composite {
     last: Mutex<Option<Position>>,
     /// Set once the composite follows every channel it should (the first subscriber attaches it).
     pub(crate) attached: tokio::sync::OnceCell<()>,
+    /// Pattern watches of a shared store's live feed made for it (undone when it is released).
+    pub(crate) watching: std::sync::atomic::AtomicUsize,
 }
 
 impl fmt::Debug for Composite {
@@ -155,12 +157,21 @@ impl Composite {
             members: Mutex::new(Vec::new()),
             last: Mutex::new(None),
             attached: tokio::sync::OnceCell::new(),
+            watching: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
     /// Whether `channel` is followed.
     pub(crate) fn follows(&self, channel: &str) -> bool {
         self.entries.iter().any(|e| e.matches(channel))
+    }
+
+    /// The `prefix/` of every pattern entry.
+    pub(crate) fn prefixes(&self) -> impl Iterator<Item = &str> {
+        self.entries.iter().filter_map(|e| match e {
+            Entry::Pattern(p) => Some(p.as_str()),
+            Entry::Channel(_) => None,
+        })
     }
 
     /// Whether some entry is a pattern.
@@ -231,6 +242,10 @@ impl Follower for Composite {
             *last = Some(event.position);
         }
         Some((self.channel.clone(), self.render(from, event)))
+    }
+
+    fn stream(&self) -> Arc<Channel> {
+        self.channel.clone()
     }
 }
 

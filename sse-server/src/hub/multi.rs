@@ -177,8 +177,12 @@ async fn attach(inner: &Inner, c: &Arc<Composite>) -> Result<(), Error> {
     }
     if let Some(live) = &inner.live {
         for e in &c.entries {
-            if let composite::Entry::Channel(name) = e {
-                live.watch(name).await?;
+            match e {
+                composite::Entry::Channel(name) => live.watch(name).await?,
+                composite::Entry::Pattern(prefix) => {
+                    live.watch_prefix(prefix).await?;
+                    c.watching.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+                }
             }
         }
     }

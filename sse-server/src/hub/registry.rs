@@ -242,6 +242,12 @@ impl Inner {
                     member.unfollow(&follower);
                 }
             }
+            if let Some(live) = &self.live {
+                let watched = c.watching.swap(0, std::sync::atomic::Ordering::AcqRel);
+                for prefix in c.prefixes().take(watched) {
+                    live.unwatch_prefix(prefix);
+                }
+            }
             std::mem::take(&mut *c.members.lock().unwrap_or_else(|p| p.into_inner()))
         };
         for member in &members {
@@ -267,19 +273,32 @@ impl Inner {
 
     /// Fans out what the store's live feed delivered (published on this node or another).
     pub(crate) fn deliver(&self, channel: &str, live: Live) {
-        let ch = self.registry().channels.get(channel).cloned();
-        let Some(ch) = ch else { return };
+        // The feed is the only fan-out path and delivers in position order: the index says who
+        // follows, also for channels with no local subscriber of their own.
+        let (ch, followers) = {
+            let reg = self.registry();
+            let followers: Vec<Arc<dyn Follower>> = reg
+                .index
+                .matching(channel)
+                .into_iter()
+                .map(|c| c as Arc<dyn Follower>)
+                .collect();
+            (reg.channels.get(channel).cloned(), followers)
+        };
         match live {
             Live::Event(event) => {
                 let at = Instant::now();
-                self.rounds
-                    .fan_out(&ch, event.position, &event.bytes, at, &self.metrics);
-                self.offer(&ch.name, &ch.followers(), &event, at);
+                if let Some(ch) = &ch {
+                    self.rounds
+                        .fan_out(ch, event.position, &event.bytes, at, &self.metrics);
+                }
+                self.offer(channel, &followers, &event, at);
             }
             Live::Gap => {
                 // Skipping ahead would lose events silently: end the streams, and the clients'
                 // reconnects replay what is retained, with an `expired` reset if something is gone.
-                let ended = ch.close();
+                let ended = ch.map_or(0, |ch| ch.close())
+                    + followers.iter().map(|f| f.stream().close()).sum::<usize>();
                 self.metrics.disconnected(Disconnect::Gap, ended as u64);
                 tracing::warn!(
                     channel,

@@ -159,7 +159,8 @@ struct Writer {
 
 #[derive(Debug)]
 struct Request {
-    channel: String,
+    /// Every channel the event goes to, at one position (one for a publish; many for a broadcast).
+    channels: Vec<String>,
     event: Event,
     reply: oneshot::Sender<Result<StoredEvent, Error>>,
 }
@@ -410,12 +411,13 @@ impl Shared {
     }
 }
 
-impl ReplayStore for DurableStore {
-    fn append<'a>(
-        &'a self,
-        channel: &'a str,
+impl DurableStore {
+    /// Hands `event` to the writer, for every channel of `channels` at one position.
+    fn append_to(
+        &self,
+        channels: Vec<String>,
         event: Event,
-    ) -> BoxFuture<'a, Result<StoredEvent, Error>> {
+    ) -> BoxFuture<'_, Result<StoredEvent, Error>> {
         let sender = self.sender();
         Box::pin(async move {
             let closed = || Error::Store("the durable replay store is closed".into());
@@ -423,13 +425,31 @@ impl ReplayStore for DurableStore {
             let (reply, answer) = oneshot::channel();
             sender
                 .send(Request {
-                    channel: channel.to_owned(),
+                    channels,
                     event,
                     reply,
                 })
                 .map_err(|_| closed())?;
             answer.await.map_err(|_| closed())?
         })
+    }
+}
+
+impl ReplayStore for DurableStore {
+    fn append<'a>(
+        &'a self,
+        channel: &'a str,
+        event: Event,
+    ) -> BoxFuture<'a, Result<StoredEvent, Error>> {
+        self.append_to(vec![channel.to_owned()], event)
+    }
+
+    fn append_all<'a>(
+        &'a self,
+        channels: &'a [String],
+        event: Event,
+    ) -> BoxFuture<'a, Result<StoredEvent, Error>> {
+        self.append_to(channels.to_vec(), event)
     }
 
     fn replay<'a>(
@@ -629,7 +649,7 @@ fn commit_batch(db: &Database, shared: &Shared, batch: Vec<Request>) -> bool {
     let mut ops = std::mem::take(&mut state.pending);
     let mut results = Vec::with_capacity(batch.len());
     for req in batch {
-        let stored = append_one(shared, &mut state, req.channel, req.event, now, &mut ops);
+        let stored = append_one(shared, &mut state, req.channels, req.event, now, &mut ops);
         results.push((req.reply, stored));
     }
     let counter = shared.counter.load(Ordering::Acquire);
@@ -682,7 +702,7 @@ fn commit_batch(db: &Database, shared: &Shared, batch: Vec<Request>) -> bool {
 fn append_one(
     shared: &Shared,
     state: &mut State,
-    channel: String,
+    channels: Vec<String>,
     event: Event,
     now: u64,
     ops: &mut Vec<Op>,
@@ -698,12 +718,17 @@ fn append_one(
         at: now,
         custom: stamped.custom,
     };
-    ops.push(Op::Put {
-        channel: channel.clone(),
-        minor,
-        record: format::encode_record(&entry),
-    });
-    state.windows.append(&channel, entry, retention, now, ops);
+    let record = format::encode_record(&entry);
+    for channel in channels {
+        ops.push(Op::Put {
+            channel: channel.clone(),
+            minor,
+            record: record.clone(),
+        });
+        state
+            .windows
+            .append(&channel, entry.clone(), retention, now, ops);
+    }
     Ok(stamped.event)
 }
 

@@ -20,7 +20,38 @@ mod shared;
 
 use entry::{deleted_through, pairs, range, text};
 use feed::Feed;
-use shared::{Shared, now_ms};
+use shared::{Shared, glob_escape, now_ms};
+
+/// The append script: one sequencer for every channel (`KEYS[1]`, a hash of the last `ms` and the
+/// counter `n`), so an event's entry id `<ms>-<n>` is the same in every stream it goes to (a broadcast)
+/// and ids of all streams compare in sequencer order. `ms` is Redis's clock, never going back (the
+/// last `ms` is kept), so retention by age (`MINID`) keeps working. A stream that did not exist is
+/// announced in `KEYS[2]` at that id, for the live feeds following patterns.
+/// `KEYS[3..]`: the streams; `ARGV`: MAXLEN, MINID cutoff (0: none), PEXPIRE ms (0: none), the number
+/// of field arguments, the fields, then the channel names of the streams.
+const APPEND: &str = r"
+local t = redis.call('TIME')
+local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local last = tonumber(redis.call('HGET', KEYS[1], 'ms') or '0')
+if ms < last then ms = last end
+redis.call('HSET', KEYS[1], 'ms', string.format('%d', ms))
+local n = redis.call('HINCRBY', KEYS[1], 'n', 1)
+local id = string.format('%d-%d', ms, n)
+local nf = tonumber(ARGV[4])
+local fields = {}
+for i = 1, nf do fields[i] = ARGV[4 + i] end
+local created = {}
+for k = 3, #KEYS do
+  if redis.call('EXISTS', KEYS[k]) == 0 then created[#created + 1] = ARGV[4 + nf + k - 2] end
+  redis.call('XADD', KEYS[k], 'MAXLEN', '=', ARGV[1], id, unpack(fields))
+  if ARGV[2] ~= '0' then redis.call('XTRIM', KEYS[k], 'MINID', '=', ARGV[2]) end
+  if ARGV[3] ~= '0' then redis.call('PEXPIRE', KEYS[k], ARGV[3]) end
+end
+if #created > 0 then
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', 10000, id, 'n', table.concat(created, '\n'))
+end
+return id
+";
 
 /// Fewest entries a stream keeps, whatever the replay window: the per-node read loops read the live
 /// events from the stream itself, so it must hold at least what a loop may lag behind.
@@ -206,6 +237,17 @@ impl RedisStore {
     }
 
     async fn append_now(&self, channel: &str, event: Event) -> Result<StoredEvent, Error> {
+        self.append_all_now(std::slice::from_ref(&channel), event)
+            .await
+    }
+
+    /// Appends `event` to every channel of `channels` at one position, assigned by [`APPEND`]: the
+    /// hub-wide sequencer, so positions of all channels are totally ordered.
+    async fn append_all_now<S: AsRef<str>>(
+        &self,
+        channels: &[S],
+        event: Event,
+    ) -> Result<StoredEvent, Error> {
         let custom = event.id().map(str::to_owned);
         if let Some(id) = &custom
             && id.parse::<Position>().is_ok()
@@ -219,44 +261,63 @@ impl RedisStore {
             ));
         }
         let parts = entry::split(&event)?;
-        let key = self.shared.key(channel);
         let retention = self.shared.retention;
-        let mut pipe = ::redis::pipe();
-        pipe.atomic();
-        let xadd = pipe
-            .cmd("XADD")
-            .arg(&key)
-            .arg("MAXLEN")
-            .arg("=")
-            .arg(retention.events().max(MIN_STREAM_LEN))
-            .arg("*");
-        if !parts.head.is_empty() {
-            xadd.arg("h").arg(&parts.head[..]);
-        }
-        xadd.arg("t").arg(&parts.tail[..]);
-        if let Some(id) = &custom {
-            xadd.arg("c").arg(id);
-        }
-        self.shared.trim_by_age(&mut pipe, &key);
         let age = retention.age().as_millis() as u64;
-        if age > 0 {
-            pipe.cmd("PEXPIRE").arg(&key).arg(age).ignore();
+        let mut fields: Vec<&[u8]> = Vec::with_capacity(6);
+        if !parts.head.is_empty() {
+            fields.extend([&b"h"[..], &parts.head[..]]);
         }
-        let (entry_id,): (String,) = self
+        fields.extend([&b"t"[..], &parts.tail[..]]);
+        if let Some(id) = &custom {
+            fields.extend([&b"c"[..], id.as_bytes()]);
+        }
+        let mut cmd = ::redis::cmd("EVAL");
+        cmd.arg(APPEND)
+            .arg(2 + channels.len())
+            .arg(self.shared.sequencer())
+            .arg(self.shared.created());
+        for c in channels {
+            cmd.arg(self.shared.key(c.as_ref()));
+        }
+        let cutoff = if age > 0 {
+            now_ms().saturating_sub(age).max(1)
+        } else {
+            0
+        };
+        cmd.arg(retention.events().max(MIN_STREAM_LEN))
+            .arg(cutoff)
+            .arg(age)
+            .arg(fields.len());
+        for f in &fields {
+            cmd.arg(*f);
+        }
+        for c in channels {
+            cmd.arg(c.as_ref());
+        }
+        let entry_id: String = self
             .shared
-            .run(
-                "XADD",
-                |mut c| async move { pipe.query_async(&mut c).await },
-            )
+            .run("EVAL", |mut c| async move { cmd.query_async(&mut c).await })
             .await?;
         let position: Position = entry_id.parse().map_err(|_| {
             Error::Store(format!(
-                "Redis answered XADD with {entry_id:?}, not a stream id"
+                "Redis answered the append script with {entry_id:?}, not a stream id"
             ))
         })?;
         Ok(stored::stamp_encoded(position, custom.as_deref(), |id| {
             entry::join(&parts.head, id, &parts.tail)
         }))
+    }
+
+    /// The last minor position the sequencer issued (0 before the first).
+    async fn issued_through(&self) -> Result<u64, Error> {
+        let key = self.shared.sequencer();
+        let n: Option<u64> = self
+            .shared
+            .run("HGET", |mut c| async move {
+                ::redis::cmd("HGET").arg(key).arg("n").query_async(&mut c).await
+            })
+            .await?;
+        Ok(n.unwrap_or(0))
     }
 
     /// Trims by age, then reads the window's bounds (`None`: no such stream).
@@ -364,7 +425,10 @@ impl RedisStore {
             });
         };
         let placed = match last_event_id.parse::<Position>() {
-            Ok(p) if p > info.last_generated => Err(ResetReason::Unknown),
+            // Positions are hub-wide: an id of another channel is known when the sequencer issued it.
+            Ok(p) if p > info.last_generated && p.minor() > self.issued_through().await? => {
+                Err(ResetReason::Unknown)
+            }
             Ok(p) if p < info.max_deleted => Err(ResetReason::Expired),
             Ok(p) => Ok(p),
             Err(_) => match self.find_custom(&key, last_event_id).await? {
@@ -439,16 +503,6 @@ impl RedisStore {
     }
 }
 
-fn glob_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
-}
 
 impl ReplayStore for RedisStore {
     fn append<'a>(
@@ -465,6 +519,14 @@ impl ReplayStore for RedisStore {
         last_event_id: &'a str,
     ) -> BoxFuture<'a, Result<Replay, Error>> {
         Box::pin(self.replay_now(channel, last_event_id))
+    }
+
+    fn append_all<'a>(
+        &'a self,
+        channels: &'a [String],
+        event: Event,
+    ) -> BoxFuture<'a, Result<StoredEvent, Error>> {
+        Box::pin(self.append_all_now(channels, event))
     }
 
     fn mint_id(&self) -> BoxFuture<'_, Result<String, Error>> {

@@ -249,4 +249,19 @@ pub trait LiveFeed: Send + Sync + fmt::Debug {
 
     /// Stops delivering `channel`'s events (no-op when not watched).
     fn unwatch(&self, channel: &str);
+
+    /// Starts delivering the events of every channel under `prefix` (which ends with `/`), including
+    /// channels created later, as [`watch`](LiveFeed::watch) does for one channel, in position order
+    /// across channels. The default refuses: a feed that cannot follow patterns makes pattern
+    /// subscriptions fail (503) instead of silently missing channels.
+    fn watch_prefix<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<(), Error>> {
+        Box::pin(async move {
+            Err(Error::Store(format!(
+                "this store's live feed cannot follow the pattern {prefix}*; subscribe to channels by name"
+            )))
+        })
+    }
+
+    /// Stops a [`watch_prefix`](LiveFeed::watch_prefix) (each watch is undone by one call).
+    fn unwatch_prefix(&self, _prefix: &str) {}
 }

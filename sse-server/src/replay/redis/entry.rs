@@ -158,6 +158,40 @@ pub(super) fn read(v: &Value) -> Vec<(String, Vec<Entry>)> {
         .collect()
 }
 
+/// The announcements (`n`: channel names, one per line) of stream `key` in an `XREAD` reply.
+pub(super) fn announced(v: &Value, key: &str) -> Vec<(Position, Vec<String>)> {
+    let per_key: Vec<(&Value, &Value)> = match v {
+        Value::Map(_) => pairs(v),
+        Value::Array(a) => a
+            .iter()
+            .filter_map(|kv| match items(kv) {
+                [k, e] => Some((k, e)),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    let Some((_, entries)) = per_key.into_iter().find(|(k, _)| text(k).as_deref() == Some(key)) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for e in items(entries) {
+        let parts = items(e);
+        let Some(position) = parts.first().and_then(text).and_then(|t| t.parse().ok()) else {
+            continue;
+        };
+        let names = parts.get(1).map(pairs).unwrap_or_default();
+        let names = names
+            .into_iter()
+            .filter(|(k, _)| text(k).as_deref() == Some("n"))
+            .filter_map(|(_, v)| text(v))
+            .flat_map(|n| n.split('\n').map(str::to_owned).collect::<Vec<_>>())
+            .collect();
+        out.push((position, names));
+    }
+    out
+}
+
 /// From an `XINFO STREAM` reply: every entry after the returned position is still in the stream.
 ///
 /// `max-deleted-entry-id` alone is not enough: Redis 7.0 updates it on XDEL but not when MAXLEN or MINID

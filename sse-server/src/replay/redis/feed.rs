@@ -62,6 +62,18 @@ struct State {
 struct Watched {
     map: HashMap<String, Cursor>,
     next_token: u64,
+    /// Watched `prefix/` patterns (how many watches each).
+    prefixes: HashMap<String, usize>,
+    /// Last announcement of a created stream read (while some prefix is watched).
+    created: Position,
+}
+
+impl Watched {
+    fn under_prefix(&self, channel: &str) -> bool {
+        self.prefixes
+            .keys()
+            .any(|p| channel.len() > p.len() && channel.starts_with(p.as_str()))
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -70,6 +82,8 @@ struct Cursor {
     at: Position,
     /// Tells a re-watched channel from the one a read in flight was issued for.
     token: u64,
+    /// Watched by name (`watch`), not only as a pattern's channel.
+    named: bool,
 }
 
 impl State {
@@ -106,7 +120,8 @@ impl Feed {
         self.start();
         let generation = {
             let _one_at_a_time = self.state.resolve.lock().await;
-            if self.state.lock().map.contains_key(channel) {
+            if let Some(c) = self.state.lock().map.get_mut(channel) {
+                c.named = true;
                 return Ok(());
             }
             let last = self.shared.last_entry(&self.shared.key(channel)).await?;
@@ -114,7 +129,62 @@ impl Feed {
             let mut w = self.state.lock();
             w.next_token += 1;
             let token = w.next_token;
-            w.map.insert(channel.to_owned(), Cursor { at, token });
+            w.map.insert(
+                channel.to_owned(),
+                Cursor {
+                    at,
+                    token,
+                    named: true,
+                },
+            );
+            self.state.wanted.fetch_add(1, Ordering::AcqRel) + 1
+        };
+        self.state.wake.notify_one();
+        self.nudge(generation).await;
+        Ok(())
+    }
+
+    /// Follows every channel under `prefix` (with its `/`): the existing streams from their newest
+    /// entry, and streams created later from their first (announced by the append script).
+    async fn watch_prefix_now(&self, prefix: &str) -> Result<(), Error> {
+        self.start();
+        let generation = {
+            let _one_at_a_time = self.state.resolve.lock().await;
+            if let Some(n) = self.state.lock().prefixes.get_mut(prefix) {
+                *n += 1;
+                return Ok(());
+            }
+            // The announcements after the sequencer's position now, then the streams already there:
+            // a stream is found one way or the other (or both; a watch is kept once).
+            let seq = self.shared.sequencer();
+            let (ms, n): (Option<u64>, Option<u64>) = self
+                .shared
+                .run("HMGET", |mut c| async move {
+                    ::redis::cmd("HMGET").arg(seq).arg("ms").arg("n").query_async(&mut c).await
+                })
+                .await?;
+            let from = Position::new(ms.unwrap_or(0), n.unwrap_or(0));
+            let existing = self.shared.streams_under(prefix).await?;
+            let mut resolved = Vec::with_capacity(existing.len());
+            for channel in existing {
+                let last = self.shared.last_entry(&self.shared.key(&channel)).await?;
+                resolved.push((channel, last.map_or_else(Position::default, |e| e.position)));
+            }
+            let mut w = self.state.lock();
+            if w.prefixes.is_empty() {
+                w.created = from;
+            }
+            w.created = w.created.min(from);
+            w.prefixes.insert(prefix.to_owned(), 1);
+            for (channel, at) in resolved {
+                w.next_token += 1;
+                let token = w.next_token;
+                w.map.entry(channel).or_insert(Cursor {
+                    at,
+                    token,
+                    named: false,
+                });
+            }
             self.state.wanted.fetch_add(1, Ordering::AcqRel) + 1
         };
         self.state.wake.notify_one();
@@ -165,8 +235,40 @@ impl LiveFeed for Feed {
     }
 
     fn unwatch(&self, channel: &str) {
-        if self.state.lock().map.remove(channel).is_some() {
+        let mut w = self.state.lock();
+        let keep = w.under_prefix(channel);
+        let changed = match w.map.get_mut(channel) {
+            Some(c) if keep => std::mem::replace(&mut c.named, false),
+            Some(_) => w.map.remove(channel).is_some(),
+            None => false,
+        };
+        if changed {
             self.state.wanted.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    fn watch_prefix<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<(), Error>> {
+        Box::pin(self.watch_prefix_now(prefix))
+    }
+
+    fn unwatch_prefix(&self, prefix: &str) {
+        let mut w = self.state.lock();
+        match w.prefixes.get_mut(prefix) {
+            Some(n) if *n > 1 => *n -= 1,
+            Some(_) => {
+                w.prefixes.remove(prefix);
+                let gone: Vec<String> = w
+                    .map
+                    .iter()
+                    .filter(|(k, c)| !c.named && !w.under_prefix(k))
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                for k in gone {
+                    w.map.remove(&k);
+                }
+                self.state.wanted.fetch_add(1, Ordering::AcqRel);
+            }
+            None => {}
         }
     }
 }
@@ -227,14 +329,13 @@ async fn read(
             return Ok(());
         }
         let generation = state.wanted.load(Ordering::Acquire);
-        let snapshot: Vec<(String, Cursor)> = state
-            .lock()
-            .map
-            .iter()
-            .map(|(k, c)| (k.clone(), *c))
-            .collect();
+        let (snapshot, created): (Vec<(String, Cursor)>, Option<Position>) = {
+            let w = state.lock();
+            let snapshot = w.map.iter().map(|(k, c)| (k.clone(), *c)).collect();
+            (snapshot, (!w.prefixes.is_empty()).then_some(w.created))
+        };
         state.covered.send_replace(generation);
-        if snapshot.is_empty() {
+        if snapshot.is_empty() && created.is_none() {
             let _ = tokio::time::timeout(BLOCK, state.wake.notified()).await;
             continue;
         }
@@ -247,8 +348,14 @@ async fn read(
         for (channel, _) in &snapshot {
             cmd.arg(shared.key(channel));
         }
+        if created.is_some() {
+            cmd.arg(shared.created());
+        }
         for (_, cursor) in &snapshot {
             cmd.arg(cursor.at.to_string());
+        }
+        if let Some(at) = created {
+            cmd.arg(at.to_string());
         }
         let reply: Value =
             match tokio::time::timeout(BLOCK + shared.timeout, cmd.query_async(&mut conn)).await {
@@ -256,31 +363,7 @@ async fn read(
                 Ok(Err(e)) => return Err(e.to_string()),
                 Err(_) => return Err("XREAD timed out".into()),
             };
-        let tokens: HashMap<&str, u64> = snapshot
-            .iter()
-            .map(|(k, c)| (k.as_str(), c.token))
-            .collect();
-        let mut deliveries = Vec::new();
-        {
-            let mut w = state.lock();
-            for (key, entries) in entry::read(&reply) {
-                let Some(channel) = key.strip_prefix(&shared.prefix) else {
-                    continue;
-                };
-                let Some(cursor) = w.map.get_mut(channel) else {
-                    continue;
-                };
-                if tokens.get(channel) != Some(&cursor.token) {
-                    continue;
-                }
-                for e in entries {
-                    if e.position > cursor.at {
-                        cursor.at = e.position;
-                        deliveries.push((channel.to_owned(), e));
-                    }
-                }
-            }
-        }
+        let deliveries = merge(shared, state, &snapshot, created, &reply);
         if deliveries.is_empty() {
             continue;
         }
@@ -295,6 +378,85 @@ async fn read(
             }
         }
     }
+}
+
+/// What one read delivers, in position order across streams (so every composite receives events in
+/// the hub-wide order): never past the last entry of a stream whose read hit `COUNT` (the next read
+/// may bring lower positions of it), nor up to a newly created stream under a watched prefix, which
+/// is watched from there on (its first events come with the next read, before anything later).
+/// Advances the cursors to what is delivered.
+fn merge(
+    shared: &Shared,
+    state: &State,
+    snapshot: &[(String, Cursor)],
+    created: Option<Position>,
+    reply: &Value,
+) -> Vec<(String, entry::Entry)> {
+    let per_key = entry::read(reply);
+    let announced = match created {
+        Some(_) => entry::announced(reply, &shared.created()),
+        None => Vec::new(),
+    };
+    let mut stop: Option<Position> = None;
+    for (_, entries) in &per_key {
+        if entries.len() >= BATCH
+            && let Some(last) = entries.last()
+        {
+            stop = Some(stop.map_or(last.position, |s| s.min(last.position)));
+        }
+    }
+    if announced.len() >= BATCH
+        && let Some((last, _)) = announced.last()
+    {
+        stop = Some(stop.map_or(*last, |s| s.min(*last)));
+    }
+    let tokens: HashMap<&str, u64> = snapshot.iter().map(|(k, c)| (k.as_str(), c.token)).collect();
+    let mut w = state.lock();
+    for (at, names) in &announced {
+        if stop.is_some_and(|s| *at > s) {
+            break;
+        }
+        let new: Vec<&String> = names
+            .iter()
+            .filter(|n| w.under_prefix(n) && !w.map.contains_key(n.as_str()))
+            .collect();
+        if !new.is_empty() {
+            for n in new {
+                w.next_token += 1;
+                let token = w.next_token;
+                let cursor = Cursor { at: entry::before(*at), token, named: false };
+                w.map.insert(n.clone(), cursor);
+            }
+            state.wanted.fetch_add(1, Ordering::AcqRel);
+            stop = Some(entry::before(*at));
+            w.created = w.created.max(*at);
+            break;
+        }
+        w.created = w.created.max(*at);
+    }
+    let mut deliveries = Vec::new();
+    for (key, entries) in per_key {
+        let Some(channel) = key.strip_prefix(&shared.prefix) else {
+            continue;
+        };
+        let Some(cursor) = w.map.get_mut(channel) else {
+            continue;
+        };
+        if tokens.get(channel) != Some(&cursor.token) {
+            continue;
+        }
+        for e in entries {
+            if stop.is_some_and(|s| e.position > s) {
+                break;
+            }
+            if e.position > cursor.at {
+                cursor.at = e.position;
+                deliveries.push((channel.to_owned(), e));
+            }
+        }
+    }
+    deliveries.sort_by_key(|(_, e)| e.position);
+    deliveries
 }
 
 /// The channels among `deliveries` whose stream was trimmed past the cursor this read started from:

@@ -34,6 +34,16 @@ impl Shared {
         format!("{}{channel}", self.prefix)
     }
 
+    /// The hub-wide sequencer's hash (a NUL cannot occur in a channel name: no collision).
+    pub(super) fn sequencer(&self) -> String {
+        format!("{}\0seq", self.prefix)
+    }
+
+    /// The stream announcing channels whose stream was created, at the creating event's id.
+    pub(super) fn created(&self) -> String {
+        format!("{}\0created", self.prefix)
+    }
+
     pub(super) fn unavailable(&self, what: &str, why: impl fmt::Display) -> Error {
         Error::Store(format!(
             "Redis at {} is unavailable ({what}: {why}); nothing was stored: retry once Redis is reachable",
@@ -87,6 +97,43 @@ impl Shared {
         }
     }
 
+    /// The channels with a stream under `prefix` (a `SCAN` of their keys).
+    pub(super) async fn streams_under(&self, prefix: &str) -> Result<Vec<String>, Error> {
+        let pattern = format!("{}*", glob_escape(&self.key(prefix)));
+        let mut out: Vec<String> = Vec::new();
+        let mut cursor = 0u64;
+        loop {
+            let pattern = pattern.clone();
+            let (next, batch): (u64, Vec<String>) = self
+                .run("SCAN", |mut c| async move {
+                    ::redis::cmd("SCAN")
+                        .arg(cursor)
+                        .arg("MATCH")
+                        .arg(pattern)
+                        .arg("COUNT")
+                        .arg(1000)
+                        .arg("TYPE")
+                        .arg("stream")
+                        .query_async(&mut c)
+                        .await
+                })
+                .await?;
+            out.extend(
+                batch
+                    .into_iter()
+                    .filter_map(|k| k.strip_prefix(&self.prefix).map(str::to_owned))
+                    .filter(|k| k.len() > prefix.len()),
+            );
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+
     /// The last entry of `key` (its entry id and client-visible id).
     pub(super) async fn last_entry(&self, key: &str) -> Result<Option<Entry>, Error> {
         let v: Value = self
@@ -103,4 +150,16 @@ impl Shared {
             .await?;
         Ok(range(&v).into_iter().next())
     }
+}
+
+/// `s` with the glob characters of `SCAN MATCH` escaped.
+pub(super) fn glob_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }
