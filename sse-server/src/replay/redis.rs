@@ -314,7 +314,11 @@ impl RedisStore {
         let n: Option<u64> = self
             .shared
             .run("HGET", |mut c| async move {
-                ::redis::cmd("HGET").arg(key).arg("n").query_async(&mut c).await
+                ::redis::cmd("HGET")
+                    .arg(key)
+                    .arg("n")
+                    .query_async(&mut c)
+                    .await
             })
             .await?;
         Ok(n.unwrap_or(0))
@@ -502,7 +506,6 @@ impl RedisStore {
         Ok(out)
     }
 }
-
 
 impl ReplayStore for RedisStore {
     fn append<'a>(

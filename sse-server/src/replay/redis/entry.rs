@@ -171,7 +171,10 @@ pub(super) fn announced(v: &Value, key: &str) -> Vec<(Position, Vec<String>)> {
             .collect(),
         _ => Vec::new(),
     };
-    let Some((_, entries)) = per_key.into_iter().find(|(k, _)| text(k).as_deref() == Some(key)) else {
+    let Some((_, entries)) = per_key
+        .into_iter()
+        .find(|(k, _)| text(k).as_deref() == Some(key))
+    else {
         return Vec::new();
     };
     let mut out = Vec::new();

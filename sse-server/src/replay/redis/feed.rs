@@ -160,7 +160,12 @@ impl Feed {
             let (ms, n): (Option<u64>, Option<u64>) = self
                 .shared
                 .run("HMGET", |mut c| async move {
-                    ::redis::cmd("HMGET").arg(seq).arg("ms").arg("n").query_async(&mut c).await
+                    ::redis::cmd("HMGET")
+                        .arg(seq)
+                        .arg("ms")
+                        .arg("n")
+                        .query_async(&mut c)
+                        .await
                 })
                 .await?;
             let from = Position::new(ms.unwrap_or(0), n.unwrap_or(0));
@@ -410,7 +415,10 @@ fn merge(
     {
         stop = Some(stop.map_or(*last, |s| s.min(*last)));
     }
-    let tokens: HashMap<&str, u64> = snapshot.iter().map(|(k, c)| (k.as_str(), c.token)).collect();
+    let tokens: HashMap<&str, u64> = snapshot
+        .iter()
+        .map(|(k, c)| (k.as_str(), c.token))
+        .collect();
     let mut w = state.lock();
     for (at, names) in &announced {
         if stop.is_some_and(|s| *at > s) {
@@ -424,7 +432,11 @@ fn merge(
             for n in new {
                 w.next_token += 1;
                 let token = w.next_token;
-                let cursor = Cursor { at: entry::before(*at), token, named: false };
+                let cursor = Cursor {
+                    at: entry::before(*at),
+                    token,
+                    named: false,
+                };
                 w.map.insert(n.clone(), cursor);
             }
             state.wanted.fetch_add(1, Ordering::AcqRel);
