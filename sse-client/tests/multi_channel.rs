@@ -273,20 +273,27 @@ async fn listen_follows_channels_from_the_url_and_flags_and_resumes_with_last_ev
     // Resumed after `a:1` in the SSE_* variables' form: the rest of both channels, nothing else.
     let out = run(
         &["listen", &th.url("/events"), "--json", "--max-events", "3"],
-        &[("SSE_CHANNEL", "users/*\na"), ("SSE_LAST_EVENT_ID", &a1)],
+        &[
+            ("SSE_CHANNEL", "users/*\na"),
+            ("SSE_LAST_EVENT_ID", &a1),
+            ("SSE_CHANNEL_AS_EVENT_TYPE", "1"),
+        ],
     )
     .await;
     assert!(out.status.success(), "{out:?}");
-    let data: Vec<String> = text(&out.stdout)
+    let seen: Vec<(String, String)> = text(&out.stdout)
         .lines()
         .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).unwrap()["data"]
-                .as_str()
-                .unwrap()
-                .to_owned()
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            let field = |k: &str| v[k].as_str().unwrap().to_owned();
+            (field("type"), field("data"))
         })
         .collect();
-    assert_eq!(data, ["users/7:4", "five", "a:6"]);
+    let want = [("users/7", "users/7:4"), ("typed", "five"), ("a", "a:6")];
+    assert_eq!(seen, want.map(|(t, d)| (t.to_owned(), d.to_owned())));
     let stderr = text(&out.stderr);
-    assert!(stderr.contains("channel=users%2F*&channel=a"), "{stderr}");
+    assert!(
+        stderr.contains("channel=users%2F*&channel=a&event-type=channel"),
+        "{stderr}"
+    );
 }
