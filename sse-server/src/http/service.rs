@@ -31,10 +31,11 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// | Method and path            | Does                                                          |
 /// |----------------------------|---------------------------------------------------------------|
 /// | `GET /events/{channel}`    | subscribe (`Last-Event-ID` header or `lastEventId` query)     |
+/// | `GET /events?channel=A&channel=P/*` | one stream for several channels and `prefix/*` patterns ([`Hub::subscribe_many`]); `event-type=channel` tags untyped events with their channel; 400 for none, too many or an invalid entry |
 /// | `POST /events/{channel}`   | publish (bearer token), answers `{"id":"..."}`                |
 /// | `POST /events`             | broadcast to every channel (bearer token), answers `{"id":"..."}` |
 /// | `DELETE /events/{channel}` | end every stream of the channel (bearer token)                |
-/// | `GET /channels`            | `[{"name","subscribers","last_id"}]`                          |
+/// | `GET /channels`            | `[{"name","subscribers","last_id"}]` (a multi-channel subscriber counts in every channel it follows) |
 /// | `GET /healthz`             | `{"status":"ok"}` (503 while shutting down): liveness          |
 /// | `GET /readyz`              | `{"status":"ready"}`, or 503 `{"status":"not ready","reason"}` while publishes cannot be acknowledged (store failing, Redis unreachable, shutting down) |
 /// | `GET /metrics`             | Prometheus text                                               |

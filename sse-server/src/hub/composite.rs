@@ -20,7 +20,7 @@ use sse_proto::{Event, Item, Parser};
 
 use crate::error::Error;
 use crate::hub::channel::{Channel, Follower};
-use crate::hub::registry::check_channel;
+use crate::hub::name::check_channel;
 use crate::position::Position;
 use crate::replay::StoredEvent;
 

@@ -416,7 +416,9 @@ impl Hub {
         ))
     }
 
-    /// Lists channels with subscribers or retained history, sorted by name.
+    /// Lists channels with subscribers or retained history, sorted by name. A multi-channel subscriber
+    /// ([`subscribe_many`](Hub::subscribe_many)) counts once in every channel it follows (for a
+    /// pattern: every listed channel it matches).
     ///
     /// ```
     /// # tokio::runtime::Runtime::new()?.block_on(async {
@@ -500,7 +502,9 @@ impl Hub {
             let mut reg = self.inner.registry();
             reg.closed = true;
             self.inner.shutting_down.store(true, Ordering::Release);
-            reg.channels.values().cloned().collect()
+            // Multi-channel streams too: their composites' channels are not in the table.
+            let composites = reg.composites.values().map(|c| c.channel.clone());
+            reg.channels.values().cloned().chain(composites).collect()
         };
         drop(self.inner.gate.write().await);
         let (min, max) = self.inner.config.shutdown_retry;

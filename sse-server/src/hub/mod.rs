@@ -16,6 +16,7 @@ pub(crate) mod lent;
 pub(crate) mod log;
 pub(crate) mod metrics;
 pub(crate) mod multi;
+pub(crate) mod name;
 pub(crate) mod queue;
 pub(crate) mod registry;
 pub(crate) mod resume;

@@ -188,3 +188,86 @@ async fn attach(inner: &Inner, c: &Arc<Composite>) -> Result<(), Error> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use futures_util::StreamExt;
+    use sse_proto::Event;
+
+    use crate::hub::handle::Hub;
+
+    /// With a durable store, appends of several channels commit in one batch and their publishers
+    /// wake in any order: without the hub-wide order lock, a composite would get them out of order
+    /// (and drop the older ones as already passed).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_publishers_reach_a_composite_in_position_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::replay::DurableStore::builder(dir.path())
+            .open()
+            .unwrap();
+        let hub = Hub::builder()
+            .queue_size(10_000)
+            .store(std::sync::Arc::new(store))
+            .build();
+        let mut sub = hub.subscribe_many(&["a", "b", "c/*"], None).await.unwrap();
+        let mut tasks = Vec::new();
+        for channel in ["a", "b", "c/1", "c/2", "d"] {
+            let hub = hub.clone();
+            tasks.push(tokio::spawn(async move {
+                for i in 0..50 {
+                    hub.publish(channel, Event::message(format!("{channel} {i}")))
+                        .await
+                        .unwrap();
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let mut last = None;
+        for _ in 0..200 {
+            let next = tokio::time::timeout(std::time::Duration::from_secs(10), sub.next());
+            let bytes = next.await.expect("an event was lost").unwrap();
+            let text = std::str::from_utf8(&bytes).unwrap();
+            let id: crate::position::Position = text[4..text.find('\n').unwrap()].parse().unwrap();
+            assert!(last < Some(id), "{last:?} then {id}");
+            assert!(!text.contains("data: d "), "an unfollowed channel leaked");
+            last = Some(id);
+        }
+    }
+
+    #[tokio::test]
+    async fn shutdown_ends_multi_channel_streams_with_a_retry() {
+        let hub = Hub::builder().build();
+        let mut sub = hub.subscribe_many(&["a", "p/*"], None).await.unwrap();
+        hub.shutdown().await;
+        assert!(sub.next().await.unwrap().starts_with(b"retry: "));
+        assert!(sub.next().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn the_last_subscriber_forgets_the_composite_and_its_channels() {
+        let hub = Hub::builder().build();
+        let one = hub.subscribe_many(&["a", "p/*"], None).await.unwrap();
+        let two = hub.subscribe_many(&["p/*", "a", "a"], None).await.unwrap();
+        assert_eq!(
+            hub.inner.registry().composites.len(),
+            1,
+            "one set, one composite"
+        );
+        hub.publish("p/x", Event::message("x")).await.unwrap();
+        let counts: Vec<usize> = hub
+            .channels()
+            .await
+            .unwrap()
+            .iter()
+            .map(|c| c.subscribers)
+            .collect();
+        assert_eq!(counts, [2, 2]);
+        drop(one);
+        drop(two);
+        let reg = hub.inner.registry();
+        assert!(reg.composites.is_empty() && reg.channels.is_empty());
+        assert!(reg.index.matching("p/x").is_empty());
+    }
+}
