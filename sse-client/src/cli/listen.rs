@@ -110,41 +110,7 @@ async fn listen(args: ListenArgs) -> Result<ExitCode, String> {
     if args.max_events == Some(0) {
         return Ok(ExitCode::SUCCESS);
     }
-    let mut headers = HeaderMap::new();
-    for h in args.headers.iter().filter(|h| !h.trim().is_empty()) {
-        let (name, value) = parse_header(h)?;
-        headers.append(name, value);
-    }
-    if let Some(token) = &args.token
-        && !headers.contains_key(AUTHORIZATION)
-    {
-        let value = HeaderValue::from_str(&format!("Bearer {token}"))
-            .map_err(|_| "the token has characters a header cannot carry".to_owned())?;
-        headers.insert(AUTHORIZATION, value);
-    }
-    let url = with_default_scheme(&args.url);
-    let policy = RetryPolicy::new()
-        .backoff(Backoff::new().max_delay(args.max_backoff))
-        .max_retries(Some(args.max_retries))
-        .retry_server_errors(args.retry_server_errors);
-    let mut builder = EventSource::from_request(reqwest::Client::new().get(&url).headers(headers))
-        .reconnection_time(args.reconnection_time)
-        .idle_timeout(args.timeout)
-        .retry_policy(policy)
-        .comments(args.comments)
-        .channels(
-            args.channels
-                .iter()
-                .filter(|c| !c.trim().is_empty())
-                .cloned(),
-        );
-    if args.channel_as_event_type {
-        builder = builder.channel_as_event_type();
-    }
-    if let Some(id) = &args.last_event_id {
-        builder = builder.last_event_id(id.clone());
-    }
-    let mut source = builder.build().map_err(|e| e.to_string())?;
+    let mut source = event_source(&args)?;
 
     let stdout = io::stdout();
     let mut printed = 0u64;
@@ -206,6 +172,45 @@ async fn listen(args: ListenArgs) -> Result<ExitCode, String> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The `EventSource` the flags describe: headers and token, retry policy, channels, first id.
+fn event_source(args: &ListenArgs) -> Result<EventSource, String> {
+    let mut headers = HeaderMap::new();
+    for h in args.headers.iter().filter(|h| !h.trim().is_empty()) {
+        let (name, value) = parse_header(h)?;
+        headers.append(name, value);
+    }
+    if let Some(token) = &args.token
+        && !headers.contains_key(AUTHORIZATION)
+    {
+        let value = HeaderValue::from_str(&format!("Bearer {token}"))
+            .map_err(|_| "the token has characters a header cannot carry".to_owned())?;
+        headers.insert(AUTHORIZATION, value);
+    }
+    let url = with_default_scheme(&args.url);
+    let policy = RetryPolicy::new()
+        .backoff(Backoff::new().max_delay(args.max_backoff))
+        .max_retries(Some(args.max_retries))
+        .retry_server_errors(args.retry_server_errors);
+    let mut builder = EventSource::from_request(reqwest::Client::new().get(&url).headers(headers))
+        .reconnection_time(args.reconnection_time)
+        .idle_timeout(args.timeout)
+        .retry_policy(policy)
+        .comments(args.comments)
+        .channels(
+            args.channels
+                .iter()
+                .filter(|c| !c.trim().is_empty())
+                .cloned(),
+        );
+    if args.channel_as_event_type {
+        builder = builder.channel_as_event_type();
+    }
+    if let Some(id) = &args.last_event_id {
+        builder = builder.last_event_id(id.clone());
+    }
+    builder.build().map_err(|e| e.to_string())
 }
 
 /// Human form: `event:`/`id:`/`data:` lines and a blank line, like the wire format but with the
