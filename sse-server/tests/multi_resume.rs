@@ -530,6 +530,58 @@ async fn a_channel_created_during_a_replay_is_followed(hubs: &Hubs, round: usize
     assert_eq!(got, want, "round {round}");
 }
 
+/// A stream on `gone{round}/*` and `here{round}` drops; while it is away a channel matching the
+/// pattern is created (through another node on a cluster); resuming with the last id replays it.
+async fn a_channel_created_while_disconnected_is_replayed(hubs: &Hubs, round: usize) {
+    let (sub_node, pub_node) = (hubs.node(round), hubs.node(round + 1));
+    let url = sub_node.url(&format!(
+        "/events?channel=gone{round}/*&channel=here{round}"
+    ));
+    let c = support::client();
+    let mut sub = Reader::open(&c, &url, None).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !channels(sub_node)
+        .await
+        .contains(&(format!("here{round}"), 1))
+    {
+        assert!(tokio::time::Instant::now() < deadline, "never subscribed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let last = post(pub_node, &format!("/events/here{round}"), "seen").await;
+    assert_eq!(sub.message().await.unwrap().data, "seen");
+    drop(sub);
+    post(pub_node, &format!("/events/gone{round}/new"), "while away").await;
+    post(
+        pub_node,
+        &format!("/events/gone{round}/new/deeper"),
+        "nested",
+    )
+    .await;
+    post(pub_node, &format!("/events/here{round}"), "end").await;
+    let mut sub = Reader::open(&c, &url, Some(&last)).await;
+    let mut got = Vec::new();
+    while got.last().map(String::as_str) != Some("end") {
+        got.push(sub.message().await.expect("stream ended early").data);
+    }
+    assert_eq!(got, ["while away", "nested", "end"], "round {round}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_channel_created_while_disconnected_is_replayed_on_resume() {
+    let memory = Hubs::memory().await;
+    let durable = Hubs::durable().await;
+    for round in 0..2 {
+        a_channel_created_while_disconnected_is_replayed(&memory, round).await;
+        a_channel_created_while_disconnected_is_replayed(&durable, round).await;
+    }
+    if cluster_support::redis_available("a channel created while disconnected, on a cluster") {
+        let redis = Hubs::redis().await;
+        for round in 0..3 {
+            a_channel_created_while_disconnected_is_replayed(&redis, round).await;
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_channel_created_while_a_resume_replays_is_followed() {
     let memory = Hubs::memory().await;
