@@ -75,6 +75,24 @@ async fn two_channels_and_a_pattern_on_one_stream_keep_order_and_tell_their_chan
 }
 
 #[tokio::test]
+async fn event_type_channel_also_tags_a_single_channel_stream() {
+    let server = TestServer::start(Hub::builder()).await;
+    let url = server.url("/events/news?event-type=channel");
+    let mut tagged = Reader::open(&client(), &url, None).await;
+    let mut plain = Reader::open(&client(), &server.url("/events/news"), None).await;
+    let id = publish(&server, "news", "x").await;
+    assert_eq!(
+        take(&mut tagged, 1).await,
+        [(id.clone(), "news".into(), "x".into())]
+    );
+    assert_eq!(
+        take(&mut plain, 1).await,
+        [(id, "message".into(), "x".into())]
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn a_pattern_receives_a_channel_created_after_it_connected() {
     let server = TestServer::start(Hub::builder()).await;
     let mut reader = Reader::open(&client(), &server.url("/events?channel=rooms/*"), None).await;
@@ -277,4 +295,46 @@ async fn redis_nodes_merge_channels_in_one_order_and_resume_on_another_node() {
     let mut resumed = Reader::open(&c, &nodes[2].url(path), Some(&tail)).await;
     let again = take(&mut resumed, rest.len()).await;
     assert_eq!(again, rest);
+}
+
+#[tokio::test]
+async fn a_multi_channel_stream_works_over_tls_with_http1_and_http2() {
+    const CERT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/test-cert.pem");
+    const KEY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/test-key.pem");
+    let tls_client = |http2: bool| {
+        let cert = reqwest::Certificate::from_pem(&std::fs::read(CERT).unwrap()).unwrap();
+        let builder = reqwest::Client::builder()
+            .use_rustls_tls()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(cert);
+        let builder = match http2 {
+            true => builder.http2_prior_knowledge(),
+            false => builder.http1_only(),
+        };
+        builder.build().unwrap()
+    };
+    let server = TestServer::start_with(
+        Hub::builder(),
+        |svc| svc,
+        |server| server.tls(sse_server::tls_acceptor(CERT, KEY).unwrap()),
+    )
+    .await;
+    let url = format!(
+        "https://localhost:{}/events?channel=a&channel=s/*",
+        server.addr.port()
+    );
+    let mut h1 = Reader::open(&tls_client(false), &url, None).await;
+    let mut h2 = Reader::open(&tls_client(true), &url, None).await;
+    assert_eq!(h1.version, reqwest::Version::HTTP_11);
+    assert_eq!(h2.version, reqwest::Version::HTTP_2);
+    for (channel, d) in [("s/1", "one"), ("b", "no"), ("a", "two")] {
+        server
+            .hub
+            .publish(channel, sse_proto::Event::message(d))
+            .await
+            .unwrap();
+    }
+    assert_eq!(data(&take(&mut h1, 2).await), ["one", "two"]);
+    assert_eq!(data(&take(&mut h2, 2).await), ["one", "two"]);
+    server.stop().await;
 }

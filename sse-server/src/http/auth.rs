@@ -626,6 +626,44 @@ mod tests {
     }
 
     #[test]
+    fn patterns_need_a_grant_covering_all_of_them() {
+        let grant = |g: &str, e: &str| ChannelPattern::new(g).covers(e);
+        assert!(grant("users/*", "users/*") && grant("users/*", "users/1/*"));
+        assert!(grant("users/*", "users/1") && grant("*", "users/*"));
+        assert!(!grant("users/1", "users/*") && !grant("users/1/*", "users/*"));
+        assert!(!grant("users/*", "usersx/*") && !grant("users/*", "users"));
+        let t = token(serde_json::json!({"exp": now() + 60, "sse": {"subscribe": ["a", "b/*"]}}));
+        let h = headers(&[("authorization", &format!("Bearer {t}"))]);
+        let p = Presented {
+            headers: &h,
+            query: None,
+        };
+        let entries = |e: &[&str]| e.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let a = auth();
+        assert!(matches!(
+            a.subscribe_entries(&p, &entries(&["a", "b/*", "b/1/*", "pub/*"])),
+            Ok(Access::Token { exp: Some(_) })
+        ));
+        match a.subscribe_entries(&p, &entries(&["a", "c", "b", "d/*"])) {
+            Err(Error::Forbidden(m)) => assert!(m.contains("\"c\""), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        let none = HeaderMap::new();
+        let anonymous = Presented {
+            headers: &none,
+            query: None,
+        };
+        assert!(matches!(
+            a.subscribe_entries(&anonymous, &entries(&["pub/*", "pub/x"])),
+            Ok(Access::Open)
+        ));
+        assert!(matches!(
+            a.subscribe_entries(&anonymous, &entries(&["pub/x", "a"])),
+            Err(Error::Unauthorized(_))
+        ));
+    }
+
+    #[test]
     fn refuses_expired_unsigned_foreign_and_exp_less_tokens() {
         let a = auth();
         let expired = token(serde_json::json!({"exp": now() - 1, "sse": {"subscribe": ["*"]}}));
