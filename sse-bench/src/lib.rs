@@ -13,6 +13,7 @@ pub mod cluster;
 pub mod error;
 pub mod load;
 pub mod nchan;
+pub mod multi;
 pub mod plot;
 pub mod procfs;
 pub mod reader;

@@ -21,7 +21,8 @@ struct Cli {
     /// Scenarios to run: idle (RSS per subscriber), max (highest lossless rate), max-h2 (max with
     /// HTTP/2 subscribers), rate (fixed rate), rates (latency at each of --rates), storm (reconnect
     /// storm with Last-Event-ID), storm-durable (storm on sse-server restarted with --data-dir),
-    /// idle-tls, max-tls (HTTP/1.1 over TLS), max-h2tls (HTTP/2 over TLS, ALPN h2).
+    /// idle-tls, max-tls (HTTP/1.1 over TLS), max-h2tls (HTTP/2 over TLS, ALPN h2), multi (many channels
+    /// per stream: idle memory and pattern delivery CPU against one channel; not in the default list).
     #[arg(
         long,
         value_delimiter = ',',
@@ -48,6 +49,9 @@ struct Cli {
     /// Events in flight in the closed loop (published but not yet received by the slowest subscriber).
     #[arg(long, default_value_t = 64)]
     window: u64,
+    /// Subscribers per case of the `multi` scenario.
+    #[arg(long, default_value_t = 1000)]
+    multi_subscribers: usize,
     /// Subscribers for the `rate` scenario.
     #[arg(long, default_value_t = 10_000)]
     rate_subscribers: usize,
@@ -177,6 +181,10 @@ async fn bench(cli: &Cli) -> Result<(), Error> {
     let mut ctx = scenarios::Context::new(cli, &mut skipped)?;
     let mut rows: Vec<Row> = Vec::new();
     for scenario in scenarios::expand(cli) {
+        if scenario == "multi" {
+            multi(cli).await?;
+            continue;
+        }
         let runs = if scenario.starts_with("idle") {
             1
         } else {
@@ -255,3 +263,19 @@ fn print_and_save(
     }
     Ok(())
 }
+
+/// The `multi` scenario: its own servers and tables (see `sse_bench::multi`).
+async fn multi(cli: &Cli) -> Result<(), Error> {
+    let mut cfg = sse_bench::multi::MultiConfig::new(
+        server::locate_sse_server(cli.server_bin.clone())?,
+        cli.multi_subscribers,
+    );
+    (cfg.size, cfg.window, cfg.queue_size) = (cli.size, cli.window, cli.queue_size);
+    cfg.duration = Duration::from_secs(cli.duration);
+    let text = sse_bench::multi::run(&cfg).await?.markdown();
+    println!("\nmulti-channel streams\n\n{text}");
+    std::fs::create_dir_all(&cli.out)?;
+    std::fs::write(cli.out.join("multi.md"), text)?;
+    Ok(())
+}
+

@@ -43,6 +43,8 @@ pub struct EventSourceBuilder {
     client: Option<Client>,
     config: Config,
     credentials: Option<Credentials>,
+    /// Query parameters appended to the URL at `build` (`channel=…`, `event-type=channel`), in order.
+    query: Vec<(&'static str, String)>,
 }
 
 /// The ways to configure an [`EventSource`]; they live beside the builder they return.
@@ -93,6 +95,7 @@ impl EventSourceBuilder {
             client: None,
             config: Config::new(),
             credentials: None,
+            query: Vec::new(),
         }
     }
 
@@ -217,6 +220,65 @@ impl EventSourceBuilder {
         self
     }
 
+    /// Follows one more channel on the same stream: appends `channel=NAME` to the URL's query (the
+    /// hub's multi-channel form, `GET /events?channel=a&channel=b`). `name` is a channel name or a
+    /// pattern `prefix/*` (every channel under `prefix/`, including channels created later); it is
+    /// form-encoded, so `users/*` is sent as `users%2F*`. Parameters already in the URL are kept, so
+    /// the URL may also list channels itself. One `Last-Event-ID` resumes every channel of the set.
+    ///
+    /// ```
+    /// let source = sse_client::EventSource::builder("http://127.0.0.1:8080/events")
+    ///     .channel("inbox/ada")
+    ///     .channel("teams/*")
+    ///     .build()?;
+    /// assert_eq!(source.url().query(), Some("channel=inbox%2Fada&channel=teams%2F*"));
+    /// # Ok::<(), sse_client::Error>(())
+    /// ```
+    pub fn channel(mut self, name: impl Into<String>) -> Self {
+        self.query.push(("channel", name.into()));
+        self
+    }
+
+    /// Follows every channel or `prefix/*` pattern of `names` (see [`channel`](Self::channel)).
+    ///
+    /// ```
+    /// let source = sse_client::EventSource::builder("http://127.0.0.1:8080/events")
+    ///     .channels(["news", "users/*"])
+    ///     .build()?;
+    /// let names: Vec<_> = source.url().query_pairs().map(|(_, v)| v.into_owned()).collect();
+    /// assert_eq!(names, ["news", "users/*"]);
+    /// # Ok::<(), sse_client::Error>(())
+    /// ```
+    pub fn channels<I>(mut self, names: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: Into<String>,
+    {
+        self.query
+            .extend(names.into_iter().map(|name| ("channel", name.into())));
+        self
+    }
+
+    /// Asks the hub to name each event's channel in its type: appends `event-type=channel`, so an
+    /// event whose publisher set no `event:` type arrives with [`Message::event_type`] set to the
+    /// channel it came from (events with their own type keep it). Useful on a multi-channel stream
+    /// to tell channels apart without looking into the data.
+    ///
+    /// [`Message::event_type`]: crate::Message::event_type
+    ///
+    /// ```
+    /// let source = sse_client::EventSource::builder("http://127.0.0.1:8080/events")
+    ///     .channels(["a", "b"])
+    ///     .channel_as_event_type()
+    ///     .build()?;
+    /// assert_eq!(source.url().query(), Some("channel=a&channel=b&event-type=channel"));
+    /// # Ok::<(), sse_client::Error>(())
+    /// ```
+    pub fn channel_as_event_type(mut self) -> Self {
+        self.query.push(("event-type", "channel".to_owned()));
+        self
+    }
+
     /// Checks the request and returns the source. Nothing is sent until the stream is first polled.
     /// Fails with [`Error::InvalidRequest`] for an invalid URL or header,
     /// [`Error::UnsupportedScheme`] for a URL that is not `http://` or `https://`, or
@@ -243,10 +305,16 @@ impl EventSourceBuilder {
                 (self.client.take().unwrap_or(client), request)
             }
         };
-        let request = request.map_err(|e| match e.url() {
+        let mut request = request.map_err(|e| match e.url() {
             Some(url) => unsupported_scheme(url).unwrap_or(Error::InvalidRequest(e)),
             None => Error::InvalidRequest(e),
         })?;
+        if !self.query.is_empty() {
+            request
+                .url_mut()
+                .query_pairs_mut()
+                .extend_pairs(self.query.iter().map(|(k, v)| (*k, v.as_str())));
+        }
         if let Some(error) = unsupported_scheme(request.url()) {
             return Err(error);
         }

@@ -33,6 +33,21 @@ pub struct ListenArgs {
         value_delimiter = '\n'
     )]
     headers: Vec<String>,
+    /// Follow this channel or `prefix/*` pattern too, on the same stream: appended to the URL as
+    /// `channel=NAME` (the hub's `GET /events?channel=a&channel=b`); repeat for several (e.g.
+    /// `listen localhost:8080/events --channel inbox/ada --channel 'teams/*'`). In SSE_CHANNEL, one
+    /// per line. One Last-Event-ID resumes them all.
+    #[arg(
+        long = "channel",
+        value_name = "NAME",
+        env = "SSE_CHANNEL",
+        value_delimiter = '\n'
+    )]
+    channels: Vec<String>,
+    /// Ask the hub to put the channel's name in the type of every event whose publisher set none
+    /// (appends `event-type=channel` to the URL), to tell channels apart on a multi-channel stream.
+    #[arg(long, env = "SSE_CHANNEL_AS_EVENT_TYPE", value_parser = FalseyValueParser::new())]
+    channel_as_event_type: bool,
     /// Resume after this event id: sent as Last-Event-ID on the first request.
     #[arg(long, value_name = "ID", env = "SSE_LAST_EVENT_ID")]
     last_event_id: Option<String>,
@@ -95,32 +110,7 @@ async fn listen(args: ListenArgs) -> Result<ExitCode, String> {
     if args.max_events == Some(0) {
         return Ok(ExitCode::SUCCESS);
     }
-    let mut headers = HeaderMap::new();
-    for h in args.headers.iter().filter(|h| !h.trim().is_empty()) {
-        let (name, value) = parse_header(h)?;
-        headers.append(name, value);
-    }
-    if let Some(token) = &args.token
-        && !headers.contains_key(AUTHORIZATION)
-    {
-        let value = HeaderValue::from_str(&format!("Bearer {token}"))
-            .map_err(|_| "the token has characters a header cannot carry".to_owned())?;
-        headers.insert(AUTHORIZATION, value);
-    }
-    let url = with_default_scheme(&args.url);
-    let policy = RetryPolicy::new()
-        .backoff(Backoff::new().max_delay(args.max_backoff))
-        .max_retries(Some(args.max_retries))
-        .retry_server_errors(args.retry_server_errors);
-    let mut builder = EventSource::from_request(reqwest::Client::new().get(&url).headers(headers))
-        .reconnection_time(args.reconnection_time)
-        .idle_timeout(args.timeout)
-        .retry_policy(policy)
-        .comments(args.comments);
-    if let Some(id) = &args.last_event_id {
-        builder = builder.last_event_id(id.clone());
-    }
-    let mut source = builder.build().map_err(|e| e.to_string())?;
+    let mut source = event_source(&args)?;
 
     let stdout = io::stdout();
     let mut printed = 0u64;
@@ -182,6 +172,45 @@ async fn listen(args: ListenArgs) -> Result<ExitCode, String> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The `EventSource` the flags describe: headers and token, retry policy, channels, first id.
+fn event_source(args: &ListenArgs) -> Result<EventSource, String> {
+    let mut headers = HeaderMap::new();
+    for h in args.headers.iter().filter(|h| !h.trim().is_empty()) {
+        let (name, value) = parse_header(h)?;
+        headers.append(name, value);
+    }
+    if let Some(token) = &args.token
+        && !headers.contains_key(AUTHORIZATION)
+    {
+        let value = HeaderValue::from_str(&format!("Bearer {token}"))
+            .map_err(|_| "the token has characters a header cannot carry".to_owned())?;
+        headers.insert(AUTHORIZATION, value);
+    }
+    let url = with_default_scheme(&args.url);
+    let policy = RetryPolicy::new()
+        .backoff(Backoff::new().max_delay(args.max_backoff))
+        .max_retries(Some(args.max_retries))
+        .retry_server_errors(args.retry_server_errors);
+    let mut builder = EventSource::from_request(reqwest::Client::new().get(&url).headers(headers))
+        .reconnection_time(args.reconnection_time)
+        .idle_timeout(args.timeout)
+        .retry_policy(policy)
+        .comments(args.comments)
+        .channels(
+            args.channels
+                .iter()
+                .filter(|c| !c.trim().is_empty())
+                .cloned(),
+        );
+    if args.channel_as_event_type {
+        builder = builder.channel_as_event_type();
+    }
+    if let Some(id) = &args.last_event_id {
+        builder = builder.last_event_id(id.clone());
+    }
+    builder.build().map_err(|e| e.to_string())
 }
 
 /// Human form: `event:`/`id:`/`data:` lines and a blank line, like the wire format but with the
