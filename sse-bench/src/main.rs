@@ -279,4 +279,3 @@ async fn multi(cli: &Cli) -> Result<(), Error> {
     std::fs::write(cli.out.join("multi.md"), text)?;
     Ok(())
 }
-
