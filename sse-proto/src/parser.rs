@@ -136,8 +136,10 @@ impl ParserBuilder {
         Parser {
             limits: self.limits,
             comments: self.comments,
-            queue: VecDeque::new(),
-            partial: Vec::new(),
+            finished: VecDeque::new(),
+            buf: Vec::new(),
+            pos: 0,
+            scanned: 0,
             skipping_line: false,
             pending_cr: false,
             at_stream_start: true,
@@ -159,13 +161,15 @@ impl ParserBuilder {
 /// line dispatches the event, unless its data buffer is empty; the last event id persists across events.
 ///
 /// Items come out through [`Iterator`]: after each [`feed`](Parser::feed), call `next()` until it returns
-/// `None` (which only means "need more bytes"). A limit violation comes out as an `Err` item in stream
-/// order; the event it occurred in is discarded whole and parsing goes on with the next event. Call
-/// [`finish`](Parser::finish) when the stream ends: it discards an unfinished line and event (the spec's
-/// rule) and readies the parser for a new connection, keeping the last event id.
+/// `None` (which only means "need more bytes"). Lines are interpreted as items are taken, one item at a
+/// time, so a consumer that drops each item before taking the next keeps the allocator's per-thread
+/// caches warm. A limit violation comes out as an `Err` item in stream order; the event it occurred in
+/// is discarded whole and parsing goes on with the next event. Call [`finish`](Parser::finish) when the
+/// stream ends: it discards an unfinished line and event (the spec's rule) and readies the parser for a
+/// new connection, keeping the last event id.
 ///
 /// Memory stays bounded by the [`Limits`]: at most one partial line and one event's data are held, plus
-/// the items not yet taken.
+/// the bytes fed whose items have not been taken yet.
 ///
 /// ```
 /// use sse_proto::{Item, Parser};
@@ -184,12 +188,17 @@ impl ParserBuilder {
 pub struct Parser {
     limits: Limits,
     comments: bool,
-    queue: VecDeque<Result<Item, LimitError>>,
-    /// Bytes of a line whose end has not arrived yet; never longer than `max_line_length`.
-    partial: Vec<u8>,
+    /// Items of the complete lines [`Parser::finish`] found unparsed; taken before anything else.
+    finished: VecDeque<Result<Item, LimitError>>,
+    /// Bytes fed and not interpreted yet are `buf[pos..]`.
+    buf: Vec<u8>,
+    pos: usize,
+    /// `buf[pos..scanned]` holds no line end: the search resumes here, so a long line arriving in
+    /// small chunks is scanned once.
+    scanned: usize,
     /// The current line exceeded the limit: drop bytes until its end.
     skipping_line: bool,
-    /// The previous chunk ended with CR: an LF at the start of the next one belongs to it.
+    /// The previous line ended with a CR that was the last byte fed: an LF right after it belongs to it.
     pending_cr: bool,
     /// The next line is the first of the stream (it may start with a BOM).
     at_stream_start: bool,
@@ -217,8 +226,11 @@ impl From<LimitError> for Error {
     }
 }
 
+/// What one line of the stream amounts to.
+type Step = Option<Result<Item, LimitError>>;
+
 const BOM: &[u8] = b"\xEF\xBB\xBF";
-/// A partial-line buffer that grew beyond this is released after use rather than kept.
+/// A buffer that grew beyond this is released once empty rather than kept.
 const KEEP_CAPACITY: usize = 64 * 1024;
 
 impl Default for Parser {
@@ -251,11 +263,14 @@ impl Parser {
 
     /// The last event id committed by a dispatch (a blank line), which is what a client sends as
     /// `Last-Event-ID` when it reconnects. An `id:` inside an event that has not ended yet does not count;
-    /// an id-only block (`id: 9` then a blank line) does, even though it fires no event.
+    /// an id-only block (`id: 9` then a blank line) does, even though it fires no event. Lines count
+    /// once they are interpreted: as items are taken (until `next()` returns `None`), or at
+    /// [`finish`](Parser::finish).
     ///
     /// ```
     /// let mut p = sse_proto::Parser::new();
     /// p.feed(b"id: 9\n\nid: 10\ndata: unfinished\n");
+    /// assert!(p.next().is_none());
     /// assert_eq!(p.last_event_id(), "9");
     /// ```
     pub fn last_event_id(&self) -> &str {
@@ -271,8 +286,8 @@ impl Parser {
         self.limits
     }
 
-    /// Feeds the next chunk of the stream. Complete lines are interpreted at once and their items
-    /// queued; an unfinished line is kept (up to the line limit) until its end arrives.
+    /// Feeds the next chunk of the stream. Its lines are interpreted as items are taken with
+    /// `next()`; an unfinished line is kept (up to the line limit) until its end arrives.
     ///
     /// ```
     /// let mut p = sse_proto::Parser::new();
@@ -281,59 +296,25 @@ impl Parser {
     /// p.feed(b"b\n\n");
     /// assert!(p.next().is_some());
     /// ```
-    pub fn feed(&mut self, mut chunk: &[u8]) {
+    pub fn feed(&mut self, chunk: &[u8]) {
         if chunk.is_empty() {
             return;
         }
-        if self.pending_cr {
-            self.pending_cr = false;
-            if chunk[0] == b'\n' {
-                chunk = &chunk[1..];
-            }
+        if self.pos == self.buf.len() {
+            self.release_buffer();
+        } else if self.pos >= self.buf.len() - self.pos {
+            // Moving the unfinished tail costs at most what was consumed since the last move, so a
+            // long line fed in small chunks stays linear.
+            self.buf.drain(..self.pos);
+            self.scanned -= self.pos;
+            self.pos = 0;
         }
-        while !chunk.is_empty() {
-            let Some(end) = memchr::memchr2(b'\r', b'\n', chunk) else {
-                self.buffer_partial(chunk);
-                return;
-            };
-            let next = if chunk[end] == b'\r' {
-                match chunk.get(end + 1) {
-                    Some(b'\n') => end + 2,
-                    Some(_) => end + 1,
-                    None => {
-                        self.pending_cr = true;
-                        end + 1
-                    }
-                }
-            } else {
-                end + 1
-            };
-            let line = &chunk[..end];
-            if self.skipping_line {
-                self.skipping_line = false;
-            } else if self.partial.is_empty() {
-                self.checked_line(line);
-            } else if self.partial.len() + line.len() > self.limits.max_line_length {
-                // The line has ended here, so report it without skipping: the next line is a new one.
-                self.release_partial();
-                self.at_stream_start = false;
-                self.fail(LimitError::LineTooLong(self.limits.max_line_length));
-            } else {
-                let mut whole = std::mem::take(&mut self.partial);
-                whole.extend_from_slice(line);
-                self.process_line(&whole);
-                whole.clear();
-                if whole.capacity() <= KEEP_CAPACITY {
-                    self.partial = whole;
-                }
-            }
-            chunk = &chunk[next..];
-        }
+        self.buf.extend_from_slice(chunk);
     }
 
     /// Ends the stream: an unfinished line or event is discarded, as the spec requires, and the parser
     /// is ready for the next connection's bytes (which may start with a BOM again). The last event id
-    /// is kept. Items already queued stay available.
+    /// is kept. The items of the complete lines fed before stay available.
     ///
     /// ```
     /// use sse_proto::{Item, Parser};
@@ -344,7 +325,10 @@ impl Parser {
     /// assert_eq!(p.last_event_id(), "");
     /// ```
     pub fn finish(&mut self) {
-        self.release_partial();
+        while let Some(item) = self.parse() {
+            self.finished.push_back(item);
+        }
+        self.release_buffer();
         self.skipping_line = false;
         self.pending_cr = false;
         self.at_stream_start = true;
@@ -354,50 +338,95 @@ impl Parser {
         self.id_buffer.clone_from(&self.last_event_id);
     }
 
-    fn buffer_partial(&mut self, bytes: &[u8]) {
-        if self.skipping_line {
-            return;
-        }
-        if self.partial.len() + bytes.len() > self.limits.max_line_length {
-            self.release_partial();
-            self.line_too_long();
-            return;
-        }
-        self.partial.extend_from_slice(bytes);
-    }
-
-    fn release_partial(&mut self) {
-        if self.partial.capacity() > KEEP_CAPACITY {
-            self.partial = Vec::new();
+    fn release_buffer(&mut self) {
+        self.pos = 0;
+        self.scanned = 0;
+        if self.buf.capacity() > KEEP_CAPACITY {
+            self.buf = Vec::new();
         } else {
-            self.partial.clear();
+            self.buf.clear();
         }
     }
 
-    fn line_too_long(&mut self) {
-        self.skipping_line = true;
-        self.at_stream_start = false;
-        self.fail(LimitError::LineTooLong(self.limits.max_line_length));
+    /// Interprets lines until one yields an item or the complete lines run out.
+    fn parse(&mut self) -> Step {
+        // Lines borrow from the buffer while the rest of the parser changes: lend it out meanwhile.
+        let buf = std::mem::take(&mut self.buf);
+        let mut item = None;
+        while let Some(line) = self.take_line(&buf) {
+            item = match line {
+                Ok(line) => self.process_line(line),
+                Err(error) => Some(Err(error)),
+            };
+            if item.is_some() {
+                break;
+            }
+        }
+        self.buf = buf;
+        item
     }
 
-    /// Records a limit error and discards the event it happened in.
-    fn fail(&mut self, error: LimitError) {
-        self.queue.push_back(Err(error));
+    /// The next complete line of `buf` (which is `self.buf`, lent out), or its limit error; `None`
+    /// when more bytes are needed.
+    fn take_line<'b>(&mut self, buf: &'b [u8]) -> Option<Result<&'b [u8], LimitError>> {
+        loop {
+            if self.pending_cr {
+                let &first = buf.get(self.pos)?;
+                self.pending_cr = false;
+                if first == b'\n' {
+                    self.pos += 1;
+                    self.scanned = self.pos;
+                }
+            }
+            let start = self.pos;
+            let Some(found) = memchr::memchr2(b'\r', b'\n', &buf[self.scanned..]) else {
+                self.scanned = buf.len();
+                if self.skipping_line {
+                    self.pos = buf.len();
+                } else if buf.len() - start > self.limits.max_line_length {
+                    self.pos = buf.len();
+                    self.skipping_line = true;
+                    return Some(Err(self.line_too_long()));
+                }
+                return None;
+            };
+            let end = self.scanned + found;
+            self.pos = match (buf[end], buf.get(end + 1)) {
+                (b'\r', Some(b'\n')) => end + 2,
+                (b'\r', None) => {
+                    self.pending_cr = true;
+                    end + 1
+                }
+                _ => end + 1,
+            };
+            self.scanned = self.pos;
+            if self.skipping_line {
+                // The rest of an overlong line, already reported: the next line is a new one.
+                self.skipping_line = false;
+                continue;
+            }
+            let line = &buf[start..end];
+            if line.len() > self.limits.max_line_length {
+                return Some(Err(self.line_too_long()));
+            }
+            return Some(Ok(line));
+        }
+    }
+
+    fn line_too_long(&mut self) -> LimitError {
+        self.at_stream_start = false;
+        self.fail(LimitError::LineTooLong(self.limits.max_line_length))
+    }
+
+    /// Discards the event a limit error happened in.
+    fn fail(&mut self, error: LimitError) -> LimitError {
         self.discarding_event = true;
         self.data.clear();
         self.event_type.clear();
+        error
     }
 
-    fn checked_line(&mut self, line: &[u8]) {
-        if line.len() > self.limits.max_line_length {
-            self.at_stream_start = false;
-            self.fail(LimitError::LineTooLong(self.limits.max_line_length));
-        } else {
-            self.process_line(line);
-        }
-    }
-
-    fn process_line(&mut self, mut line: &[u8]) {
+    fn process_line(&mut self, mut line: &[u8]) -> Step {
         if self.at_stream_start {
             self.at_stream_start = false;
             if let Some(rest) = line.strip_prefix(BOM) {
@@ -409,29 +438,28 @@ impl Parser {
                 self.discarding_event = false;
                 self.id_buffer.clone_from(&self.last_event_id);
             }
-            return;
+            return None;
         }
-        if line.is_empty() {
-            self.dispatch();
-            return;
+        match line.first() {
+            None => self.dispatch().map(Ok),
+            Some(b':') if self.comments => Some(Ok(Item::Comment(utf8(&line[1..]).into_owned()))),
+            Some(b':') => None,
+            Some(_) => self.field(line),
         }
-        if line[0] == b':' {
-            if self.comments {
-                self.queue
-                    .push_back(Ok(Item::Comment(utf8(&line[1..]).into_owned())));
-            }
-            return;
-        }
+    }
+
+    fn field(&mut self, line: &[u8]) -> Step {
         let (name, value) = split_field(line);
         match name {
             b"data" => {
                 let value = utf8(value);
                 if self.data.len() + value.len() + 1 > self.limits.max_event_size {
-                    self.fail(LimitError::EventTooLarge(self.limits.max_event_size));
                     if self.data.capacity() > KEEP_CAPACITY {
                         self.data = String::new();
                     }
-                    return;
+                    return Some(Err(
+                        self.fail(LimitError::EventTooLarge(self.limits.max_event_size))
+                    ));
                 }
                 // One exact reservation, so the LF never forces a second reallocation.
                 self.data.reserve(value.len() + 1);
@@ -452,18 +480,18 @@ impl Parser {
                 let millis = value.iter().fold(0u64, |acc, d| {
                     acc.saturating_mul(10).saturating_add(u64::from(d - b'0'))
                 });
-                self.queue
-                    .push_back(Ok(Item::Retry(Duration::from_millis(millis))));
+                return Some(Ok(Item::Retry(Duration::from_millis(millis))));
             }
             _ => {}
         }
+        None
     }
 
-    fn dispatch(&mut self) {
+    fn dispatch(&mut self) -> Option<Item> {
         self.last_event_id.clone_from(&self.id_buffer);
         if self.data.is_empty() {
             self.event_type.clear();
-            return;
+            return None;
         }
         self.data.pop();
         let event_type = if self.event_type.is_empty() {
@@ -472,20 +500,24 @@ impl Parser {
             std::mem::take(&mut self.event_type)
         };
         let data = std::mem::take(&mut self.data);
-        self.queue.push_back(Ok(Item::Message(Message {
+        Some(Item::Message(Message {
             event_type,
             data,
             last_event_id: self.last_event_id.clone(),
-        })));
+        }))
     }
 }
 
 impl Iterator for Parser {
     type Item = Result<Item, Error>;
 
-    /// The next ready item, or `None` when the parser needs more bytes.
+    /// The next item, or `None` when the parser needs more bytes.
     fn next(&mut self) -> Option<Self::Item> {
-        self.queue.pop_front().map(|r| r.map_err(Error::from))
+        let item = match self.finished.pop_front() {
+            Some(item) => Some(item),
+            None => self.parse(),
+        };
+        item.map(|r| r.map_err(Error::from))
     }
 }
 
