@@ -35,7 +35,7 @@ pub(crate) fn decode_into(text: &mut String, tail: &mut Vec<u8>, mut chunk: &[u8
     // Valid text is the common case, and `from_utf8` checks it many times faster than `utf8_chunks`
     // walks it: only invalid or cut-off input takes the second path.
     if let Ok(valid) = std::str::from_utf8(chunk) {
-        text.push_str(valid);
+        push_str_in_pieces(text, valid);
         return;
     }
     for piece in chunk.utf8_chunks() {
@@ -53,9 +53,48 @@ pub(crate) fn decode_into(text: &mut String, tail: &mut Vec<u8>, mut chunk: &[u8
     }
 }
 
+/// Copies larger than this take glibc's `rep movsb` path.
+const COPY_PIECE: usize = 2048;
+
+/// `text.push_str(value)`, in pieces of at most 2 KiB.
+///
+/// On this project's AMD EPYC, glibc copies blocks above a few KiB with `rep movsb`, which runs at
+/// ~2.5 GB/s instead of ~45 GB/s when the destination sits a few bytes past the source modulo 4 KiB
+/// (measured: a 64 KiB copy at every such offset). A `data: ` value copied out of the input buffer
+/// is exactly such a copy whenever the allocator puts the new string at an unlucky address, which
+/// made the large-event cases 2-5x slower depending on placement; 2 KiB pieces take the vector loop,
+/// which has no such case.
+pub(crate) fn push_str_in_pieces(text: &mut String, mut value: &str) {
+    if value.len() <= COPY_PIECE {
+        text.push_str(value);
+        return;
+    }
+    text.reserve(value.len());
+    while value.len() > COPY_PIECE {
+        let mut cut = COPY_PIECE;
+        while !value.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let (piece, rest) = value.split_at(cut);
+        text.push_str(piece);
+        value = rest;
+    }
+    text.push_str(value);
+}
+
 #[cfg(test)]
 mod tests {
-    use super::decode_into;
+    use super::{decode_into, push_str_in_pieces};
+
+    #[test]
+    fn pieces_add_up_to_the_value_even_across_multibyte_characters() {
+        for len in [0, 1, 2047, 2048, 2049, 5000, 10_000] {
+            let value: String = "é€😀x".chars().cycle().take(len).collect();
+            let mut text = String::from("<");
+            push_str_in_pieces(&mut text, &value);
+            assert_eq!(text, format!("<{value}"));
+        }
+    }
 
     fn decode(chunks: &[&[u8]]) -> (String, Vec<u8>) {
         let (mut text, mut tail) = (String::new(), Vec::new());

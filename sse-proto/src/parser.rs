@@ -3,7 +3,7 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use crate::decode::decode_into;
+use crate::decode::{decode_into, push_str_in_pieces};
 use crate::error::Error;
 use crate::field::split_field;
 use crate::limits::Limits;
@@ -475,7 +475,7 @@ impl Parser {
                     // One exact allocation, so the LF never forces a second one.
                     self.data = String::with_capacity(value.len() + 1);
                 }
-                self.data.push_str(value);
+                push_str_in_pieces(&mut self.data, value);
                 self.data.push('\n');
             }
             "event" => {
