@@ -136,7 +136,7 @@ impl ParserBuilder {
         Parser {
             limits: self.limits,
             comments: self.comments,
-            finished: VecDeque::new(),
+            ready: VecDeque::new(),
             buf: String::new(),
             utf8_tail: Vec::new(),
             pos: 0,
@@ -171,7 +171,8 @@ impl ParserBuilder {
 /// new connection, keeping the last event id.
 ///
 /// Memory stays bounded by the [`Limits`]: at most one partial line and one event's data are held, plus
-/// the bytes fed whose items have not been taken yet.
+/// the items not taken yet. Fed bytes wait unparsed only up to the line limit (plus the last chunk):
+/// beyond that, `feed` interprets them at once.
 ///
 /// ```
 /// use sse_proto::{Item, Parser};
@@ -190,8 +191,9 @@ impl ParserBuilder {
 pub struct Parser {
     limits: Limits,
     comments: bool,
-    /// Items of the complete lines [`Parser::finish`] found unparsed; taken before anything else.
-    finished: VecDeque<Result<Item, LimitError>>,
+    /// Items interpreted ahead of `next()`: by [`Parser::finish`], or by `feed` when more than a line's
+    /// worth of bytes waits unparsed. Taken before anything else.
+    ready: VecDeque<Result<Item, LimitError>>,
     /// The stream decoded: what was fed and not interpreted yet is `buf[pos..]`.
     buf: String,
     /// The start of a character the last chunk cut off (see [`decode_into`]).
@@ -317,6 +319,13 @@ impl Parser {
             self.pos = 0;
         }
         decode_into(&mut self.buf, &mut self.utf8_tail, chunk);
+        if self.buf.len() - self.pos > self.limits.max_line_length {
+            // A caller feeding without taking items: interpret now, so what is held stays bounded
+            // by the line limit (an overlong line is dropped as it arrives) plus the ready items.
+            while let Some(item) = self.parse() {
+                self.ready.push_back(item);
+            }
+        }
     }
 
     /// Ends the stream: an unfinished line or event is discarded, as the spec requires, and the parser
@@ -333,7 +342,7 @@ impl Parser {
     /// ```
     pub fn finish(&mut self) {
         while let Some(item) = self.parse() {
-            self.finished.push_back(item);
+            self.ready.push_back(item);
         }
         self.release_buffer();
         // A character cut off by the end of the stream is in the unfinished line: gone with it.
@@ -535,7 +544,7 @@ impl Iterator for Parser {
 
     /// The next item, or `None` when the parser needs more bytes.
     fn next(&mut self) -> Option<Self::Item> {
-        let item = match self.finished.pop_front() {
+        let item = match self.ready.pop_front() {
             Some(item) => Some(item),
             None => self.parse(),
         };
@@ -604,6 +613,32 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn feeding_without_taking_items_keeps_the_buffer_within_the_line_limit() {
+        let mut p = Parser::builder().max_line_length(16).build();
+        p.feed(
+            b"data: first
+
+",
+        );
+        for _ in 0..1000 {
+            p.feed(b"0123456789");
+            assert!(p.buf.len() - p.pos <= 16 + 10, "{} bytes held", p.buf.len());
+        }
+        p.feed(
+            b"
+
+data: ok
+
+",
+        );
+        let items: Vec<_> = p.map(|r| r.map_err(|e| e.to_string())).collect();
+        assert_eq!(items.len(), 3, "{items:?}");
+        assert!(matches!(&items[0], Ok(Item::Message(m)) if m.data == "first"));
+        assert!(items[1].is_err());
+        assert!(matches!(&items[2], Ok(Item::Message(m)) if m.data == "ok"));
     }
 
     #[test]
