@@ -40,6 +40,7 @@
 #![deny(missing_debug_implementations)]
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
+mod decode;
 mod encoder;
 mod error;
 mod event;

@@ -12,7 +12,8 @@
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
-    /// Longest accepted line in bytes, line terminator excluded. Default: 1 MiB.
+    /// Longest accepted line in bytes of decoded UTF-8, line terminator excluded (an invalid byte
+    /// counts as the 3 bytes of the U+FFFD that replaces it). Default: 1 MiB.
     pub max_line_length: usize,
     /// Largest accepted data buffer of one event in bytes. Default: 16 MiB.
     pub max_event_size: usize,
