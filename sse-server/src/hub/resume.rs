@@ -70,8 +70,9 @@ fn opening(hub: &Inner, welcome: Option<Event>) -> Result<VecDeque<Bytes>, Error
 const NO_CHANNEL: &str = "\u{0}";
 
 /// [`prelude`] for a composite: every followed channel's events after the id (named channels, and the
-/// channels with history that a pattern matches), merged in position order, each once (a broadcast
-/// sits at one position in several channels). One channel that cannot place the id (unknown, or
+/// channels with history that a pattern matches) up to the store's last issued position read before
+/// the listing ([`ReplayStore::issued`](crate::replay::ReplayStore::issued); later ones come live),
+/// merged in position order, each once (a broadcast sits at one position in several channels). One channel that cannot place the id (unknown, or
 /// evicted events after it) makes it an `sse-reset`: that channel is replayed whole, the others from
 /// the id.
 pub(crate) async fn prelude_many(
