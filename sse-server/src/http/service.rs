@@ -426,7 +426,8 @@ impl HubService {
             }
         };
         let max = self.hub.config().max_channels_per_subscription();
-        let entries: Vec<String> = match crate::hub::composite::parse_entries(&raw, max) {
+        // In the order sent: a 403 names the first refused entry as the client listed them.
+        let entries: Vec<String> = match crate::hub::composite::check_entries(&raw, max) {
             Ok(entries) => entries.iter().map(|e| e.text()).collect(),
             Err(e) => return error(e.status(), &e.to_string()),
         };

@@ -8,8 +8,9 @@
 //!
 //! Each followed channel holds the composite as a [`Follower`] and offers it every event, in position
 //! order (the hub-wide order lock for memory and durable stores, the merged feed for Redis). The
-//! composite drops an event whose position is not after the last one it passed on: a broadcast sits
-//! at one position in every channel, so it goes out once.
+//! composite drops an event with the position and the bytes of the last one it passed on: a
+//! broadcast sits at one position in every channel, with the same bytes, so it goes out once; an
+//! event that only shares a position (an outside `XADD *` in a Redis stream) is never dropped.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -56,6 +57,14 @@ impl Entry {
 /// Parses and normalises a subscription's entries: at most `max`, at least one, each a valid channel
 /// name or `prefix/*` with a valid prefix; sorted and deduplicated.
 pub(crate) fn parse_entries<S: AsRef<str>>(raw: &[S], max: usize) -> Result<Vec<Entry>, Error> {
+    let mut entries = check_entries(raw, max)?;
+    entries.sort();
+    Ok(entries)
+}
+
+/// [`parse_entries`] in the order the client sent them (the first copy of a repeated entry kept):
+/// what an authorization check walks, so that a refusal names the first refused entry *as sent*.
+pub(crate) fn check_entries<S: AsRef<str>>(raw: &[S], max: usize) -> Result<Vec<Entry>, Error> {
     if raw.is_empty() {
         return Err(Error::InvalidSubscription(
             "no channel given: list at least one with ?channel=NAME (a channel name or a `prefix/*` pattern)".to_owned(),
@@ -67,12 +76,13 @@ pub(crate) fn parse_entries<S: AsRef<str>>(raw: &[S], max: usize) -> Result<Vec<
             raw.len()
         )));
     }
-    let mut entries = Vec::with_capacity(raw.len());
+    let mut entries: Vec<Entry> = Vec::with_capacity(raw.len());
     for text in raw {
-        entries.push(parse_entry(text.as_ref())?);
+        let entry = parse_entry(text.as_ref())?;
+        if !entries.contains(&entry) {
+            entries.push(entry);
+        }
     }
-    entries.sort();
-    entries.dedup();
     Ok(entries)
 }
 
@@ -123,8 +133,9 @@ pub(crate) struct Composite {
     pub(crate) channel: Arc<Channel>,
     /// The named channels, kept in the table while the composite lives.
     pub(crate) members: Mutex<Vec<Arc<Channel>>>,
-    /// The last position passed on: not after it is a duplicate (a broadcast) or already sent.
-    last: Mutex<Option<Position>>,
+    /// The last position passed on, with the stored bytes of each event passed on at it: the same
+    /// position with the same bytes again is a broadcast's copy from another channel.
+    last: Mutex<Option<(Position, Vec<Bytes>)>>,
     /// Set once the composite follows every channel it should (the first subscriber attaches it).
     pub(crate) attached: tokio::sync::OnceCell<()>,
     /// Pattern watches of a shared store's live feed made for it (undone when it is released).
@@ -236,10 +247,16 @@ impl Follower for Composite {
     fn offer(&self, from: &str, event: &StoredEvent) -> Option<(Arc<Channel>, Bytes)> {
         {
             let mut last = lock(&self.last);
-            if last.is_some_and(|l| event.position <= l) {
-                return None;
+            match &mut *last {
+                Some((at, sent)) if *at == event.position => {
+                    if sent.contains(&event.bytes) {
+                        return None;
+                    }
+                    // Another event at the same position (an outside `XADD *`): not a duplicate.
+                    sent.push(event.bytes.clone());
+                }
+                _ => *last = Some((event.position, vec![event.bytes.clone()])),
             }
-            *last = Some(event.position);
         }
         Some((self.channel.clone(), self.render(from, event)))
     }
@@ -328,6 +345,11 @@ mod tests {
                 Entry::Pattern("users/".into())
             ]
         );
+        assert_eq!(
+            check_entries(&["b", "users/*", "a", "b"], 4).unwrap(),
+            [&e[1], &e[2], &e[0]].map(Clone::clone),
+            "as sent, repeats dropped"
+        );
         assert!(e[2].matches("users/1") && e[2].matches("users/1/x"));
         assert!(!e[2].matches("users/") && !e[2].matches("usersx"));
         let none: [&str; 0] = [];
@@ -386,7 +408,10 @@ mod tests {
         let e = stored(5, Event::message("x"));
         assert!(c.offer("a", &e).is_some());
         assert!(c.offer("b", &e).is_none());
-        assert!(c.offer("b", &stored(4, Event::message("y"))).is_none());
+        // Another event at the same position (an outside `XADD *` in Redis) is not a copy.
+        let other = stored(5, Event::message("y"));
+        assert!(c.offer("b", &other).is_some());
+        assert!(c.offer("a", &e).is_none() && c.offer("b", &other).is_none());
         let (_, bytes) = c.offer("b", &stored(6, Event::message("z"))).unwrap();
         assert_eq!(&bytes[..], b"id: 1-6\ndata: z\n\n");
     }

@@ -236,6 +236,104 @@ mod tests {
         }
     }
 
+    /// A memory store whose first replay of `held` waits until the test lets it go: the resume then
+    /// replays its channels at different instants, as a durable or Redis store does when it is slow.
+    #[derive(Debug)]
+    struct SlowReplay {
+        inner: crate::replay::MemoryStore,
+        held: &'static str,
+        entered: tokio::sync::Notify,
+        go: tokio::sync::Semaphore,
+    }
+
+    impl crate::replay::ReplayStore for SlowReplay {
+        fn append<'a>(
+            &'a self,
+            channel: &'a str,
+            event: Event,
+        ) -> crate::replay::BoxFuture<'a, Result<crate::replay::StoredEvent, crate::Error>>
+        {
+            self.inner.append(channel, event)
+        }
+
+        fn replay<'a>(
+            &'a self,
+            channel: &'a str,
+            last_event_id: &'a str,
+        ) -> crate::replay::BoxFuture<'a, Result<crate::replay::Replay, crate::Error>> {
+            Box::pin(async move {
+                if channel == self.held {
+                    self.entered.notify_one();
+                    self.go.acquire().await.unwrap().forget();
+                }
+                self.inner.replay(channel, last_event_id).await
+            })
+        }
+
+        fn mint_id(&self) -> crate::replay::BoxFuture<'_, Result<String, crate::Error>> {
+            self.inner.mint_id()
+        }
+
+        fn append_all<'a>(
+            &'a self,
+            channels: &'a [String],
+            event: Event,
+        ) -> crate::replay::BoxFuture<'a, Result<crate::replay::StoredEvent, crate::Error>>
+        {
+            self.inner.append_all(channels, event)
+        }
+
+        fn channels(
+            &self,
+        ) -> crate::replay::BoxFuture<'_, Result<Vec<crate::replay::StoredChannel>, crate::Error>>
+        {
+            self.inner.channels()
+        }
+
+        fn issued(
+            &self,
+        ) -> crate::replay::BoxFuture<'_, Result<Option<crate::position::Position>, crate::Error>>
+        {
+            self.inner.issued()
+        }
+    }
+
+    /// A resume lists the channels its pattern matches, then replays them one by one. A channel
+    /// created under the pattern after the listing is followed live; a named channel replayed after
+    /// that holds a later event. The later event must not make the resume skip the new channel's
+    /// first event as "already replayed" (it never was): both arrive, once, in position order.
+    #[tokio::test]
+    async fn a_channel_created_between_two_replays_is_not_skipped() {
+        let store = std::sync::Arc::new(SlowReplay {
+            inner: crate::replay::MemoryStore::new(Default::default()),
+            held: "a",
+            entered: tokio::sync::Notify::new(),
+            go: tokio::sync::Semaphore::new(0),
+        });
+        let hub = Hub::builder().store(store.clone()).build();
+        let last = hub.publish("a", Event::message("a0")).await.unwrap();
+        hub.publish("p/old", Event::message("old")).await.unwrap();
+        let resuming = {
+            let hub = hub.clone();
+            tokio::spawn(async move { hub.subscribe_many(&["a", "p/*"], Some(&last)).await })
+        };
+        // The pattern's channels are listed, `a` is being replayed: a channel appears, `a` moves on.
+        store.entered.notified().await;
+        hub.publish("p/new", Event::message("new")).await.unwrap();
+        hub.publish("a", Event::message("a1")).await.unwrap();
+        store.go.add_permits(1);
+        let mut sub = resuming.await.unwrap().unwrap();
+        hub.publish("a", Event::message("end")).await.unwrap();
+        let mut got = Vec::new();
+        while got.last().map(String::as_str) != Some("end") {
+            let next = tokio::time::timeout(std::time::Duration::from_secs(10), sub.next());
+            let bytes = next.await.expect("the stream stalled").unwrap();
+            let text = String::from_utf8(bytes.to_vec()).unwrap();
+            got.push(text.rsplit("data: ").next().unwrap().trim_end().to_owned());
+        }
+        assert_eq!(got, ["old", "new", "a1", "end"]);
+    }
+
     #[tokio::test]
     async fn shutdown_ends_multi_channel_streams_with_a_retry() {
         let hub = Hub::builder().build();

@@ -70,8 +70,9 @@ fn opening(hub: &Inner, welcome: Option<Event>) -> Result<VecDeque<Bytes>, Error
 const NO_CHANNEL: &str = "\u{0}";
 
 /// [`prelude`] for a composite: every followed channel's events after the id (named channels, and the
-/// channels with history that a pattern matches), merged in position order, each once (a broadcast
-/// sits at one position in several channels). One channel that cannot place the id (unknown, or
+/// channels with history that a pattern matches) up to the store's last issued position read before
+/// the listing ([`ReplayStore::issued`](crate::replay::ReplayStore::issued); later ones come live),
+/// merged in position order, each once (a broadcast sits at one position in several channels). One channel that cannot place the id (unknown, or
 /// evicted events after it) makes it an `sse-reset`: that channel is replayed whole, the others from
 /// the id.
 pub(crate) async fn prelude_many(
@@ -84,6 +85,9 @@ pub(crate) async fn prelude_many(
     let Some(last) = last_event_id else {
         return Ok((prelude, None));
     };
+    // The cut between replay and live, read now that the composite follows every channel and before
+    // the listing: everything after it reaches the composite live, everything up to it is stored.
+    let cut = hub.store.issued().await?;
     let mut names: Vec<String> = composite
         .entries
         .iter()
@@ -110,8 +114,12 @@ pub(crate) async fn prelude_many(
         }
         events.extend(replay.events.into_iter().map(|e| (i, e)));
     }
-    events.sort_by_key(|(_, e)| e.position);
-    events.dedup_by_key(|(_, e)| e.position);
+    // Replays read one after the other are no snapshot of one instant: past the cut, a channel read
+    // late holds events that an earlier-read channel's later events (sent live) must precede.
+    if let Some(cut) = cut {
+        events.retain(|(_, e)| e.position <= cut);
+    }
+    sort_and_dedup(&mut events);
     if let Some(mut reset) = reset {
         // Resuming from the reset's id must not repeat what the channels that placed the id send.
         reset.floor = reset.floor.max(after.unwrap_or_default());
@@ -119,13 +127,22 @@ pub(crate) async fn prelude_many(
         prelude.push_back(control::reset(&reset, last)?);
         tracing::debug!(channels = %composite.channel.name, last_event_id = last, reason = reset.reason.as_str(), "sse-reset");
     }
-    let mut seen_through = after;
+    // Live skips what is at or before `seen_through`: with a cut, exactly what the replays covered.
+    let mut seen_through = after.max(cut);
     for (i, event) in events {
         hub.metrics.replayed.fetch_add(1, Ordering::Relaxed);
         seen_through = seen_through.max(Some(event.position));
         prelude.push_back(composite.render(&names[i], &event));
     }
     Ok((prelude, seen_through))
+}
+
+/// Sorts replayed events by position and drops the copies of a broadcast (one position, the same
+/// bytes, in several channels); two events that only share a position (an outside `XADD *` in a
+/// Redis stream can take an id the sequencer gave another channel) both stay.
+fn sort_and_dedup(events: &mut Vec<(usize, StoredEvent)>) {
+    events.sort_by(|(_, a), (_, b)| (a.position, &a.bytes).cmp(&(b.position, &b.bytes)));
+    events.dedup_by(|(_, a), (_, b)| a.position == b.position && a.bytes == b.bytes);
 }
 
 /// One reset for several channels: `expired` when any lost events, the highest floor.

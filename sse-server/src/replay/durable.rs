@@ -503,6 +503,14 @@ impl ReplayStore for DurableStore {
         })
     }
 
+    fn issued(&self) -> BoxFuture<'_, Result<Option<Position>, Error>> {
+        // The writer issues positions and fills the windows under the state lock, which a replay
+        // waits for: every position up to the counter is replayable once the replay gets the lock.
+        let minor = self.shared.counter.load(Ordering::Acquire);
+        let issued = Position::new(self.shared.epoch, minor);
+        Box::pin(async move { Ok(Some(issued)) })
+    }
+
     fn health(&self) -> BoxFuture<'_, Result<(), Error>> {
         let state = match (self.sender(), self.shared.broken()) {
             (None, _) => Err(Error::Store("the durable replay store is closed".into())),

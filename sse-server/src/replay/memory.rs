@@ -192,6 +192,12 @@ impl ReplayStore for MemoryStore {
         let list = self.lock().windows.channels(&self.retention, now, &mut ());
         Box::pin(async move { Ok(list) })
     }
+
+    fn issued(&self) -> BoxFuture<'_, Result<Option<Position>, Error>> {
+        // Positions are issued and appended under one lock: everything up to it is in the windows.
+        let issued = Position::new(self.epoch, self.lock().counter);
+        Box::pin(async move { Ok(Some(issued)) })
+    }
 }
 
 /// Bytes retained by a window, for tests of the byte bound.

@@ -551,6 +551,10 @@ impl ReplayStore for RedisStore {
         Box::pin(self.channels_now())
     }
 
+    fn issued(&self) -> BoxFuture<'_, Result<Option<Position>, Error>> {
+        Box::pin(async move { self.shared.sequenced().await.map(Some) })
+    }
+
     fn live(&self) -> Option<Arc<dyn LiveFeed>> {
         Some(self.feed.clone())
     }

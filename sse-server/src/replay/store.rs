@@ -179,6 +179,26 @@ pub trait ReplayStore: Send + Sync + fmt::Debug + 'static {
     /// The channels with history, after dropping expired events and empty channels.
     fn channels(&self) -> BoxFuture<'_, Result<Vec<StoredChannel>, Error>>;
 
+    /// The last position issued so far, in any channel: every event at or before it is already
+    /// readable by [`replay`](ReplayStore::replay). A multi-channel resume reads it once its stream
+    /// follows every channel, then replays each channel only up to it and takes the rest live: the
+    /// replays of several channels, read one after the other, then form one cut of the hub-wide order
+    /// (an event published between two of them is sent live, not skipped as already replayed). The
+    /// built-in stores know it; the default `None` falls back to the highest position replayed.
+    ///
+    /// ```
+    /// use sse_server::{MemoryStore, ReplayStore};
+    /// # tokio::runtime::Runtime::new()?.block_on(async {
+    /// let store = MemoryStore::new(Default::default());
+    /// let e = store.append("a", sse_proto::Event::message("x")).await?;
+    /// assert_eq!(store.issued().await?, Some(e.position));
+    /// # Ok::<(), sse_server::Error>(()) })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    fn issued(&self) -> BoxFuture<'_, Result<Option<Position>, Error>> {
+        Box::pin(async { Ok(None) })
+    }
+
     /// The feed of events appended by other processes sharing this store (see [`LiveFeed`]). `None`
     /// (the default) means the store is private to this process and the hub fans out on publish.
     fn live(&self) -> Option<Arc<dyn LiveFeed>> {

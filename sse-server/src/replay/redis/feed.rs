@@ -156,19 +156,7 @@ impl Feed {
             }
             // The announcements after the sequencer's position now, then the streams already there:
             // a stream is found one way or the other (or both; a watch is kept once).
-            let seq = self.shared.sequencer();
-            let (ms, n): (Option<u64>, Option<u64>) = self
-                .shared
-                .run("HMGET", |mut c| async move {
-                    ::redis::cmd("HMGET")
-                        .arg(seq)
-                        .arg("ms")
-                        .arg("n")
-                        .query_async(&mut c)
-                        .await
-                })
-                .await?;
-            let from = Position::new(ms.unwrap_or(0), n.unwrap_or(0));
+            let from = self.shared.sequenced().await?;
             let existing = self.shared.streams_under(prefix).await?;
             let mut resolved = Vec::with_capacity(existing.len());
             for channel in existing {
@@ -420,6 +408,12 @@ fn merge(
         .map(|(k, c)| (k.as_str(), c.token))
         .collect();
     let mut w = state.lock();
+    if created.is_some_and(|c| w.created < c) {
+        // A prefix watched since this read was issued moved the announcements back (to re-read those
+        // it missed while they were no one's): taking this read would skip them for good, and the
+        // streams they announce. Read again from there; no cursor moved.
+        return Vec::new();
+    }
     for (at, names) in &announced {
         if stop.is_some_and(|s| *at > s) {
             break;

@@ -11,6 +11,7 @@ use tokio::sync::OnceCell;
 
 use super::entry::{Entry, range};
 use crate::error::Error;
+use crate::position::Position;
 use crate::replay::retention::Retention;
 
 /// What the store and its feed both use.
@@ -132,6 +133,23 @@ impl Shared {
         out.sort();
         out.dedup();
         Ok(out)
+    }
+
+    /// The last position the sequencer issued (`0-0` before the first): the append script bumps it
+    /// and adds the entries in one step, so every entry at or before it is already in its stream.
+    pub(super) async fn sequenced(&self) -> Result<Position, Error> {
+        let seq = self.sequencer();
+        let (ms, n): (Option<u64>, Option<u64>) = self
+            .run("HMGET", |mut c| async move {
+                ::redis::cmd("HMGET")
+                    .arg(seq)
+                    .arg("ms")
+                    .arg("n")
+                    .query_async(&mut c)
+                    .await
+            })
+            .await?;
+        Ok(Position::new(ms.unwrap_or(0), n.unwrap_or(0)))
     }
 
     /// The last entry of `key` (its entry id and client-visible id).
