@@ -551,10 +551,11 @@ where
     #[cfg(feature = "tls")]
     async fn serve_tls(self, acceptor: Acceptor) -> Result<(), BoxError> {
         let (peer, shared) = (self.peer, &self.shared);
-        let tls_stream = match tokio::time::timeout(
+        // Boxed, as hyper's part below: a lean subscriber's task then keeps room for neither.
+        let tls_stream = match Box::pin(tokio::time::timeout(
             HANDSHAKE_TIMEOUT,
             acceptor.accept(Graceful::new(self.stream)),
-        )
+        ))
         .await
         {
             Ok(Ok(tls_stream)) => tls_stream,
@@ -586,13 +587,13 @@ where
             }
             Err(tls_stream) => tls_stream,
         };
-        serve_hyper(
+        Box::pin(serve_hyper(
             self.shared,
             self.watcher,
             peer,
             TokioIo::new(tls_stream),
             true,
-        )
+        ))
         .await
     }
 
