@@ -17,6 +17,15 @@ use crate::position::Position;
 pub(crate) trait Sink: Send + Sync {
     /// Writes what the socket takes now; `WouldBlock` when it takes nothing.
     fn try_write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize>;
+
+    /// For a sink that seals what it is given (TLS): seals `bufs` into records in `scratch` (the
+    /// flusher's buffer, reused) and writes what the socket takes now. `Some(rest)`: every byte of
+    /// `bufs` counts as written, and `rest` is the ciphertext the socket did not take (empty when it
+    /// took all), to go out first, as it is (records cannot be sealed twice). `None`: not a sealing
+    /// sink; [`Sink::try_write_vectored`] writes `bufs` as they are.
+    fn try_write_sealed(&self, _bufs: &[IoSlice<'_>], _scratch: &mut Vec<u8>) -> Option<Bytes> {
+        None
+    }
 }
 
 /// A direct subscriber: its lent socket, and how far into its channel's log it is.

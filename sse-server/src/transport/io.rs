@@ -5,6 +5,7 @@
 //! with readiness waits ([`write_all`], [`write_all_vectored`], [`consume`]) and watches for the
 //! client going away ([`client_gone`]).
 
+use std::future::Future;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -31,14 +32,27 @@ impl Sink for TcpStream {
 /// rest of a partial write then holds slices of those, never a copy, so a stalled subscriber costs
 /// no more than references to the events it is owed. Other slices (framing) are copied; they are
 /// a few bytes.
+///
+/// A sealing sink (TLS, `transport/sealed.rs`) encrypts `slices` into `scratch` (the flusher's,
+/// reused) first: a partial write's rest is then ciphertext, handed back whole, and never
+/// [`Written::Nothing`] once sealed (the records carry the events now; writing them again would
+/// repeat them).
 pub(crate) fn write_now(
     sink: &dyn Sink,
     slices: &[IoSlice<'_>],
     shared: &dyn Fn(usize) -> Option<Bytes>,
+    scratch: &mut Vec<u8>,
 ) -> Written {
     let len: usize = slices.iter().map(|s| s.len()).sum();
     if len == 0 {
         return Written::All;
+    }
+    if let Some(rest) = sink.try_write_sealed(slices, scratch) {
+        return if rest.is_empty() {
+            Written::All
+        } else {
+            Written::Partial(vec![rest])
+        };
     }
     let written = match sink.try_write_vectored(slices) {
         Ok(n) => n,
@@ -68,6 +82,47 @@ pub(crate) fn write_now(
         skip = 0;
     }
     Written::Partial(rest)
+}
+
+/// A subscriber's connection as the lean path's task sees it: plain TCP, or TLS
+/// (`transport/sealed.rs`). Plaintext goes in (sealed on the way out with TLS); a flusher's
+/// hand-back goes out as it is.
+pub(crate) trait Wire: Sink + Sized + 'static {
+    /// Writes all of the plaintext `buf`.
+    fn write_all(&self, buf: &[u8]) -> impl Future<Output = io::Result<()>> + Send;
+    /// Writes all of the plaintext `slices`.
+    fn write_all_vectored(
+        &self,
+        slices: &mut [IoSlice<'_>],
+    ) -> impl Future<Output = io::Result<()>> + Send;
+    /// Writes bytes a flusher framed (and sealed) already, as they are.
+    fn write_raw(&self, buf: &[u8]) -> impl Future<Output = io::Result<()>> + Send;
+    /// Ready when the client went away (see [`client_gone`]).
+    fn poll_gone(&self, cx: &mut Context<'_>) -> Poll<io::Error>;
+    /// Ends the connection after the last bytes (FIN; with TLS a close_notify first).
+    fn close(self) -> impl Future<Output = io::Result<()>> + Send;
+}
+
+impl Wire for TcpStream {
+    async fn write_all(&self, buf: &[u8]) -> io::Result<()> {
+        write_all(self, buf).await
+    }
+
+    async fn write_all_vectored(&self, slices: &mut [IoSlice<'_>]) -> io::Result<()> {
+        write_all_vectored(self, slices).await
+    }
+
+    async fn write_raw(&self, buf: &[u8]) -> io::Result<()> {
+        write_all(self, buf).await
+    }
+
+    fn poll_gone(&self, cx: &mut Context<'_>) -> Poll<io::Error> {
+        client_gone(self, cx)
+    }
+
+    async fn close(mut self) -> io::Result<()> {
+        tokio::io::AsyncWriteExt::shutdown(&mut self).await
+    }
 }
 
 /// Writes all of `buf`.
@@ -189,6 +244,12 @@ impl Graceful {
         }
     }
 
+    /// The socket, no longer closed gracefully on drop (its new owner closes it).
+    #[cfg(feature = "tls")]
+    pub(crate) fn into_inner(mut self) -> Option<TcpStream> {
+        self.stream.take()
+    }
+
     fn get(&mut self) -> io::Result<Pin<&mut TcpStream>> {
         self.stream
             .as_mut()
@@ -290,6 +351,21 @@ impl<T: AsyncRead + Unpin> Rewind<T> {
             prefix: bytes::Bytes::from(buf),
             inner,
         })
+    }
+
+    /// The bytes read first, and the stream after them.
+    pub(crate) fn into_parts(self) -> (bytes::Bytes, T) {
+        (self.prefix, self.inner)
+    }
+
+    /// The bytes read first.
+    pub(crate) fn prefix(&self) -> &[u8] {
+        &self.prefix
+    }
+
+    /// The stream after the bytes read first.
+    pub(crate) fn inner(&self) -> &T {
+        &self.inner
     }
 }
 

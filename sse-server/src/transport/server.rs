@@ -24,6 +24,8 @@ use crate::transport::io::Graceful;
 #[cfg(feature = "tls")]
 use crate::transport::io::Rewind;
 use crate::transport::limits::Cidr;
+#[cfg(feature = "tls")]
+use crate::transport::sealed::Sealed;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -117,7 +119,8 @@ impl Server {
     /// (about a third of the memory per idle subscriber). Use it when the service passed to
     /// [`serve`](Server::serve) routes those requests to an equivalent [`HubService`] (as the
     /// `sse-server` binary does); [`serve_hub`](Server::serve_hub) turns it on by itself. Other
-    /// requests, HTTP/2 and TLS connections always go through hyper and `serve`'s service.
+    /// requests and HTTP/2 always go through hyper and `serve`'s service. Over TLS the same
+    /// subscriptions (HTTP/1.1 by ALPN, the whole head in the first read) take the lean path too.
     ///
     /// ```
     /// let hub = sse_server::Hub::builder().build();
@@ -548,10 +551,11 @@ where
     #[cfg(feature = "tls")]
     async fn serve_tls(self, acceptor: Acceptor) -> Result<(), BoxError> {
         let (peer, shared) = (self.peer, &self.shared);
-        let tls_stream = match tokio::time::timeout(
+        // Boxed, as hyper's part below: a lean subscriber's task then keeps room for neither.
+        let tls_stream = match Box::pin(tokio::time::timeout(
             HANDSHAKE_TIMEOUT,
             acceptor.accept(Graceful::new(self.stream)),
-        )
+        ))
         .await
         {
             Ok(Ok(tls_stream)) => tls_stream,
@@ -573,13 +577,23 @@ where
             shared.metrics.refused(Refused::HeaderTimeout);
             return Ok(());
         };
-        serve_hyper(
+        let tls_stream = match lean_tls(tls_stream, shared, peer) {
+            Ok(lean) => {
+                let _open = shared.metrics.connection_opened(true);
+                if let (Some((admitted, sealed)), Some(fast)) = (lean, &shared.fast) {
+                    admitted.serve(sealed, fast).await;
+                }
+                return Ok(());
+            }
+            Err(tls_stream) => tls_stream,
+        };
+        Box::pin(serve_hyper(
             self.shared,
             self.watcher,
             peer,
             TokioIo::new(tls_stream),
             true,
-        )
+        ))
         .await
     }
 
@@ -588,6 +602,53 @@ where
     async fn serve_tls(self, acceptor: Acceptor) -> Result<(), BoxError> {
         match acceptor {}
     }
+}
+
+/// A TLS connection's stream after its handshake, with the first plaintext read.
+#[cfg(feature = "tls")]
+type TlsStream = Rewind<tokio_rustls::server::TlsStream<Graceful>>;
+
+/// Takes a TLS connection for the lean HTTP/1.1 path when its first request is a subscription the
+/// path takes, whole in the first plaintext read and alone (nothing pipelined after it), and ALPN
+/// did not choose HTTP/2; otherwise hands the stream back untouched, for hyper.
+#[cfg(feature = "tls")]
+// The stream goes back by value once per connection, inside the connection's boxed future.
+#[allow(clippy::result_large_err)]
+fn lean_tls<S>(
+    stream: TlsStream,
+    shared: &Shared<S>,
+    peer: std::net::SocketAddr,
+) -> Result<Option<(crate::transport::h1::conn::Admitted, Sealed)>, TlsStream> {
+    let Some(_) = &shared.fast else {
+        return Err(stream);
+    };
+    let (_, tls) = stream.inner().get_ref();
+    if tls.alpn_protocol().is_some_and(|p| p != b"http/1.1") || tls.wants_write() {
+        return Err(stream);
+    }
+    let Some((request, head_len)) = crate::transport::h1::head::parse_head(stream.prefix()) else {
+        return Err(stream);
+    };
+    if head_len != stream.prefix().len() {
+        return Err(stream);
+    }
+    let ip = peer.ip();
+    let forwarded = ForwardedLimit::for_peer(&shared.limiter, ip);
+    let client = match forwarded {
+        Some(_) => None,
+        None => Some(Peer::new(ip, shared.subscriptions.clone())),
+    };
+    let Some(mut admitted) = crate::transport::h1::conn::admit(request, client, forwarded.as_ref())
+    else {
+        return Err(stream);
+    };
+    admitted.request_mut().extensions_mut().insert(Secure);
+    let (_, tls_stream) = stream.into_parts();
+    let (graceful, tls) = tls_stream.into_inner();
+    // `None` cannot happen (a `Graceful` holds its socket until dropped); the connection ends.
+    Ok(graceful
+        .into_inner()
+        .map(|tcp| (admitted, Sealed::new(tcp, tls))))
 }
 
 #[cfg(test)]

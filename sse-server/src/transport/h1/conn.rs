@@ -18,7 +18,6 @@ use std::task::Poll;
 use bytes::Bytes;
 use http::Response;
 use http_body::Body as _;
-use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tower::Service;
 
@@ -30,7 +29,8 @@ use crate::transport::forwarded::ForwardedLimit;
 use crate::transport::h1::chunk;
 use crate::transport::h1::flusher;
 use crate::transport::h1::head::{MAX_HEAD, parse_head, response_head};
-use crate::transport::io::{client_gone, consume, write_all, write_all_vectored};
+use crate::transport::io::{Wire, consume};
+use crate::transport::limits::Permit as ForwardedPermit;
 
 /// At most this many ready events per write.
 const MAX_BATCH: usize = 64;
@@ -45,26 +45,63 @@ pub(crate) async fn serve(
     client: Option<Peer>,
     forwarded: Option<ForwardedLimit>,
 ) -> Result<(), TcpStream> {
-    let Some((mut request, head_len)) = peek_subscription(&stream).await else {
+    let Some((request, head_len)) = peek_subscription(&stream).await else {
         return Err(stream);
     };
-    if let Some(client) = client {
-        request.extensions_mut().insert(client);
-    }
-    let _permit = match forwarded.as_ref().map(|f| f.acquire(request.headers())) {
-        Some(Err(_)) => return Err(stream),
-        Some(Ok(permit)) => Some(permit),
-        None => None,
+    let Some(admitted) = admit(request, client, forwarded.as_ref()) else {
+        return Err(stream);
     };
     let mut stream = stream;
     if consume(&mut stream, head_len).await.is_err() {
         return Ok(());
     }
-    let Ok(response) = service.clone().call(request).await;
-    if let Err(e) = respond(stream, response).await {
-        tracing::debug!(error = %e, "subscriber connection ended");
-    }
+    admitted.serve(stream, service).await;
     Ok(())
+}
+
+/// A subscription this path takes, with its place under the forwarded client's limit.
+pub(crate) struct Admitted {
+    request: http::Request<Body>,
+    _permit: Option<ForwardedPermit>,
+}
+
+/// Takes `request` for this path: it counts for `client` when there is one; from a trusted proxy
+/// it needs a place for its forwarded client (`None` without one: hyper answers it, 429).
+pub(crate) fn admit(
+    mut request: http::Request<Body>,
+    client: Option<Peer>,
+    forwarded: Option<&ForwardedLimit>,
+) -> Option<Admitted> {
+    if let Some(client) = client {
+        request.extensions_mut().insert(client);
+    }
+    let permit = match forwarded.map(|f| f.acquire(request.headers())) {
+        Some(Err(_)) => return None,
+        Some(Ok(permit)) => Some(permit),
+        None => None,
+    };
+    Some(Admitted {
+        request,
+        _permit: permit,
+    })
+}
+
+impl Admitted {
+    /// The request, to mark (the lean TLS path adds `Secure`).
+    #[cfg(feature = "tls")]
+    pub(crate) fn request_mut(&mut self) -> &mut http::Request<Body> {
+        &mut self.request
+    }
+
+    /// Answers the subscription on `wire` (whose request head was read) until it ends.
+    pub(crate) async fn serve<W: Wire>(self, wire: W, service: &HubService) {
+        // Taken apart first: the request's room in this future ends with the call.
+        let Admitted { request, _permit } = self;
+        let Ok(response) = service.clone().call(request).await;
+        if let Err(e) = respond(wire, response).await {
+            tracing::debug!(error = %e, "subscriber connection ended");
+        }
+    }
 }
 
 async fn peek_subscription(stream: &TcpStream) -> Option<(http::Request<Body>, usize)> {
@@ -73,73 +110,79 @@ async fn peek_subscription(stream: &TcpStream) -> Option<(http::Request<Body>, u
     parse_head(&buf[..n])
 }
 
-async fn respond(stream: TcpStream, response: Response<Body>) -> io::Result<()> {
+async fn respond<W: Wire>(wire: W, response: Response<Body>) -> io::Result<()> {
     let length = response.body().size_hint().exact();
-    // Shared with a flusher while it writes live events to this subscriber (see `flush.rs`).
-    let stream = Arc::new(stream);
-    write_all(&stream, &response_head(&response, length)).await?;
+    // Shared with a flusher while it writes live events to this subscriber (see `flusher.rs`).
+    let wire = Arc::new(wire);
+    wire.write_all(&response_head(&response, length)).await?;
     let mut body = response.into_body();
     if length.is_some() {
-        while let Some(data) = next_batch(&stream, &mut body, false).await? {
+        while let Some(data) = next_batch(&*wire, &mut body, false).await? {
             for b in data {
-                write_all(&stream, &b).await?;
+                wire.write_all(&b).await?;
             }
         }
     } else {
-        // Whether to report "nothing pending" (and try lending the socket) before waiting.
-        let mut lend = true;
-        loop {
-            match next_batch(&stream, &mut body, lend).await? {
-                Some(batch) if !batch.is_empty() => {
-                    let mut head = [0u8; 20];
-                    let mut slices = chunk::slices(batch.iter(), &mut head);
-                    write_all_vectored(&stream, &mut slices).await?;
-                    lend = true;
-                }
-                Some(_) => {
-                    // Nothing pending: a flusher writes live events until this task is needed.
-                    let Some(sub) = body.subscription_mut() else {
-                        lend = false;
-                        continue;
-                    };
-                    let sink: Arc<dyn Sink> = stream.clone();
-                    if !sub.enter_direct(sink, flusher::spawn) {
-                        lend = false;
-                        continue;
-                    }
-                    // A client that went away ends the task; dropping the subscription takes
-                    // the socket back from the flusher.
-                    poll_fn(|cx| match client_gone(&stream, cx) {
-                        Poll::Ready(e) => Poll::Ready(Err(e)),
-                        Poll::Pending => sub.poll_direct(cx).map(Ok),
-                    })
-                    .await?;
-                    for owed in sub.leave_direct() {
-                        write_all(&stream, &owed).await?;
-                    }
-                }
-                None => break,
-            }
-        }
-        write_all(&stream, b"0\r\n\r\n").await?;
+        stream_body(&wire, &mut body).await?;
+        wire.write_all(b"0\r\n\r\n").await?;
     }
     drop(body);
-    if let Ok(mut stream) = Arc::try_unwrap(stream) {
-        stream.shutdown().await?;
+    if let Ok(wire) = Arc::try_unwrap(wire) {
+        wire.close().await?;
     }
     Ok(())
+}
+
+/// Writes a chunked body's events until it ends, lending the connection to a flusher whenever
+/// nothing is pending.
+async fn stream_body<W: Wire>(wire: &Arc<W>, body: &mut Body) -> io::Result<()> {
+    // Whether to report "nothing pending" (and try lending the socket) before waiting.
+    let mut lend = true;
+    loop {
+        match next_batch(&**wire, body, lend).await? {
+            Some(batch) if !batch.is_empty() => {
+                let mut head = [0u8; 20];
+                let mut slices = chunk::slices(batch.iter(), &mut head);
+                wire.write_all_vectored(&mut slices).await?;
+                lend = true;
+            }
+            Some(_) => {
+                // Nothing pending: a flusher writes live events until this task is needed.
+                let Some(sub) = body.subscription_mut() else {
+                    lend = false;
+                    continue;
+                };
+                let sink: Arc<dyn Sink> = wire.clone();
+                if !sub.enter_direct(sink, flusher::spawn) {
+                    lend = false;
+                    continue;
+                }
+                // A client that went away ends the task; dropping the subscription takes
+                // the socket back from the flusher.
+                poll_fn(|cx| match wire.poll_gone(cx) {
+                    Poll::Ready(e) => Poll::Ready(Err(e)),
+                    Poll::Pending => sub.poll_direct(cx).map(Ok),
+                })
+                .await?;
+                for owed in sub.leave_direct() {
+                    wire.write_raw(&owed).await?;
+                }
+            }
+            None => return Ok(()),
+        }
+    }
 }
 
 /// Waits for body frames while watching the client: `Some(frames)` with as many as are ready,
 /// `Some(empty)` when the body has nothing now (a subscription may then lend its socket),
 /// `None` at the end of the body, an error when the client went away.
-async fn next_batch(
-    stream: &TcpStream,
+async fn next_batch<W: Wire>(
+    wire: &W,
     body: &mut Body,
     mut lend: bool,
 ) -> io::Result<Option<Vec<Bytes>>> {
     poll_fn(|cx| {
-        if let Poll::Ready(e) = client_gone(stream, cx) {
+        if let Poll::Ready(e) = wire.poll_gone(cx) {
             return Poll::Ready(Err(e));
         }
         let mut batch: Vec<Bytes> = Vec::new();

@@ -41,6 +41,8 @@ const YIELD_EVERY: usize = 256;
 const YIELD_CHANNELS: usize = 64;
 /// Rounds shorter than this are never followed by a pause (tokio's timer has 1 ms resolution).
 const MIN_ROUND: Duration = Duration::from_millis(1);
+/// The flusher's buffer for TLS records is dropped after a round that grew it past this.
+const MAX_SCRATCH: usize = 64 * 1024;
 
 /// Starts flusher `index`'s task (the hub's `Spawn`).
 pub(crate) fn spawn(index: usize, list: Arc<WorkList>) -> JoinHandle<()> {
@@ -52,7 +54,8 @@ pub(crate) fn spawn(index: usize, list: Arc<WorkList>) -> JoinHandle<()> {
 /// of sockets takes milliseconds). The chunk of the whole round is framed once and shared by every
 /// subscriber that needs all of it. Returns the events delivered and the subscribers to hand their
 /// sockets back to.
-async fn write_round(round: &Round, now: Instant) -> (u64, Vec<Arc<Queue>>) {
+/// `scratch` is the flusher's buffer for TLS records (sealed per subscriber), reused.
+async fn write_round(round: &Round, now: Instant, scratch: &mut Vec<u8>) -> (u64, Vec<Arc<Queue>>) {
     let mut delivered = 0;
     let mut handbacks = Vec::new();
     if round.is_empty() {
@@ -64,16 +67,22 @@ async fn write_round(round: &Round, now: Instant) -> (u64, Vec<Arc<Queue>>) {
         if let Some(offer) = round.begin(queue) {
             let count = offer.count(round);
             let written = match &offer.pending {
-                Pending::All => write_now(&*offer.sink, &common, &|i| {
-                    round.event(i.wrapping_sub(1)).cloned()
-                }),
+                Pending::All => write_now(
+                    &*offer.sink,
+                    &common,
+                    &|i| round.event(i.wrapping_sub(1)).cloned(),
+                    scratch,
+                ),
                 Pending::Own(own) if own.is_empty() => Written::All,
                 Pending::Own(own) => {
                     let mut own_head = [0u8; 20];
                     let slices = chunk::slices(own.iter().copied(), &mut own_head);
-                    write_now(&*offer.sink, &slices, &|i| {
-                        own.get(i.wrapping_sub(1)).map(|b| (*b).clone())
-                    })
+                    write_now(
+                        &*offer.sink,
+                        &slices,
+                        &|i| own.get(i.wrapping_sub(1)).map(|b| (*b).clone()),
+                        scratch,
+                    )
                 }
             };
             match round.finish(queue, count, written, now) {
@@ -93,11 +102,21 @@ async fn write_round(round: &Round, now: Instant) -> (u64, Vec<Arc<Queue>>) {
 }
 
 /// One round on one channel.
-async fn flush_channel(list: &WorkList, index: usize, channel: &Arc<Channel>, now: Instant) -> u64 {
+async fn flush_channel(
+    list: &WorkList,
+    index: usize,
+    channel: &Arc<Channel>,
+    now: Instant,
+    scratch: &mut Vec<u8>,
+) -> u64 {
     let Some(round) = channel.start_round(index) else {
         return 0;
     };
-    let (delivered, handbacks) = write_round(&round, now).await;
+    let (delivered, handbacks) = write_round(&round, now, scratch).await;
+    // A burst may have grown the buffer for TLS records: keep at most a few records' worth.
+    if scratch.capacity() > MAX_SCRATCH {
+        *scratch = Vec::new();
+    }
     if delivered > 0 {
         list.written(round.published(), Instant::now());
     }
@@ -111,6 +130,8 @@ async fn run(index: usize, list: Arc<WorkList>) {
     // Whether the flusher is behind: events arrived while the last round was written (the list is
     // not empty when it ends), or sooner after it than it lasted.
     let mut behind = false;
+    // TLS records for one subscriber at a time (`transport/sealed.rs`); plain sockets never use it.
+    let mut scratch = Vec::new();
     loop {
         if list.is_empty() {
             if list.is_closed() {
@@ -133,7 +154,7 @@ async fn run(index: usize, list: Arc<WorkList>) {
         let now = Instant::now();
         let mut delivered = 0;
         for (i, channel) in round.into_iter().enumerate() {
-            delivered += flush_channel(&list, index, &channel, now).await;
+            delivered += flush_channel(&list, index, &channel, now, &mut scratch).await;
             list.after_round(&channel);
             // Many small channels: let the worker's other tasks run now and then too.
             if i % YIELD_CHANNELS == YIELD_CHANNELS - 1 {
@@ -250,7 +271,8 @@ mod direct_tests {
                 .enable_time()
                 .build()
                 .unwrap();
-            let (delivered, handbacks) = runtime.block_on(write_round(&round, Instant::now()));
+            let (delivered, handbacks) =
+                runtime.block_on(write_round(&round, Instant::now(), &mut Vec::new()));
             self.ch.end_round(0, round.head, handbacks);
             delivered
         }
