@@ -378,6 +378,7 @@ fn features(r: &mut Runner) {
 /// each `.crate` is unpacked and built (its other dependencies from crates.io, hence network or a warm
 /// cargo cache). `--allow-dirty`: the check is about the sources as they are, committed or not.
 fn package(r: &mut Runner) {
+    forget_packaged_sources();
     r.cargo(
         "package sse-proto, sse-server, sse-client",
         &[
@@ -392,6 +393,40 @@ fn package(r: &mut Runner) {
         ],
         &[],
     );
+}
+
+/// Cargo unpacks the `.crate`s of the temporary overlay registry that `cargo package` verifies against
+/// into `$CARGO_HOME/registry/src/-<hash>/`, and never unpacks the same name and version again. Our
+/// crates keep version 0.1.0 while their sources change, so on a machine that packaged them before, the
+/// verify step would build sse-server against a stale sse-proto. Those directories (only our three
+/// crates, only in overlay registries, whose names start with `-`) are removed first.
+fn forget_packaged_sources() {
+    let home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")));
+    let Some(src) = home.map(|h| h.join("registry").join("src")) else {
+        return;
+    };
+    let Ok(registries) = std::fs::read_dir(&src) else {
+        return;
+    };
+    for registry in registries.flatten() {
+        if !registry.file_name().to_string_lossy().starts_with('-') {
+            continue;
+        }
+        let Ok(crates) = std::fs::read_dir(registry.path()) else {
+            continue;
+        };
+        for krate in crates.flatten() {
+            let name = krate.file_name().to_string_lossy().into_owned();
+            if ["sse-proto-", "sse-server-", "sse-client-"]
+                .iter()
+                .any(|p| name.starts_with(p))
+            {
+                let _ = std::fs::remove_dir_all(krate.path());
+            }
+        }
+    }
 }
 
 /// The conformance crate, one test target at a time (so every result is attributed to its suite),
