@@ -19,8 +19,9 @@ use crate::hub::subscription::Subscription;
 /// ```
 pub struct Body {
     kind: Kind,
-    /// The stream's place among its connection's and client's subscriptions, released with the body.
-    place: Vec<crate::http::peer::Place>,
+    /// The stream's places among its connection's and client's subscriptions (one guard for all its
+    /// entries), released with the body.
+    place: Option<crate::http::peer::Place>,
 }
 
 enum Kind {
@@ -47,7 +48,7 @@ impl Body {
         let bytes = bytes.into();
         Body {
             kind: Kind::Full((!bytes.is_empty()).then_some(bytes)),
-            place: Vec::new(),
+            place: None,
         }
     }
 
@@ -60,7 +61,7 @@ impl Body {
     pub fn empty() -> Body {
         Body {
             kind: Kind::Full(None),
-            place: Vec::new(),
+            place: None,
         }
     }
 
@@ -76,14 +77,14 @@ impl Body {
     pub fn stream(subscription: Subscription) -> Body {
         Body {
             kind: Kind::Stream(Box::new(subscription)),
-            place: Vec::new(),
+            place: None,
         }
     }
 }
 
 impl Body {
     /// Holds `place` (a subscription limit's counts: one per followed entry) until the body drops.
-    pub(crate) fn holding(mut self, place: Vec<crate::http::peer::Place>) -> Body {
+    pub(crate) fn holding(mut self, place: Option<crate::http::peer::Place>) -> Body {
         self.place = place;
         self
     }

@@ -65,15 +65,22 @@ impl Peer {
     }
 
     /// A place for one more subscription, held until the returned [`Place`] drops.
+    #[cfg(test)]
     pub(crate) fn acquire(&self) -> Result<Place, OverLimit> {
+        self.acquire_n(1)
+    }
+
+    /// `n` places at once (a multi-channel stream counts once per entry), held by one [`Place`]
+    /// until it drops: all or none.
+    pub(crate) fn acquire_n(&self, n: usize) -> Result<Place, OverLimit> {
         let limits = &self.limits;
         let refuse = |message: String| OverLimit {
             message,
             retry_after: limits.retry_after,
         };
-        let on_connection = self.connection.fetch_add(1, Ordering::AcqRel);
-        if on_connection >= limits.per_connection {
-            self.connection.fetch_sub(1, Ordering::AcqRel);
+        let on_connection = self.connection.fetch_add(n, Ordering::AcqRel);
+        if on_connection.saturating_add(n) > limits.per_connection {
+            self.connection.fetch_sub(n, Ordering::AcqRel);
             return Err(refuse(format!(
                 "too many subscriptions on this connection (limit {}); open another connection or close some streams",
                 limits.per_connection
@@ -81,31 +88,39 @@ impl Peer {
         }
         let mut table = limits.table();
         let open = table.entry(self.ip).or_insert(0);
-        if *open >= limits.per_ip {
+        if open.saturating_add(n) > limits.per_ip {
             drop(table);
-            self.connection.fetch_sub(1, Ordering::AcqRel);
+            self.connection.fetch_sub(n, Ordering::AcqRel);
             return Err(refuse(format!(
                 "too many subscriptions from this address (limit {}); close some streams and retry later",
                 limits.per_ip
             )));
         }
-        *open += 1;
-        Ok(Place { peer: self.clone() })
+        *open += n;
+        if *open == 0 {
+            table.remove(&self.ip);
+        }
+        Ok(Place {
+            peer: self.clone(),
+            n,
+        })
     }
 }
 
-/// One subscription's share of its connection's and its address's counts; released on drop.
+/// One subscription's share of its connection's and its address's counts (`n`: one per entry it
+/// follows); released on drop.
 #[derive(Debug)]
 pub(crate) struct Place {
     peer: Peer,
+    n: usize,
 }
 
 impl Drop for Place {
     fn drop(&mut self) {
-        self.peer.connection.fetch_sub(1, Ordering::AcqRel);
+        self.peer.connection.fetch_sub(self.n, Ordering::AcqRel);
         let mut table = self.peer.limits.table();
         if let Some(open) = table.get_mut(&self.peer.ip) {
-            *open = open.saturating_sub(1);
+            *open = open.saturating_sub(self.n);
             if *open == 0 {
                 table.remove(&self.peer.ip);
             }
@@ -133,5 +148,25 @@ mod tests {
         drop(a1);
         let _b2 = b.acquire().map_err(|e| e.message).unwrap();
         assert_eq!(limits.table().get(&ip), Some(&3));
+    }
+
+    #[test]
+    fn several_places_are_taken_all_or_none_and_released_together() {
+        let limits = SubscriptionLimits::new(5, 6, Duration::from_secs(5));
+        let ip: IpAddr = [127, 0, 0, 1].into();
+        let a = Peer::new(ip, limits.clone());
+        let four = a.acquire_n(4).map_err(|e| e.message).unwrap();
+        assert!(a.acquire_n(2).unwrap_err().message.contains("connection"));
+        assert_eq!(
+            a.connection.load(Ordering::Acquire),
+            4,
+            "a refusal takes none"
+        );
+        let b = Peer::new(ip, limits.clone());
+        assert!(b.acquire_n(3).unwrap_err().message.contains("address"));
+        let _two = b.acquire_n(2).map_err(|e| e.message).unwrap();
+        drop(four);
+        assert_eq!(a.connection.load(Ordering::Acquire), 0);
+        assert_eq!(limits.table().get(&ip), Some(&2));
     }
 }

@@ -455,25 +455,21 @@ impl HubService {
     /// `n` places among the subscriptions of the request's connection and client address (when the
     /// transport says who the client is), or the 429 answer.
     #[allow(clippy::result_large_err)]
-    fn places<B>(&self, req: &Request<B>, n: usize) -> Result<Vec<Place>, Response<Body>> {
+    fn places<B>(&self, req: &Request<B>, n: usize) -> Result<Option<Place>, Response<Body>> {
         let Some(peer) = req.extensions().get::<Peer>() else {
-            return Ok(Vec::new());
+            return Ok(None);
         };
-        let mut places = Vec::with_capacity(n);
-        for _ in 0..n {
-            match peer.acquire() {
-                Ok(place) => places.push(place),
-                Err(over) => {
-                    tracing::debug!(reason = %over.message, "subscription refused: over a subscription limit");
-                    let mut resp = error(StatusCode::TOO_MANY_REQUESTS, &over.message);
-                    let secs = over.retry_after.as_secs_f64().ceil().max(1.0) as u64;
-                    resp.headers_mut()
-                        .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-                    return Err(resp);
-                }
+        match peer.acquire_n(n) {
+            Ok(place) => Ok(Some(place)),
+            Err(over) => {
+                tracing::debug!(reason = %over.message, "subscription refused: over a subscription limit");
+                let mut resp = error(StatusCode::TOO_MANY_REQUESTS, &over.message);
+                let secs = over.retry_after.as_secs_f64().ceil().max(1.0) as u64;
+                resp.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+                Err(resp)
             }
         }
-        Ok(places)
     }
 
     /// The token deadline of a multi-channel subscription, or the refusal: every entry must be
@@ -728,7 +724,7 @@ fn stream_response<B>(
     req: &Request<B>,
     sub: Result<Subscription, Error>,
     deadline: Option<(tokio::time::Instant, u64)>,
-    places: Vec<Place>,
+    places: Option<Place>,
 ) -> Response<Body> {
     match sub {
         Ok(mut sub) => {

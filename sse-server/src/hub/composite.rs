@@ -25,20 +25,21 @@ use crate::hub::name::check_channel;
 use crate::position::Position;
 use crate::replay::StoredEvent;
 
-/// One entry of a multi-channel subscription.
+/// One entry of a multi-channel subscription. A composite's channel entries share their name with
+/// the channel in the hub's table (`Arc<str>`), so 64 entries cost 64 pointers, not 64 strings.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(crate) enum Entry {
     /// One channel, by name.
-    Channel(String),
+    Channel(Arc<str>),
     /// Every channel under a prefix (kept with its trailing `/`), created before or after.
-    Pattern(String),
+    Pattern(Arc<str>),
 }
 
 impl Entry {
     /// Whether `channel` is followed through this entry.
     pub(crate) fn matches(&self, channel: &str) -> bool {
         match self {
-            Entry::Channel(name) => name == channel,
+            Entry::Channel(name) => **name == *channel,
             Entry::Pattern(prefix) => {
                 channel.len() > prefix.len() && channel.starts_with(&**prefix)
             }
@@ -48,7 +49,7 @@ impl Entry {
     /// The entry as the client wrote it (`name` or `prefix/*`).
     pub(crate) fn text(&self) -> String {
         match self {
-            Entry::Channel(name) => name.clone(),
+            Entry::Channel(name) => name.to_string(),
             Entry::Pattern(prefix) => format!("{prefix}*"),
         }
     }
@@ -100,7 +101,7 @@ fn parse_entry(text: &str) -> Result<Entry, Error> {
                 "a pattern has one `*`, as its whole last segment (`prefix/*`)".to_owned(),
             ));
         }
-        return Ok(Entry::Pattern(format!("{base}/")));
+        return Ok(Entry::Pattern(Arc::from(format!("{base}/"))));
     }
     if text.contains('*') {
         return Err(invalid(
@@ -108,7 +109,7 @@ fn parse_entry(text: &str) -> Result<Entry, Error> {
         ));
     }
     check_channel(text)?;
-    Ok(Entry::Channel(text.to_owned()))
+    Ok(Entry::Channel(Arc::from(text)))
 }
 
 /// The key composites are shared by: the entries and the options. It starts with a line feed, which
@@ -117,22 +118,27 @@ pub(crate) fn key(entries: &[Entry], tag: bool) -> Arc<str> {
     let mut key = String::from(if tag { "\nchannel-type" } else { "\n" });
     for e in entries {
         key.push('\n');
-        key.push_str(&e.text());
+        match e {
+            Entry::Channel(name) => key.push_str(name),
+            Entry::Pattern(prefix) => {
+                key.push_str(prefix);
+                key.push('*');
+            }
+        }
     }
     Arc::from(key)
 }
 
 /// A shared multi-channel stream (see the module docs).
 pub(crate) struct Composite {
-    pub(crate) entries: Vec<Entry>,
+    /// Sorted; exactly sized.
+    pub(crate) entries: Box<[Entry]>,
     /// `?event-type=channel`: an event without a type gets `event: <its channel>`.
     tag: bool,
     /// Publisher ids become the event's position (several channels' custom ids cannot be placed).
     ids: bool,
     /// The subscribers' side: queues, log, rounds.
     pub(crate) channel: Arc<Channel>,
-    /// The named channels, kept in the table while the composite lives.
-    pub(crate) members: Mutex<Vec<Arc<Channel>>>,
     /// The last position passed on, with the stored bytes of each event passed on at it: the same
     /// position with the same bytes again is a broadcast's copy from another channel.
     last: Mutex<Option<(Position, Vec<Bytes>)>>,
@@ -158,14 +164,25 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Composite {
     /// A composite for `entries`, whose subscribers' channel is keyed `key`.
     pub(crate) fn new(key: Arc<str>, entries: Vec<Entry>, tag: bool) -> Composite {
-        let name: Vec<String> = entries.iter().map(Entry::text).collect();
+        let mut name = String::new();
+        for (i, e) in entries.iter().enumerate() {
+            if i > 0 {
+                name.push(',');
+            }
+            match e {
+                Entry::Channel(n) => name.push_str(n),
+                Entry::Pattern(prefix) => {
+                    name.push_str(prefix);
+                    name.push('*');
+                }
+            }
+        }
         let ids = entries.len() > 1 || entries.iter().any(|e| matches!(e, Entry::Pattern(_)));
         Composite {
-            entries,
+            entries: entries.into_boxed_slice(),
             tag,
             ids,
-            channel: Arc::new(Channel::composite(Arc::from(name.join(",")), key)),
-            members: Mutex::new(Vec::new()),
+            channel: Arc::new(Channel::composite(Arc::from(name), key)),
             last: Mutex::new(None),
             attached: tokio::sync::OnceCell::new(),
             watching: std::sync::atomic::AtomicUsize::new(0),
@@ -180,7 +197,7 @@ impl Composite {
     /// The `prefix/` of every pattern entry.
     pub(crate) fn prefixes(&self) -> impl Iterator<Item = &str> {
         self.entries.iter().filter_map(|e| match e {
-            Entry::Pattern(p) => Some(p.as_str()),
+            Entry::Pattern(p) => Some(&**p),
             Entry::Channel(_) => None,
         })
     }
@@ -266,51 +283,47 @@ impl Follower for Composite {
     }
 }
 
-/// Which composites follow which entries: consulted when a channel is made, so that a pattern
-/// follows channels created after it was subscribed.
+/// Which composites follow which patterns: consulted when a channel is made, so that a pattern
+/// follows channels created after it was subscribed. Named entries need no index: a composite keeps
+/// its named channels in the table while it lives, and they hold it among their followers.
 #[derive(Debug, Default)]
 pub(crate) struct Index {
-    by_entry: HashMap<Entry, Vec<Arc<Composite>>>,
+    by_prefix: HashMap<Arc<str>, Vec<Arc<Composite>>>,
 }
 
 impl Index {
     pub(crate) fn insert(&mut self, composite: &Arc<Composite>) {
-        for e in &composite.entries {
-            self.by_entry
-                .entry(e.clone())
-                .or_default()
-                .push(composite.clone());
+        for prefix in composite.prefixes() {
+            let list = self.by_prefix.entry(Arc::from(prefix)).or_default();
+            crate::hub::channel::grow_by_little(list);
+            list.push(composite.clone());
         }
     }
 
     pub(crate) fn remove(&mut self, composite: &Arc<Composite>) {
-        for e in &composite.entries {
-            if let Some(list) = self.by_entry.get_mut(e) {
+        for prefix in composite.prefixes() {
+            if let Some(list) = self.by_prefix.get_mut(prefix) {
                 list.retain(|c| !Arc::ptr_eq(c, composite));
                 if list.is_empty() {
-                    self.by_entry.remove(e);
+                    self.by_prefix.remove(prefix);
                 }
             }
         }
     }
 
-    /// The composites following `channel`: by its name, or by a pattern on one of its prefixes.
+    /// The composites following `channel` by a pattern on one of its prefixes.
     pub(crate) fn matching(&self, channel: &str) -> Vec<Arc<Composite>> {
-        if self.by_entry.is_empty() {
+        if self.by_prefix.is_empty() {
             return Vec::new();
         }
         let mut found: Vec<Arc<Composite>> = Vec::new();
-        let mut add = |list: Option<&Vec<Arc<Composite>>>| {
-            for c in list.into_iter().flatten() {
-                if !found.iter().any(|f| Arc::ptr_eq(f, c)) {
-                    found.push(c.clone());
-                }
-            }
-        };
-        add(self.by_entry.get(&Entry::Channel(channel.to_owned())));
         for (i, b) in channel.bytes().enumerate() {
             if b == b'/' && i + 1 < channel.len() {
-                add(self.by_entry.get(&Entry::Pattern(channel[..=i].to_owned())));
+                for c in self.by_prefix.get(&channel[..=i]).into_iter().flatten() {
+                    if !found.iter().any(|f| Arc::ptr_eq(f, c)) {
+                        found.push(c.clone());
+                    }
+                }
             }
         }
         found
@@ -388,14 +401,17 @@ mod tests {
         ));
         index.insert(&a);
         index.insert(&b);
-        assert_eq!(index.matching("x").len(), 1);
+        assert!(
+            index.matching("x").is_empty(),
+            "named entries are followed, not indexed"
+        );
         assert_eq!(index.matching("users/1").len(), 1);
         assert_eq!(index.matching("users/1/z").len(), 2);
         assert!(index.matching("users/").is_empty() && index.matching("y").is_empty());
         index.remove(&a);
         assert_eq!(index.matching("users/1/z").len(), 1);
         index.remove(&b);
-        assert!(index.by_entry.is_empty());
+        assert!(index.by_prefix.is_empty());
     }
 
     #[test]

@@ -81,12 +81,18 @@ pub struct ChannelInfo {
 }
 
 /// Subscribers following `name` through composites (each counts once per channel it follows).
+/// A channel in the table holds its composites as followers; one that is not can only be followed
+/// through a pattern.
 fn followed_by(reg: &Registry, name: &str) -> usize {
-    reg.index
-        .matching(name)
-        .iter()
-        .map(|c| c.channel.len())
-        .sum()
+    match reg.channels.get(name) {
+        Some(ch) => ch.followers().iter().map(|f| f.stream().len()).sum(),
+        None => reg
+            .index
+            .matching(name)
+            .iter()
+            .map(|c| c.channel.len())
+            .sum(),
+    }
 }
 
 impl Hub {

@@ -2,7 +2,7 @@
 //! the table of channels that have subscribers (or a publish in flight).
 
 use std::collections::HashMap;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::time::Instant;
@@ -124,15 +124,23 @@ impl Inner {
         if reg.composites.len() >= limit {
             return Err(Error::TooManyChannels { limit });
         }
-        let c = Arc::new(Composite::new(key.clone(), entries, tag));
-        let mut members = Vec::new();
-        for e in &c.entries {
+        let mut entries = entries;
+        let mut pinned = Vec::new();
+        for e in &mut entries {
             if let Entry::Channel(name) = e {
                 match self.admit(&mut reg, name) {
-                    Ok(ch) => members.push(ch),
+                    Ok(ch) => {
+                        // The entry shares the table's copy of the name; the pin keeps it there.
+                        *name = ch.name.clone();
+                        ch.pins.fetch_add(1, Ordering::Relaxed);
+                        pinned.push(ch);
+                    }
                     Err(e) => {
+                        for ch in &pinned {
+                            ch.pins.fetch_sub(1, Ordering::Relaxed);
+                        }
                         drop(reg);
-                        for ch in &members {
+                        for ch in &pinned {
                             self.release(ch);
                         }
                         return Err(e);
@@ -140,7 +148,7 @@ impl Inner {
                 }
             }
         }
-        *c.members.lock().unwrap_or_else(|p| p.into_inner()) = members;
+        let c = Arc::new(Composite::new(key.clone(), entries, tag));
         reg.index.insert(&c);
         reg.composites.insert(key, c.clone());
         let id = c.channel.add(handle);
@@ -177,7 +185,7 @@ impl Inner {
             return;
         }
         let mut reg = self.registry();
-        if Arc::strong_count(ch) == 2 && ch.len() == 0 {
+        if Arc::strong_count(ch) == 2 && ch.len() == 0 && ch.pins.load(Ordering::Relaxed) == 0 {
             reg.channels.remove(&ch.name);
             // Under the registry lock, so a subscriber registering next watches after this.
             if let Some(live) = &self.live {
@@ -187,9 +195,9 @@ impl Inner {
     }
 
     /// Forgets a composite nobody subscribes to any more: out of the table and the index, and out of
-    /// the followers of every channel; its named channels may then be forgotten too.
+    /// the followers of every channel; its named channels, unpinned, may then be forgotten too.
     fn release_composite(&self, key: &Arc<str>, ch: &Arc<Channel>) {
-        let members = {
+        let named = {
             let mut reg = self.registry();
             let Some(c) = reg.composites.get(key).cloned() else {
                 return;
@@ -212,9 +220,20 @@ impl Inner {
                     live.unwatch_prefix(prefix);
                 }
             }
-            std::mem::take(&mut *c.members.lock().unwrap_or_else(|p| p.into_inner()))
+            let named: Vec<Arc<Channel>> = c
+                .entries
+                .iter()
+                .filter_map(|e| match e {
+                    Entry::Channel(name) => reg.channels.get(&**name).cloned(),
+                    Entry::Pattern(_) => None,
+                })
+                .collect();
+            for member in &named {
+                member.pins.fetch_sub(1, Ordering::Relaxed);
+            }
+            named
         };
-        for member in &members {
+        for member in &named {
             self.release(member);
         }
     }
@@ -237,17 +256,23 @@ impl Inner {
 
     /// Fans out what the store's live feed delivered (published on this node or another).
     pub(crate) fn deliver(&self, channel: &str, live: Live) {
-        // The feed is the only fan-out path and delivers in position order: the index says who
-        // follows, also for channels with no local subscriber of their own.
+        // The feed is the only fan-out path and delivers in position order, also for channels
+        // with no local subscriber of their own.
         let (ch, followers) = {
             let reg = self.registry();
-            let followers: Vec<Arc<dyn Follower>> = reg
-                .index
-                .matching(channel)
-                .into_iter()
-                .map(|c| c as Arc<dyn Follower>)
-                .collect();
-            (reg.channels.get(channel).cloned(), followers)
+            let ch = reg.channels.get(channel).cloned();
+            // A channel in the table holds every composite that follows it (its named entries keep
+            // it there); one that is not can only be followed through a pattern.
+            let followers: Vec<Arc<dyn Follower>> = match &ch {
+                Some(ch) => ch.followers(),
+                None => reg
+                    .index
+                    .matching(channel)
+                    .into_iter()
+                    .map(|c| c as Arc<dyn Follower>)
+                    .collect(),
+            };
+            (ch, followers)
         };
         match live {
             Live::Event(event) => {

@@ -92,7 +92,7 @@ pub(crate) async fn prelude_many(
         .entries
         .iter()
         .filter_map(|e| match e {
-            Entry::Channel(name) => Some(name.clone()),
+            Entry::Channel(name) => Some(name.to_string()),
             Entry::Pattern(_) => None,
         })
         .collect();
