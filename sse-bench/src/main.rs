@@ -23,11 +23,11 @@ struct Cli {
     /// HTTP/2 subscribers), rate (fixed rate), rates (latency at each of --rates), storm (reconnect
     /// storm with Last-Event-ID), storm-durable (storm on sse-server restarted with --data-dir),
     /// idle-tls, max-tls (HTTP/1.1 over TLS), max-h2tls (HTTP/2 over TLS, ALPN h2), multi (many channels
-    /// per stream: idle memory and pattern delivery CPU against one channel; not in the default list).
+    /// per stream: idle memory and pattern delivery CPU against one channel; runs once whatever --repeat).
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "idle,max,max-h2,rate,rates,storm,idle-tls,max-tls,max-h2tls"
+        default_value = "idle,max,max-h2,rate,rates,storm,idle-tls,max-tls,max-h2tls,multi"
     )]
     scenarios: Vec<String>,
     /// Subscribers speak cleartext HTTP/2 with prior knowledge (h2c) in every scenario, one stream
