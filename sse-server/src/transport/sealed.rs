@@ -29,7 +29,9 @@ use crate::transport::io::{Wire, write_all};
 /// A TLS subscriber's connection, shared by its task and (while lent) a flusher.
 pub(crate) struct Sealed {
     stream: TcpStream,
-    tls: Mutex<ServerConnection>,
+    /// Boxed (rustls's connection is 1,168 B inline): the connection's future takes `Sealed` by
+    /// value through several async fns, and each keeps room for its argument while it runs.
+    tls: Mutex<Box<ServerConnection>>,
 }
 
 impl Sealed {
@@ -39,11 +41,11 @@ impl Sealed {
         tls.set_buffer_limit(None);
         Sealed {
             stream,
-            tls: Mutex::new(tls),
+            tls: Mutex::new(Box::new(tls)),
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, ServerConnection> {
+    fn lock(&self) -> MutexGuard<'_, Box<ServerConnection>> {
         self.tls.lock().unwrap_or_else(|p| p.into_inner())
     }
 
