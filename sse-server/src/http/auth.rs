@@ -368,20 +368,30 @@ impl Auth {
         self.public.iter().any(|p| p.matches(channel))
     }
 
+    /// The token a request presents: `Authorization: Bearer`, then the cookie, then `?access_token=`.
+    fn presented_token(&self, req: &Presented<'_>) -> Option<String> {
+        bearer(req.headers)
+            .or_else(|| cookie(req.headers, &self.cookie))
+            .or_else(|| query_token(req.query))
+    }
+
+    /// The 401 for a subscription to `what` (a channel or pattern) that came without a token.
+    fn needs_token(&self, what: &str) -> Error {
+        Error::Unauthorized(format!(
+            "channel {what:?} needs a token: send Authorization: Bearer <jwt>, the {} cookie or ?access_token=<jwt>",
+            self.cookie
+        ))
+    }
+
     /// Decides on a subscription to `channel`: open (public), granted until the token's `exp`, or an
     /// [`Error::Unauthorized`] (401) / [`Error::Forbidden`] (403).
     pub(crate) fn subscribe(&self, req: &Presented<'_>, channel: &str) -> Result<Access, Error> {
         if self.is_public(channel) {
             return Ok(Access::Open);
         }
-        let token = bearer(req.headers)
-            .or_else(|| cookie(req.headers, &self.cookie))
-            .or_else(|| query_token(req.query));
+        let token = self.presented_token(req);
         let Some(token) = token else {
-            return Err(Error::Unauthorized(format!(
-                "channel {channel:?} needs a token: send Authorization: Bearer <jwt>, the {} cookie or ?access_token=<jwt>",
-                self.cookie
-            )));
+            return Err(self.needs_token(channel));
         };
         let grant = self.verify(&token)?;
         if grant.subscribe.iter().any(|p| p.matches(channel)) {
@@ -405,14 +415,9 @@ impl Auth {
         let Some(first_private) = entries.iter().find(|e| !public(e)) else {
             return Ok(Access::Open);
         };
-        let token = bearer(req.headers)
-            .or_else(|| cookie(req.headers, &self.cookie))
-            .or_else(|| query_token(req.query));
+        let token = self.presented_token(req);
         let Some(token) = token else {
-            return Err(Error::Unauthorized(format!(
-                "channel {first_private:?} needs a token: send Authorization: Bearer <jwt>, the {} cookie or ?access_token=<jwt>",
-                self.cookie
-            )));
+            return Err(self.needs_token(first_private));
         };
         let grant = self.verify(&token)?;
         let allowed = |e: &String| public(e) || grant.subscribe.iter().any(|p| p.covers(e));
@@ -428,9 +433,7 @@ impl Auth {
     /// `subscribe` claim covers, plus the public ones. Without a token, or with an invalid one, an
     /// [`Error::Unauthorized`] (401): the list itself (names, counts, last ids) is private metadata.
     pub(crate) fn listing(&self, req: &Presented<'_>) -> Result<Vec<ChannelPattern>, Error> {
-        let token = bearer(req.headers)
-            .or_else(|| cookie(req.headers, &self.cookie))
-            .or_else(|| query_token(req.query));
+        let token = self.presented_token(req);
         let Some(token) = token else {
             return Err(Error::Unauthorized(format!(
                 "listing channels needs credentials: send Authorization: Bearer <publish token or jwt>, the {} cookie or ?access_token=<jwt>",

@@ -481,21 +481,9 @@ impl HubService {
         req: &Request<B>,
         entries: &[String],
     ) -> Result<Option<(tokio::time::Instant, u64)>, Response<Body>> {
-        let Some(auth) = &self.access else {
-            return Ok(None);
-        };
-        let presented = crate::http::auth::Presented {
-            headers: req.headers(),
-            query: req.uri().query(),
-        };
-        match auth.subscribe_entries(&presented, entries) {
-            Ok(crate::http::auth::Access::Token { exp: Some(exp) }) => Ok(Some((
-                tokio::time::Instant::now() + auth.remaining(exp),
-                exp,
-            ))),
-            Ok(_) => Ok(None),
-            Err(e) => Err(denied(&e)),
-        }
+        self.deadline(req, |auth, presented| {
+            auth.subscribe_entries(presented, entries)
+        })
     }
 
     /// Without JWT support, every channel is open to subscribers.
@@ -518,6 +506,20 @@ impl HubService {
         req: &Request<B>,
         channel: &str,
     ) -> Result<Option<(tokio::time::Instant, u64)>, Response<Body>> {
+        self.deadline(req, |auth, presented| auth.subscribe(presented, channel))
+    }
+
+    /// The token deadline `decide` grants the request, or the refusal (none without JWT configured).
+    #[cfg(feature = "jwt")]
+    #[allow(clippy::result_large_err)]
+    fn deadline<B>(
+        &self,
+        req: &Request<B>,
+        decide: impl FnOnce(
+            &crate::http::auth::Auth,
+            &crate::http::auth::Presented<'_>,
+        ) -> Result<crate::http::auth::Access, Error>,
+    ) -> Result<Option<(tokio::time::Instant, u64)>, Response<Body>> {
         let Some(auth) = &self.access else {
             return Ok(None);
         };
@@ -525,7 +527,7 @@ impl HubService {
             headers: req.headers(),
             query: req.uri().query(),
         };
-        match auth.subscribe(&presented, channel) {
+        match decide(auth, &presented) {
             Ok(crate::http::auth::Access::Token { exp: Some(exp) }) => Ok(Some((
                 tokio::time::Instant::now() + auth.remaining(exp),
                 exp,
