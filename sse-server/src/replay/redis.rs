@@ -20,7 +20,7 @@ mod shared;
 
 use entry::{deleted_through, pairs, range, text};
 use feed::Feed;
-use shared::{Shared, glob_escape, now_ms};
+use shared::{Shared, now_ms};
 
 /// The append script: one sequencer for every channel (`KEYS[1]`, a hash of the last `ms` and the
 /// counter `n`), so an event's entry id `<ms>-<n>` is the same in every stream it goes to (a broadcast)
@@ -462,43 +462,12 @@ impl RedisStore {
     }
 
     async fn channels_now(&self) -> Result<Vec<StoredChannel>, Error> {
-        let pattern = format!("{}*", glob_escape(&self.shared.prefix));
-        let mut keys: Vec<String> = Vec::new();
-        let mut cursor = 0u64;
-        loop {
-            let pattern = pattern.clone();
-            let (next, batch): (u64, Vec<String>) = self
-                .shared
-                .run("SCAN", |mut c| async move {
-                    ::redis::cmd("SCAN")
-                        .arg(cursor)
-                        .arg("MATCH")
-                        .arg(pattern)
-                        .arg("COUNT")
-                        .arg(1000)
-                        .arg("TYPE")
-                        .arg("stream")
-                        .query_async(&mut c)
-                        .await
-                })
-                .await?;
-            keys.extend(batch);
-            if next == 0 {
-                break;
-            }
-            cursor = next;
-        }
-        keys.sort();
-        keys.dedup();
-        let mut out = Vec::with_capacity(keys.len());
-        for key in keys {
-            let Some(name) = key.strip_prefix(&self.shared.prefix) else {
-                continue;
-            };
-            let last = self.shared.last_entry(&key).await?;
-            if let Some(last) = last {
+        let names = self.shared.streams_under("").await?;
+        let mut out = Vec::with_capacity(names.len());
+        for name in names {
+            if let Some(last) = self.shared.last_entry(&self.shared.key(&name)).await? {
                 out.push(StoredChannel {
-                    name: name.to_owned(),
+                    name,
                     last_id: Some(last.id().to_owned()),
                 });
             }
@@ -569,6 +538,7 @@ impl ReplayStore for RedisStore {
 #[cfg(test)]
 mod tests {
     use super::entry::before;
+    use super::shared::glob_escape;
     use super::*;
 
     #[test]
