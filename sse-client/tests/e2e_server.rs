@@ -3,8 +3,8 @@
 //! event exactly once, in order, thanks to `Last-Event-ID` replay.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+mod support;
+
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -12,73 +12,13 @@ use proptest::prelude::*;
 use sse_client::{Backoff, Event, EventSource, RetryPolicy};
 use sse_proto::Event as ServerEvent;
 use sse_server::{Hub, Server};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinSet;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
 use tokio::time::timeout;
 
 const LIMIT: Duration = Duration::from_secs(5);
 
-type CutSignal = oneshot::Sender<(bool, oneshot::Sender<()>)>;
-
-/// A TCP proxy whose live connections can all be cut at once.
-struct Proxy {
-    addr: SocketAddr,
-    pipes: Arc<Mutex<Vec<CutSignal>>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-impl Proxy {
-    async fn start(upstream: SocketAddr) -> Proxy {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let pipes: Arc<Mutex<Vec<CutSignal>>> = Arc::default();
-        let registry = pipes.clone();
-        let task = tokio::spawn(async move {
-            let mut tasks = JoinSet::new();
-            while let Ok((mut client, _)) = listener.accept().await {
-                let (cut_tx, cut_rx) = oneshot::channel();
-                registry.lock().unwrap().push(cut_tx);
-                tasks.spawn(async move {
-                    let Ok(mut server) = TcpStream::connect(upstream).await else {
-                        return;
-                    };
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
-                        Ok((reset, done)) = cut_rx => {
-                            if reset {
-                                let _ = client.set_zero_linger();
-                            }
-                            drop((client, server));
-                            let _ = done.send(());
-                        }
-                    }
-                });
-                while tasks.try_join_next().is_some() {}
-            }
-        });
-        Proxy { addr, pipes, task }
-    }
-
-    /// Cuts every connection open now (a TCP reset when `reset`, else a clean close) and returns
-    /// once they are all closed, so nothing published afterwards can reach the client through them.
-    async fn cut(&self, reset: bool) {
-        let pipes = std::mem::take(&mut *self.pipes.lock().unwrap());
-        for pipe in pipes {
-            let (done_tx, done_rx) = oneshot::channel();
-            if pipe.send((reset, done_tx)).is_ok() {
-                let _ = timeout(LIMIT, done_rx).await;
-            }
-        }
-    }
-}
-
+use support::proxy::Proxy;
 #[derive(Debug, Clone)]
 enum Op {
     Publish(u8),

@@ -7,7 +7,6 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -17,61 +16,10 @@ use sse_proto::Event as ServerEvent;
 use sse_server::{Hub, Server};
 use support::LIMIT;
 use support::cli::{TestHub, run, text};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, oneshot};
+use support::proxy::Proxy;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
 use tokio::time::timeout;
-
-/// A TCP proxy in front of the hub whose open connections can all be cut at once.
-struct Proxy {
-    addr: SocketAddr,
-    pipes: Arc<Mutex<Vec<oneshot::Sender<oneshot::Sender<()>>>>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-impl Proxy {
-    async fn start(upstream: SocketAddr) -> Proxy {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let pipes = Arc::new(Mutex::new(Vec::new()));
-        let registry = pipes.clone();
-        let task = tokio::spawn(async move {
-            while let Ok((mut client, _)) = listener.accept().await {
-                let (cut_tx, cut_rx) = oneshot::channel::<oneshot::Sender<()>>();
-                registry.lock().unwrap().push(cut_tx);
-                tokio::spawn(async move {
-                    let Ok(mut server) = TcpStream::connect(upstream).await else {
-                        return;
-                    };
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
-                        Ok(done) = cut_rx => {
-                            drop((client, server));
-                            let _ = done.send(());
-                        }
-                    }
-                });
-            }
-        });
-        Proxy { addr, pipes, task }
-    }
-
-    /// Closes every connection open now and returns once they are closed.
-    async fn cut(&self) {
-        let pipes = std::mem::take(&mut *self.pipes.lock().unwrap());
-        for pipe in pipes {
-            let (done_tx, done_rx) = oneshot::channel();
-            if pipe.send(done_tx).is_ok() {
-                let _ = timeout(LIMIT, done_rx).await;
-            }
-        }
-    }
-}
 
 /// `(type, data)` of every message the source delivers, until a message whose data is `end`.
 fn collect(mut source: EventSource) -> (mpsc::UnboundedReceiver<(String, String)>, Counter) {
@@ -183,7 +131,7 @@ async fn event_source_on_names_and_a_pattern_resumes_every_channel_after_cuts() 
             n += 1;
         }
         if round % 2 == 0 {
-            proxy.cut().await;
+            proxy.cut(false).await;
         }
     }
     // A publisher's own type is kept; a broadcast arrives once, not once per followed channel.
