@@ -199,6 +199,52 @@ pub trait ReplayStore: Send + Sync + fmt::Debug + 'static {
         Box::pin(async { Ok(None) })
     }
 
+    /// How many independent sequencers order this store's positions (default 1). Positions issued by
+    /// one sequencer are totally ordered; positions of different sequencers are not comparable (a
+    /// Redis Cluster store has one sequencer per group of channels sharing a hash slot, because one
+    /// script can only touch one slot). A multi-channel stream over channels of several sequencers
+    /// keeps one cursor per sequencer (see [`sequencer`](ReplayStore::sequencer)).
+    ///
+    /// ```
+    /// use sse_server::{MemoryStore, ReplayStore};
+    /// assert_eq!(MemoryStore::new(Default::default()).sequencers(), 1);
+    /// ```
+    fn sequencers(&self) -> usize {
+        1
+    }
+
+    /// Which sequencer (`0..sequencers()`) orders `channel`'s positions (default 0). It must not
+    /// change for a channel during the store's life, and must be the same on every process sharing
+    /// the store.
+    ///
+    /// ```
+    /// use sse_server::{MemoryStore, ReplayStore};
+    /// assert_eq!(MemoryStore::new(Default::default()).sequencer("news"), 0);
+    /// ```
+    fn sequencer(&self, _channel: &str) -> usize {
+        0
+    }
+
+    /// [`issued`](ReplayStore::issued) for one sequencer: the last position `sequencer` issued so far
+    /// (`None` when unknown). The default answers `issued()` for sequencer 0 and `None` otherwise.
+    ///
+    /// ```
+    /// use sse_server::{MemoryStore, ReplayStore};
+    /// # tokio::runtime::Runtime::new()?.block_on(async {
+    /// let store = MemoryStore::new(Default::default());
+    /// let e = store.append("a", sse_proto::Event::message("x")).await?;
+    /// assert_eq!(store.issued_by(0).await?, Some(e.position));
+    /// # Ok::<(), sse_server::Error>(()) })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    fn issued_by(&self, sequencer: usize) -> BoxFuture<'_, Result<Option<Position>, Error>> {
+        if sequencer == 0 {
+            self.issued()
+        } else {
+            Box::pin(async { Ok(None) })
+        }
+    }
+
     /// The feed of events appended by other processes sharing this store (see [`LiveFeed`]). `None`
     /// (the default) means the store is private to this process and the hub fans out on publish.
     fn live(&self) -> Option<Arc<dyn LiveFeed>> {
@@ -244,8 +290,9 @@ pub enum Live {
 /// Contract:
 /// * [`attach`](LiveFeed::attach) is called once, by the hub that owns the store, before any watch.
 /// * After [`watch`](LiveFeed::watch) returns `Ok`, every event appended to the channel later than
-///   the store's newest event at that moment is passed to the sink exactly once, in position order,
-///   until [`unwatch`](LiveFeed::unwatch) — or, when the store dropped some of them before the feed
+///   the store's newest event at that moment is passed to the sink exactly once, in position order
+///   (across channels, among the channels of one [`sequencer`](ReplayStore::sequencer); channels of
+///   different sequencers interleave freely), until [`unwatch`](LiveFeed::unwatch) — or, when the store dropped some of them before the feed
 ///   read them, a [`Live::Gap`] comes before the next event delivered. A `watch` of a channel already watched returns once that
 ///   first watch is in effect. The hub registers its subscriber *before* watching and reads the replay
 ///   window *after*, so the window and the feed overlap instead of leaving a gap; it drops duplicates by
