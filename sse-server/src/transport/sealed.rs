@@ -1,21 +1,19 @@
-//! A TLS subscriber on the lean HTTP/1.1 path: its socket and its rustls connection, after the
-//! handshake and the request head.
+//! A TLS subscriber on the lean HTTP/1.1 path: its socket and its record layer (keys and sequence
+//! numbers, `record.rs`), after the handshake and the request head.
 //!
 //! Why: through tokio-rustls and hyper an idle TLS subscriber keeps hyper's 8 KiB read and 8 KiB
-//! write buffers and tokio-rustls's state besides rustls's own; here it keeps only rustls's
-//! connection (its keys, and the 4 KiB read buffer rustls 0.23's buffered `ServerConnection`
-//! never frees, see `tests/tls_floor.rs`) and the socket. A flusher seals the chunk it framed
-//! into records in its own reused buffer and writes them at once; a partial write hands the
-//! ciphertext's rest back (records cannot be sealed twice), as the plain path hands back its
-//! framed rest.
+//! write buffers and tokio-rustls's state besides rustls's own; rustls's buffered connection alone
+//! keeps 7.4 KiB (its 4 KiB read buffer is never freed, see `tests/tls_floor.rs`). Here it keeps
+//! only the negotiated AEAD's keys, taken out of rustls once the handshake is done, and the
+//! socket. A flusher seals the chunk it framed into records in its own reused buffer and writes
+//! them at once; a partial write hands the ciphertext's rest back (records cannot be sealed twice),
+//! as the plain path hands back its framed rest.
 //!
-//! Order on the wire: records leave in the order rustls sealed them. Only one side writes at a
-//! time (the flusher while the socket is lent, the task otherwise), and whatever rustls has to
-//! send by itself (its KeyUpdate answering a client's `update_requested`) stays in rustls's buffer
-//! until the next seal, which sends it first: TLS 1.3 asks for it before the next application data,
-//! not sooner.
+//! Order on the wire: records leave in the order they were sealed. Only one side writes at a
+//! time (the flusher while the socket is lent, the task otherwise). A client's KeyUpdate ends the
+//! connection (see `record.rs`); it reconnects with its Last-Event-ID.
 
-use std::io::{self, IoSlice, Read, Write};
+use std::io::{self, IoSlice};
 use std::sync::{Mutex, MutexGuard};
 use std::task::{Context, Poll};
 
@@ -25,54 +23,32 @@ use tokio_rustls::rustls::ServerConnection;
 
 use crate::hub::lent::Sink;
 use crate::transport::io::{Wire, write_all};
+use crate::transport::record::{Received, Records};
 
 /// A TLS subscriber's connection, shared by its task and (while lent) a flusher.
 pub(crate) struct Sealed {
     stream: TcpStream,
-    /// Boxed (rustls's connection is 1,168 B inline): the connection's future takes `Sealed` by
-    /// value through several async fns, and each keeps room for its argument while it runs.
-    tls: Mutex<Box<ServerConnection>>,
+    tls: Mutex<Records>,
 }
 
 impl Sealed {
-    /// The socket and the rustls connection that finished its handshake on it.
-    pub(crate) fn new(stream: TcpStream, mut tls: ServerConnection) -> Sealed {
-        // Every plaintext write is sealed and taken out at once: no limit needed, none reached.
-        tls.set_buffer_limit(None);
-        Sealed {
+    /// The socket and the rustls connection that finished its handshake on it (with nothing left
+    /// to send, nothing received unread): only its keys are kept.
+    pub(crate) fn new(stream: TcpStream, tls: ServerConnection) -> io::Result<Sealed> {
+        Ok(Sealed {
             stream,
-            tls: Mutex::new(Box::new(tls)),
-        }
+            tls: Mutex::new(Records::from_connection(tls)?),
+        })
     }
 
-    fn lock(&self) -> MutexGuard<'_, Box<ServerConnection>> {
+    fn lock(&self) -> MutexGuard<'_, Records> {
         self.tls.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Appends to `out` the records sealing `bufs` (after whatever rustls had to send already).
-    fn seal(tls: &mut ServerConnection, bufs: &[IoSlice<'_>], out: &mut Vec<u8>) -> io::Result<()> {
-        let len: usize = bufs.iter().map(|b| b.len()).sum();
-        // Without a buffer limit rustls takes everything at once; the loop is for safety.
-        let mut done = tls.writer().write_vectored(bufs)?;
-        while done < len {
-            let mut rest = bufs.to_vec();
-            let mut rest = &mut rest[..];
-            IoSlice::advance_slices(&mut rest, done);
-            match tls.writer().write_vectored(rest)? {
-                0 => return Err(io::ErrorKind::WriteZero.into()),
-                n => done += n,
-            }
-        }
-        while tls.wants_write() {
-            tls.write_tls(out)?;
-        }
-        Ok(())
     }
 
     /// Seals `bufs` and writes the records, waiting for the socket.
     async fn write_sealed(&self, bufs: &[IoSlice<'_>]) -> io::Result<()> {
         let mut out = Vec::new();
-        Self::seal(&mut self.lock(), bufs, &mut out)?;
+        self.lock().seal(bufs, &mut out)?;
         write_all(&self.stream, &out).await
     }
 }
@@ -88,9 +64,9 @@ impl Sink for Sealed {
         // The lock is held through the write: nothing else reaches the socket between the seal
         // and the write (records must leave in the order they were sealed).
         let mut tls = self.lock();
-        if let Err(e) = Self::seal(&mut tls, bufs, scratch) {
-            // The connection failed (rustls keeps the error): the task sees it on its next
-            // write. What was sealed goes with the hand-back; nothing is sealed twice.
+        if let Err(e) = tls.seal(bufs, scratch) {
+            // Only at the confidentiality limit, which stays: the task's next write fails the
+            // same way and the connection ends. What was sealed goes with the hand-back.
             tracing::debug!(error = %e, "sealing for a TLS subscriber failed");
         }
         let written = match self.stream.try_write(scratch) {
@@ -108,15 +84,6 @@ impl Sink for Sealed {
     }
 }
 
-/// `try_read` as `io::Read`, for rustls's `read_tls`.
-struct TryRead<'a>(&'a TcpStream);
-
-impl Read for TryRead<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.0.try_read(buf)
-    }
-}
-
 impl Wire for Sealed {
     async fn write_all(&self, buf: &[u8]) -> io::Result<()> {
         self.write_sealed(&[IoSlice::new(buf)]).await
@@ -131,50 +98,36 @@ impl Wire for Sealed {
     }
 
     /// Reads what the client sends while it waits (it sends nothing after its request but TLS's
-    /// own messages): records are opened (a KeyUpdate updates the keys), plaintext is dropped,
-    /// and the end comes with the client's close_notify, EOF, or a TLS error.
+    /// own messages): records are opened, plaintext is dropped, and the end comes with the
+    /// client's close_notify, EOF, a KeyUpdate (see `record.rs`) or a TLS error.
     fn poll_gone(&self, cx: &mut Context<'_>) -> Poll<io::Error> {
+        let mut buf = [0u8; 512];
         loop {
             match self.stream.poll_read_ready(cx) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Err(e)) => return Poll::Ready(e),
                 Poll::Ready(Ok(())) => {}
             }
-            let mut tls = self.lock();
-            match tls.read_tls(&mut TryRead(&self.stream)) {
+            let n = match self.stream.try_read(&mut buf) {
                 Ok(0) => return Poll::Ready(io::ErrorKind::ConnectionReset.into()),
-                Ok(_) => {}
+                Ok(n) => n,
                 // Readiness was cleared by `try_read`: poll it again.
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                 Err(e) => return Poll::Ready(e),
-            }
-            let state = match tls.process_new_packets() {
-                Ok(state) => state,
-                Err(e) => return Poll::Ready(io::Error::new(io::ErrorKind::InvalidData, e)),
             };
-            let mut left = state.plaintext_bytes_to_read();
-            let mut sink = [0u8; 256];
-            while left > 0 {
-                match tls.reader().read(&mut sink) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => left = left.saturating_sub(n),
+            match self.lock().receive(&buf[..n]) {
+                Ok(Received::Nothing) => {}
+                Ok(Received::Closed) => {
+                    return Poll::Ready(io::ErrorKind::ConnectionReset.into());
                 }
-            }
-            if state.peer_has_closed() {
-                return Poll::Ready(io::ErrorKind::ConnectionReset.into());
+                Err(e) => return Poll::Ready(e),
             }
         }
     }
 
     async fn close(self) -> io::Result<()> {
         let mut out = Vec::new();
-        {
-            let mut tls = self.lock();
-            tls.send_close_notify();
-            while tls.wants_write() {
-                tls.write_tls(&mut out)?;
-            }
-        }
+        self.lock().seal_close_notify(&mut out)?;
         write_all(&self.stream, &out).await?;
         let mut stream = self.stream;
         tokio::io::AsyncWriteExt::shutdown(&mut stream).await
