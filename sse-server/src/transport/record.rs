@@ -115,6 +115,12 @@ impl Records {
         })
     }
 
+    /// Lets only `left` more records of application data be sealed (tests reach the limit).
+    #[cfg(test)]
+    pub(crate) fn limit_after(&mut self, left: u64) {
+        self.tx_limit = self.tx_seq + left;
+    }
+
     /// Appends to `out` the records carrying `bufs` as application data.
     pub(crate) fn seal(&mut self, bufs: &[IoSlice<'_>], out: &mut Vec<u8>) -> io::Result<()> {
         let chunks: Vec<&[u8]> = bufs.iter().map(|b| &**b).collect();
@@ -365,6 +371,22 @@ mod tests {
             let mut rest = [0u8; 8];
             assert_eq!(client.reader().read(&mut rest).unwrap(), 0, "{suite:?}");
         }
+    }
+
+    #[test]
+    fn sealing_stops_at_the_limit_and_a_close_notify_still_goes_out() {
+        use tokio_rustls::rustls::crypto::ring::cipher_suite as cs;
+        use tokio_rustls::rustls::version::TLS13;
+        let (mut client, server) = handshake(&TLS13, cs::TLS13_AES_128_GCM_SHA256);
+        let mut records = Records::from_connection(server).unwrap();
+        records.limit_after(2);
+        let mut wire = Vec::new();
+        records.seal(&[IoSlice::new(b"a")], &mut wire).unwrap();
+        records.seal(&[IoSlice::new(b"b")], &mut wire).unwrap();
+        assert!(records.seal(&[IoSlice::new(b"c")], &mut wire).is_err());
+        records.seal_close_notify(&mut wire).unwrap();
+        assert_eq!(client_reads(&mut client, &wire), b"ab");
+        assert!(client.process_new_packets().unwrap().peer_has_closed());
     }
 
     #[test]

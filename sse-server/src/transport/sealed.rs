@@ -15,7 +15,7 @@
 
 use std::io::{self, IoSlice};
 use std::sync::{Mutex, MutexGuard};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 use tokio::net::TcpStream;
@@ -28,7 +28,17 @@ use crate::transport::record::{Received, Records};
 /// A TLS subscriber's connection, shared by its task and (while lent) a flusher.
 pub(crate) struct Sealed {
     stream: TcpStream,
-    tls: Mutex<Records>,
+    tls: Mutex<Keys>,
+}
+
+/// The record layer, and how a flusher that cannot seal any more ends the connection.
+struct Keys {
+    records: Records,
+    /// Sealing failed (the confidentiality limit, which stays): the task ends the connection
+    /// (`poll_gone`), since events handed to a flusher count as written and must not vanish.
+    failed: bool,
+    /// The task waiting in `poll_gone`, woken when `failed` is set.
+    waker: Option<Waker>,
 }
 
 impl Sealed {
@@ -37,18 +47,22 @@ impl Sealed {
     pub(crate) fn new(stream: TcpStream, tls: ServerConnection) -> io::Result<Sealed> {
         Ok(Sealed {
             stream,
-            tls: Mutex::new(Records::from_connection(tls)?),
+            tls: Mutex::new(Keys {
+                records: Records::from_connection(tls)?,
+                failed: false,
+                waker: None,
+            }),
         })
     }
 
-    fn lock(&self) -> MutexGuard<'_, Records> {
+    fn lock(&self) -> MutexGuard<'_, Keys> {
         self.tls.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Seals `bufs` and writes the records, waiting for the socket.
     async fn write_sealed(&self, bufs: &[IoSlice<'_>]) -> io::Result<()> {
         let mut out = Vec::new();
-        self.lock().seal(bufs, &mut out)?;
+        self.lock().records.seal(bufs, &mut out)?;
         write_all(&self.stream, &out).await
     }
 }
@@ -64,10 +78,14 @@ impl Sink for Sealed {
         // The lock is held through the write: nothing else reaches the socket between the seal
         // and the write (records must leave in the order they were sealed).
         let mut tls = self.lock();
-        if let Err(e) = tls.seal(bufs, scratch) {
-            // Only at the confidentiality limit, which stays: the task's next write fails the
-            // same way and the connection ends. What was sealed goes with the hand-back.
-            tracing::debug!(error = %e, "sealing for a TLS subscriber failed");
+        if let Err(e) = tls.records.seal(bufs, scratch) {
+            // Only at the confidentiality limit: what was sealed still goes out, and the task
+            // ends the connection (the client resumes from the last event it got).
+            tracing::debug!(error = %e, "sealing for a TLS subscriber failed; ending it");
+            tls.failed = true;
+            if let Some(waker) = tls.waker.take() {
+                waker.wake();
+            }
         }
         let written = match self.stream.try_write(scratch) {
             Ok(n) => n,
@@ -103,6 +121,16 @@ impl Wire for Sealed {
     fn poll_gone(&self, cx: &mut Context<'_>) -> Poll<io::Error> {
         let mut buf = [0u8; 512];
         loop {
+            {
+                // Under the lock that `failed` is set under: no wake-up is missed.
+                let mut tls = self.lock();
+                if tls.failed {
+                    return Poll::Ready(io::Error::other("a flusher could not seal any more"));
+                }
+                if !tls.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                    tls.waker = Some(cx.waker().clone());
+                }
+            }
             match self.stream.poll_read_ready(cx) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Err(e)) => return Poll::Ready(e),
@@ -115,7 +143,7 @@ impl Wire for Sealed {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                 Err(e) => return Poll::Ready(e),
             };
-            match self.lock().receive(&buf[..n]) {
+            match self.lock().records.receive(&buf[..n]) {
                 Ok(Received::Nothing) => {}
                 Ok(Received::Closed) => {
                     return Poll::Ready(io::ErrorKind::ConnectionReset.into());
@@ -127,9 +155,82 @@ impl Wire for Sealed {
 
     async fn close(self) -> io::Result<()> {
         let mut out = Vec::new();
-        self.lock().seal_close_notify(&mut out)?;
+        self.lock().records.seal_close_notify(&mut out)?;
         write_all(&self.stream, &out).await?;
         let mut stream = self.stream;
         tokio::io::AsyncWriteExt::shutdown(&mut stream).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::poll_fn;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+    use tokio_rustls::TlsConnector;
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
+    use tokio_rustls::rustls::{ClientConfig, RootCertStore};
+
+    use super::*;
+
+    const CERT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/test-cert.pem");
+    const KEY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/test-key.pem");
+
+    /// A TLS client on loopback and the server's `Sealed` for it.
+    async fn connected() -> (tokio_rustls::client::TlsStream<TcpStream>, Sealed) {
+        let acceptor = crate::transport::tls::tls_acceptor(CERT, KEY).unwrap();
+        let mut roots = RootCertStore::empty();
+        roots
+            .add(CertificateDer::from_pem_file(CERT).unwrap())
+            .unwrap();
+        let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+        let config = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = tokio::spawn(async move {
+            let tcp = TcpStream::connect(addr).await.unwrap();
+            let name = ServerName::try_from("localhost").unwrap();
+            TlsConnector::from(Arc::new(config))
+                .connect(name, tcp)
+                .await
+                .unwrap()
+        });
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut server = acceptor.accept(tcp).await.unwrap();
+        // The session tickets go out first: only a connection with nothing to send gives its keys.
+        server.flush().await.unwrap();
+        let client = client.await.unwrap();
+        let (tcp, tls) = server.into_inner();
+        (client, Sealed::new(tcp, tls).unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_flusher_that_cannot_seal_any_more_ends_the_connection() {
+        let (mut client, sealed) = connected().await;
+        sealed.lock().records.limit_after(1);
+        let sealed = Arc::new(sealed);
+        let mut scratch = Vec::new();
+        let rest = sealed.try_write_sealed(&[IoSlice::new(b"one")], &mut scratch);
+        assert_eq!(rest.map(|r| r.len()), Some(0));
+        let mut got = [0u8; 3];
+        client.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"one");
+
+        let task = Arc::clone(&sealed);
+        let gone = tokio::spawn(async move { poll_fn(|cx| task.poll_gone(cx)).await });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!gone.is_finished(), "the client is still there");
+        // Past the limit: nothing is sealed, and the waiting task is told to end the connection.
+        let _ = sealed.try_write_sealed(&[IoSlice::new(b"two")], &mut scratch);
+        let ended = tokio::time::timeout(Duration::from_secs(10), gone).await;
+        assert!(ended.is_ok(), "the task was not woken");
     }
 }

@@ -91,6 +91,9 @@ impl Server {
 
     #[cfg(feature = "tls")]
     /// Terminates TLS with `acceptor` (see [`tls_acceptor`](crate::transport::tls::tls_acceptor)).
+    /// Its config is copied with `enable_secret_extraction` on: a subscriber on the lean HTTP/1.1
+    /// path keeps only its traffic keys, taken out of rustls after the handshake (they never leave
+    /// the process).
     ///
     /// ```no_run
     /// let acceptor = sse_server::tls_acceptor("cert.pem", "key.pem")?;
