@@ -324,6 +324,9 @@ impl Hub {
             held.push(ch.publish.lock().await);
         }
         let _hub_order = self.inner.order.lock().await;
+        if self.inner.store.sequencers() > 1 {
+            return self.broadcast_sequenced(names, channels, event, at).await;
+        }
         let stored = self.inner.store.append_all(names, event).await?;
         bump(&self.inner.metrics.published);
         for ch in channels {
@@ -333,6 +336,54 @@ impl Hub {
             self.inner.offer(&ch.name, &ch.followers(), &stored, at);
         }
         Ok(stored.id.to_string())
+    }
+
+    /// [`broadcast_to`](Hub::broadcast_to) for a store with several sequencers and no live feed, its
+    /// locks held: one `append_all` per sequencer (a position is one sequencer's), each fanned out
+    /// to its own channels. Returns the first id.
+    async fn broadcast_sequenced(
+        &self,
+        names: &[String],
+        channels: &[Arc<Channel>],
+        event: Event,
+        at: Instant,
+    ) -> Result<String, Error> {
+        let store = &self.inner.store;
+        let mut groups: Vec<(usize, Vec<String>, Vec<&Arc<Channel>>)> = Vec::new();
+        for (name, ch) in names.iter().zip(channels) {
+            let k = store.sequencer(name);
+            match groups.iter_mut().find(|(g, _, _)| *g == k) {
+                Some((_, n, c)) => {
+                    n.push(name.clone());
+                    c.push(ch);
+                }
+                None => groups.push((k, vec![name.clone()], vec![ch])),
+            }
+        }
+        if groups.is_empty() {
+            let stored = store.append_all(names, event).await?;
+            bump(&self.inner.metrics.published);
+            return Ok(stored.id.to_string());
+        }
+        let mut first = None;
+        for (_, group, chans) in &groups {
+            let stored = store.append_all(group, event.clone()).await?;
+            for ch in chans {
+                self.inner.rounds.fan_out(
+                    ch,
+                    stored.position,
+                    &stored.bytes,
+                    at,
+                    &self.inner.metrics,
+                );
+                self.inner.offer(&ch.name, &ch.followers(), &stored, at);
+            }
+            first.get_or_insert(stored.id);
+        }
+        bump(&self.inner.metrics.published);
+        first
+            .map(|id| id.to_string())
+            .ok_or_else(|| Error::Store("a broadcast needs at least one channel".to_owned()))
     }
 
     /// Subscribes to `channel`, resuming after `last_event_id` when given (see the type docs for the

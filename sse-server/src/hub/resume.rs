@@ -14,8 +14,9 @@ use bytes::Bytes;
 use sse_proto::Event;
 
 use crate::error::Error;
-use crate::hub::composite::{Composite, Entry};
+use crate::hub::composite::{Composite, Entry, Sequenced};
 use crate::hub::control;
+use crate::hub::cursors::{self, Mark, Seen};
 use crate::hub::registry::Inner;
 use crate::position::Position;
 use crate::replay::{Reset, ResetReason, StoredEvent};
@@ -74,36 +75,24 @@ const NO_CHANNEL: &str = "\u{0}";
 /// the listing ([`ReplayStore::issued`](crate::replay::ReplayStore::issued); later ones come live),
 /// merged in position order, each once (a broadcast sits at one position in several channels). One channel that cannot place the id (unknown, or
 /// evicted events after it) makes it an `sse-reset`: that channel is replayed whole, the others from
-/// the id.
+/// the id. With several sequencers, see [`prelude_sequenced`].
 pub(crate) async fn prelude_many(
     hub: &Inner,
     composite: &Composite,
     last_event_id: Option<&str>,
     welcome: Option<Event>,
-) -> Result<(VecDeque<Bytes>, Option<Position>), Error> {
+) -> Result<(VecDeque<Bytes>, Seen), Error> {
     let mut prelude = opening(hub, welcome)?;
     let Some(last) = last_event_id else {
-        return Ok((prelude, None));
+        return Ok((prelude, Seen::Nothing));
     };
+    if let Some(s) = &composite.sequenced {
+        return prelude_sequenced(hub, composite, s, last, prelude).await;
+    }
     // The cut between replay and live, read now that the composite follows every channel and before
     // the listing: everything after it reaches the composite live, everything up to it is stored.
     let cut = hub.store.issued().await?;
-    let mut names: Vec<String> = composite
-        .entries
-        .iter()
-        .filter_map(|e| match e {
-            Entry::Channel(name) => Some(name.to_string()),
-            Entry::Pattern(_) => None,
-        })
-        .collect();
-    if composite.has_patterns() {
-        for c in hub.store.channels().await? {
-            if composite.follows(&c.name) && !names.contains(&c.name) {
-                names.push(c.name);
-            }
-        }
-        names.push(NO_CHANNEL.to_owned());
-    }
+    let names = followed(hub, composite, &[NO_CHANNEL]).await?;
     let mut events: Vec<(usize, StoredEvent)> = Vec::new();
     let (mut reset, mut after): (Option<Reset>, Option<Position>) = (None, None);
     for (i, name) in names.iter().enumerate() {
@@ -134,7 +123,150 @@ pub(crate) async fn prelude_many(
         seen_through = seen_through.max(Some(event.position));
         prelude.push_back(composite.render(&names[i], &event));
     }
-    Ok((prelude, seen_through))
+    Ok((prelude, seen_through.into()))
+}
+
+/// The channels a resume replays: the named ones, then the stored channels a pattern matches and
+/// the `probes` (when there are patterns).
+async fn followed<S: AsRef<str>>(
+    hub: &Inner,
+    composite: &Composite,
+    probes: &[S],
+) -> Result<Vec<String>, Error> {
+    let mut names: Vec<String> = composite
+        .entries
+        .iter()
+        .filter_map(|e| match e {
+            Entry::Channel(name) => Some(name.to_string()),
+            Entry::Pattern(_) => None,
+        })
+        .collect();
+    if composite.has_patterns() {
+        for c in hub.store.channels().await? {
+            if composite.follows(&c.name) && !names.contains(&c.name) {
+                names.push(c.name);
+            }
+        }
+        names.extend(probes.iter().map(|p| p.as_ref().to_owned()));
+    }
+    Ok(names)
+}
+
+/// What one sequencer's channels gave a resume with per-sequencer cursors.
+#[derive(Default, Clone)]
+struct Placed {
+    /// The cut: the last position the sequencer had issued once the composite followed everything.
+    cut: Option<Position>,
+    /// The highest position the channels placed the id's cursor at.
+    after: Option<Position>,
+    /// The highest floor of the channels that reset.
+    floor: Option<Position>,
+    /// What the subscriber has of the sequencer after the replay: live frames at or before it skip.
+    seen: Option<Position>,
+    /// Index (in the replayed events) of the sequencer's last replayed event.
+    last: Option<usize>,
+}
+
+/// [`prelude_many`] for a store with several sequencers: the id is a cursor vector
+/// (`hub/cursors.rs`). Each followed channel is replayed from its sequencer's cursor (a channel
+/// whose sequencer the id has no cursor for — a plain position, a foreign id — from the id as it is,
+/// which resets it unless the store places it) up to that sequencer's cut `issued_by` read now;
+/// each replayed event gets the vector of what the subscriber has by then as its id; live frames
+/// skip per sequencer.
+async fn prelude_sequenced(
+    hub: &Inner,
+    composite: &Composite,
+    s: &Sequenced,
+    last: &str,
+    mut prelude: VecDeque<Bytes>,
+) -> Result<(VecDeque<Bytes>, Seen), Error> {
+    let mut by = vec![Placed::default(); s.len()];
+    for k in s.followed() {
+        by[k].cut = s.store.issued_by(k).await?;
+    }
+    let names = followed(hub, composite, &s.probes).await?;
+    let from = cursors::parse(last, s.len());
+    let mark = |k: usize| from.as_ref().map_or(Mark::Unfollowed, |m| m[k]);
+    let mut events: Vec<(usize, usize, StoredEvent)> = Vec::new();
+    let mut reset: Option<Reset> = None;
+    for (i, name) in names.iter().enumerate() {
+        let k = s.store.sequencer(name);
+        let Some(placed) = by.get_mut(k).filter(|_| s.follows(k)) else {
+            continue;
+        };
+        let replay = match mark(k) {
+            Mark::At(p) => s.store.replay(name, &p.to_string()).await?,
+            // The sequencer had issued nothing when the stream started: all it holds is newer.
+            Mark::Nothing => crate::replay::Replay {
+                reset: None,
+                ..s.store.replay(name, last).await?
+            },
+            Mark::Unfollowed => s.store.replay(name, last).await?,
+        };
+        placed.after = placed.after.max(replay.after);
+        if let Some(r) = replay.reset {
+            placed.floor = placed.floor.max(Some(r.floor));
+            reset = Some(merge(reset, r));
+        }
+        // Past the cut, the event comes live (it is followed already).
+        let cut = placed.cut;
+        events.extend(
+            replay
+                .events
+                .into_iter()
+                .filter(|e| cut.is_some_and(|c| e.position <= c))
+                .map(|e| (i, k, e)),
+        );
+    }
+    // One order per sequencer; across sequencers any interleaving will do: by position, then
+    // sequencer. A broadcast's copies in channels of one sequencer are one event.
+    events.sort_by(|(_, ka, a), (_, kb, b)| {
+        (a.position, *ka, &a.bytes).cmp(&(b.position, *kb, &b.bytes))
+    });
+    events.dedup_by(|(_, ka, a), (_, kb, b)| {
+        ka == kb && a.position == b.position && a.bytes == b.bytes
+    });
+    for (j, (_, k, e)) in events.iter().enumerate() {
+        by[*k].seen = by[*k].seen.max(Some(e.position));
+        by[*k].last = Some(j);
+    }
+    let mut marks: Vec<Mark> = (0..s.len())
+        .map(|k| {
+            let p = &mut by[k];
+            p.seen = p.seen.max(p.after).max(p.cut);
+            if !s.follows(k) {
+                return Mark::Unfollowed;
+            }
+            let start = mark(k)
+                .later(Mark::Nothing)
+                .later(p.after.map_or(Mark::Nothing, Mark::At))
+                .later(p.floor.map_or(Mark::Nothing, Mark::At));
+            // With nothing of it to replay, the subscriber has the sequencer up to the cut.
+            match p.last {
+                None => start.later(p.seen.map_or(Mark::Nothing, Mark::At)),
+                Some(_) => start,
+            }
+        })
+        .collect();
+    if let Some(reset) = reset {
+        hub.metrics.reset(reset.reason == ResetReason::Expired);
+        prelude.push_back(control::reset_at(&reset, last, cursors::encode(&marks))?);
+        tracing::debug!(channels = %composite.channel.name, last_event_id = last, reason = reset.reason.as_str(), "sse-reset");
+    }
+    for (j, (i, k, event)) in events.into_iter().enumerate() {
+        hub.metrics.replayed.fetch_add(1, Ordering::Relaxed);
+        let mut now = marks[k].later(Mark::At(event.position));
+        if by[k].last == Some(j) {
+            now = now.later(by[k].seen.map_or(Mark::Nothing, Mark::At));
+        }
+        marks[k] = now;
+        let id = cursors::encode(&marks);
+        let bytes = crate::hub::composite::reencode(&names[i], &event, Some(&id), composite.tag)
+            .unwrap_or(event.bytes);
+        prelude.push_back(bytes);
+    }
+    let seen: Vec<Option<Position>> = by.iter().map(|p| p.seen).collect();
+    Ok((prelude, Seen::By(seen.into())))
 }
 
 /// Sorts replayed events by position and drops the copies of a broadcast (one position, the same

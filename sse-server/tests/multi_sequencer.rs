@@ -1,0 +1,401 @@
+//! Multi-channel streams over a store with several sequencers (as a Redis Cluster store has one per
+//! bucket): [`Sharded`] routes each channel by a hash to one of 16 memory stores, each numbering
+//! its own positions (equal positions in several of them are common). One stream on named channels
+//! and `prefix/*` patterns is cut at random — also in the middle of a replay — and resumed with the
+//! last id it saw, while events are published to followed channels, to channels outside the set, to
+//! channels created later under a pattern, and broadcast: every followed event arrives exactly once,
+//! in its channel's order, nothing else arrives, no `sse-reset` (nothing was evicted), and every id
+//! is at most 256 bytes. A broadcast arrives once per sequencer holding a followed channel it
+//! reached.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use futures_util::{FutureExt, StreamExt};
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use sse_proto::{Event, Item, Parser};
+use sse_server::{
+    BoxFuture, Error, Hub, MemoryStore, Position, Replay, ReplayStore, StoredChannel, StoredEvent,
+    SubscribeOptions, Subscription,
+};
+
+const SEQUENCERS: usize = 16;
+
+/// One memory store per sequencer; a channel lives in `fnv1a(name) % 16`. Every shard's positions
+/// are shown with the first shard's epoch, so that the sequencers issue the same positions
+/// (`<epoch>-1`, `<epoch>-2`, …), as Redis buckets issuing `<ms>-<n>` in the same millisecond do.
+#[derive(Debug)]
+struct Sharded {
+    shards: Vec<MemoryStore>,
+    epoch: u64,
+}
+
+fn fnv1a(name: &str) -> u32 {
+    name.bytes().fold(0x811c_9dc5, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    })
+}
+
+fn sequencer_of(name: &str) -> usize {
+    fnv1a(name) as usize % SEQUENCERS
+}
+
+impl Sharded {
+    fn new() -> Sharded {
+        let shards: Vec<MemoryStore> = (0..SEQUENCERS)
+            .map(|_| MemoryStore::new(Default::default()))
+            .collect();
+        Sharded {
+            epoch: shards[0].epoch(),
+            shards,
+        }
+    }
+
+    fn shard(&self, channel: &str) -> &MemoryStore {
+        &self.shards[sequencer_of(channel)]
+    }
+
+    /// A shard's position as shown (the common epoch).
+    fn shown(&self, p: Position) -> Position {
+        Position::new(self.epoch, p.minor())
+    }
+
+    /// A shard's event as shown: its position, and its id when the store gave it.
+    fn show(&self, e: StoredEvent) -> StoredEvent {
+        let own = e.position.to_string();
+        let position = self.shown(e.position);
+        if *e.id != *own {
+            return StoredEvent { position, ..e };
+        }
+        let id = position.to_string();
+        let bytes = std::str::from_utf8(&e.bytes).unwrap();
+        let rest = bytes.strip_prefix(&format!("id: {own}\n")).unwrap();
+        StoredEvent {
+            position,
+            bytes: format!("id: {id}\n{rest}").into(),
+            id: id.into(),
+        }
+    }
+
+    /// An id as shard `k` knows it.
+    fn inner_id(&self, k: usize, id: &str) -> String {
+        match id.parse::<Position>() {
+            Ok(p) if p.major() == self.epoch => {
+                Position::new(self.shards[k].epoch(), p.minor()).to_string()
+            }
+            _ => id.to_owned(),
+        }
+    }
+}
+
+impl ReplayStore for Sharded {
+    fn append<'a>(
+        &'a self,
+        channel: &'a str,
+        event: Event,
+    ) -> BoxFuture<'a, Result<StoredEvent, Error>> {
+        Box::pin(async move { Ok(self.show(self.shard(channel).append(channel, event).await?)) })
+    }
+
+    fn replay<'a>(
+        &'a self,
+        channel: &'a str,
+        last_event_id: &'a str,
+    ) -> BoxFuture<'a, Result<Replay, Error>> {
+        Box::pin(async move {
+            let id = self.inner_id(sequencer_of(channel), last_event_id);
+            let r = self.shard(channel).replay(channel, &id).await?;
+            Ok(Replay {
+                events: r.events.into_iter().map(|e| self.show(e)).collect(),
+                reset: r.reset.map(|mut reset| {
+                    reset.floor = self.shown(reset.floor);
+                    reset
+                }),
+                after: r.after.map(|p| self.shown(p)),
+            })
+        })
+    }
+
+    fn mint_id(&self) -> BoxFuture<'_, Result<String, Error>> {
+        self.shards[0].mint_id()
+    }
+
+    /// One position per sequencer: each group of channels is one `append_all` of its shard.
+    fn append_all<'a>(
+        &'a self,
+        channels: &'a [String],
+        event: Event,
+    ) -> BoxFuture<'a, Result<StoredEvent, Error>> {
+        Box::pin(async move {
+            let mut groups: BTreeMap<usize, Vec<String>> = BTreeMap::new();
+            for c in channels {
+                groups.entry(sequencer_of(c)).or_default().push(c.clone());
+            }
+            let mut first = None;
+            for (k, group) in groups {
+                let stored = self.shards[k].append_all(&group, event.clone()).await?;
+                first.get_or_insert(self.show(stored));
+            }
+            match first {
+                Some(first) => Ok(first),
+                None => Ok(self.show(self.shards[0].append_all(&[], event).await?)),
+            }
+        })
+    }
+
+    fn channels(&self) -> BoxFuture<'_, Result<Vec<StoredChannel>, Error>> {
+        Box::pin(async move {
+            let mut all = Vec::new();
+            for s in &self.shards {
+                all.extend(s.channels().await?.into_iter().map(|mut c| {
+                    c.last_id = c.last_id.map(|id| match id.parse::<Position>() {
+                        Ok(p) if p.major() == s.epoch() => self.shown(p).to_string(),
+                        _ => id,
+                    });
+                    c
+                }));
+            }
+            Ok(all)
+        })
+    }
+
+    fn sequencers(&self) -> usize {
+        SEQUENCERS
+    }
+
+    fn sequencer(&self, channel: &str) -> usize {
+        sequencer_of(channel)
+    }
+
+    fn issued_by(&self, sequencer: usize) -> BoxFuture<'_, Result<Option<Position>, Error>> {
+        match self.shards.get(sequencer) {
+            Some(s) => Box::pin(async move { Ok(s.issued().await?.map(|p| self.shown(p))) }),
+            None => Box::pin(async { Ok(None) }),
+        }
+    }
+}
+
+/// Named channels `n0..n5`, pattern prefixes `p0/..p2/`, unfollowed `u0..u2` and `q/…`.
+const NAMES: usize = 6;
+const PATTERNS: usize = 3;
+
+#[derive(Debug, Clone)]
+enum Op {
+    /// Publish on named channel `i`.
+    Named(usize),
+    /// Publish on channel `j` under pattern prefix `i` (new channels appear as `j` grows).
+    Under(usize, usize),
+    /// Publish outside the set.
+    Outside(usize),
+    Broadcast,
+    /// Read at most this many pending events, then drop the stream and resume by its last id.
+    Cut(usize),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        3 => (0..NAMES).prop_map(Op::Named),
+        3 => (0..PATTERNS, 0..6usize).prop_map(|(i, j)| Op::Under(i, j)),
+        1 => (0..4usize).prop_map(Op::Outside),
+        1 => Just(Op::Broadcast),
+        2 => (0..6usize).prop_map(Op::Cut),
+    ]
+}
+
+#[derive(Debug, Clone)]
+struct Schedule {
+    /// Which named channels and patterns the stream follows (at least one of them).
+    names: Vec<usize>,
+    patterns: Vec<usize>,
+    ops: Vec<Op>,
+}
+
+fn schedule() -> impl Strategy<Value = Schedule> {
+    (
+        proptest::sample::subsequence((0..NAMES).collect::<Vec<_>>(), 0..=NAMES),
+        proptest::sample::subsequence((0..PATTERNS).collect::<Vec<_>>(), 0..=PATTERNS),
+        proptest::collection::vec(op(), 1..60),
+    )
+        .prop_filter("follows something", |(n, p, _)| {
+            !n.is_empty() || !p.is_empty()
+        })
+        .prop_map(|(names, patterns, ops)| Schedule {
+            names,
+            patterns,
+            ops,
+        })
+}
+
+/// What the stream received, parsed.
+#[derive(Default)]
+struct Seen {
+    parser: Option<Parser>,
+    /// `(channel or "*", data)` in arrival order.
+    got: Vec<(String, String)>,
+    last_id: Option<String>,
+}
+
+impl Seen {
+    fn take(&mut self, bytes: &[u8]) -> Result<(), TestCaseError> {
+        let parser = self.parser.get_or_insert_with(Parser::new);
+        parser.feed(bytes);
+        for item in parser.by_ref() {
+            let Item::Message(m) = item.unwrap() else {
+                continue;
+            };
+            prop_assert!(m.event_type != "sse-reset", "unexpected reset: {}", m.data);
+            prop_assert!(
+                m.last_event_id.len() <= 256,
+                "id of {} bytes",
+                m.last_event_id.len()
+            );
+            prop_assert!(!m.last_event_id.is_empty(), "an event without id");
+            self.last_id = Some(m.last_event_id.clone());
+            self.got.push((m.event_type, m.data));
+        }
+        Ok(())
+    }
+
+    /// Reads what is pending (at most `max`).
+    fn drain(&mut self, sub: &mut Subscription, max: usize) -> Result<(), TestCaseError> {
+        for _ in 0..max {
+            match sub.next().now_or_never() {
+                Some(Some(bytes)) => self.take(&bytes)?,
+                Some(None) => return Err(TestCaseError::fail("the stream ended")),
+                None => break,
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn subscribe(hub: &Hub, entries: &[String], last: Option<&str>) -> Subscription {
+    let tag = SubscribeOptions::default().tag_channel(true);
+    hub.subscribe_many_with(entries, last, tag, None)
+        .await
+        .unwrap()
+}
+
+async fn run_case(s: Schedule) -> Result<(), TestCaseError> {
+    let store = Arc::new(Sharded::new());
+    let hub = Hub::builder()
+        .store(store)
+        .heartbeat(None)
+        .retry(None)
+        .queue_size(10_000)
+        .build();
+    let mut entries: Vec<String> = s.names.iter().map(|i| format!("n{i}")).collect();
+    entries.extend(s.patterns.iter().map(|i| format!("p{i}/*")));
+    let follows = |c: &str| {
+        entries.iter().any(|e| match e.strip_suffix('*') {
+            Some(prefix) => c.starts_with(prefix),
+            None => e == c,
+        })
+    };
+    // Channels with history, or in the hub's table (the stream's named channels): what a
+    // broadcast reaches.
+    let mut reached: BTreeSet<String> = s.names.iter().map(|i| format!("n{i}")).collect();
+    let mut want: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut broadcasts: BTreeMap<String, usize> = BTreeMap::new();
+    let mut seen = Seen::default();
+    let mut sub = subscribe(&hub, &entries, None).await;
+    for (n, op) in s.ops.iter().enumerate() {
+        let channel = match op {
+            Op::Named(i) => format!("n{i}"),
+            Op::Under(i, j) => format!("p{i}/{j}"),
+            Op::Outside(i) if *i < 3 => format!("u{i}"),
+            Op::Outside(i) => format!("q/{i}"),
+            Op::Broadcast => {
+                let data = format!("bc {n}");
+                hub.broadcast(Event::message(&data)).await.unwrap();
+                let sequencers: BTreeSet<usize> = reached
+                    .iter()
+                    .filter(|c| follows(c))
+                    .map(|c| sequencer_of(c))
+                    .collect();
+                broadcasts.insert(data, sequencers.len());
+                continue;
+            }
+            Op::Cut(read) => {
+                seen.drain(&mut sub, *read)?;
+                if let Some(last) = seen.last_id.clone() {
+                    drop(sub);
+                    seen.parser = None;
+                    sub = subscribe(&hub, &entries, Some(&last)).await;
+                }
+                continue;
+            }
+        };
+        let data = format!("{channel} {n}");
+        hub.publish(&channel, Event::message(&data)).await.unwrap();
+        reached.insert(channel.clone());
+        if follows(&channel) {
+            want.entry(channel).or_default().push(data);
+        }
+    }
+    seen.drain(&mut sub, usize::MAX)?;
+    let mut got: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut got_broadcasts: BTreeMap<String, usize> = BTreeMap::new();
+    for (channel, data) in seen.got {
+        if data.starts_with("bc ") {
+            *got_broadcasts.entry(data).or_default() += 1;
+        } else {
+            prop_assert!(follows(&channel), "{channel} is not followed: {data}");
+            got.entry(channel).or_default().push(data);
+        }
+    }
+    prop_assert_eq!(
+        got,
+        want,
+        "each followed event once, in its channel's order"
+    );
+    broadcasts.retain(|_, n| *n > 0);
+    prop_assert_eq!(got_broadcasts, broadcasts, "broadcasts: once per sequencer");
+    Ok(())
+}
+
+#[test]
+fn every_followed_event_once_across_sixteen_sequencers_through_cuts_and_resumes() {
+    let mut runner = TestRunner::new(Config {
+        cases: 200,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runner
+        .run(&schedule(), |s| rt.block_on(run_case(s)))
+        .unwrap();
+}
+
+/// Positions of different sequencers are equal here (each memory store counts from 1): an id that
+/// named one position for every channel would resume some of them at the wrong place.
+#[tokio::test]
+async fn a_resume_places_each_channel_by_its_own_sequencer() {
+    let hub = Hub::builder()
+        .store(Arc::new(Sharded::new()))
+        .heartbeat(None)
+        .build();
+    let (a, b) = ("a", "c");
+    assert_ne!(sequencer_of(a), sequencer_of(b));
+    let mut sub = hub.subscribe_many(&[a, b], None).await.unwrap();
+    let one = hub.publish(a, Event::message("a1")).await.unwrap();
+    let two = hub.publish(b, Event::message("b1")).await.unwrap();
+    assert_eq!(one, two, "the same position in two sequencers");
+    hub.publish(b, Event::message("b2")).await.unwrap();
+    let mut seen = Seen::default();
+    seen.drain(&mut sub, 1).unwrap();
+    let last = seen.last_id.clone().unwrap();
+    drop(sub);
+    hub.publish(a, Event::message("a2")).await.unwrap();
+    let mut sub = hub.subscribe_many(&[a, b], Some(&last)).await.unwrap();
+    let mut seen = Seen::default();
+    seen.drain(&mut sub, usize::MAX).unwrap();
+    let mut data: Vec<&str> = seen.got.iter().map(|(_, d)| d.as_str()).collect();
+    data.sort();
+    assert_eq!(data, ["a2", "b1", "b2"]);
+}
