@@ -96,7 +96,10 @@ impl ReplayStore for Sharded {
         channel: &'a str,
         event: Event,
     ) -> BoxFuture<'a, Result<StoredEvent, Error>> {
-        Box::pin(async move { Ok(self.show(self.shard(channel).append(channel, event).await?)) })
+        Box::pin(async move {
+            tokio::task::yield_now().await;
+            Ok(self.show(self.shard(channel).append(channel, event).await?))
+        })
     }
 
     fn replay<'a>(
@@ -105,6 +108,7 @@ impl ReplayStore for Sharded {
         last_event_id: &'a str,
     ) -> BoxFuture<'a, Result<Replay, Error>> {
         Box::pin(async move {
+            tokio::task::yield_now().await;
             let id = self.inner_id(sequencer_of(channel), last_event_id);
             let r = self.shard(channel).replay(channel, &id).await?;
             Ok(Replay {
@@ -129,6 +133,7 @@ impl ReplayStore for Sharded {
         event: Event,
     ) -> BoxFuture<'a, Result<StoredEvent, Error>> {
         Box::pin(async move {
+            tokio::task::yield_now().await;
             let mut groups: BTreeMap<usize, Vec<String>> = BTreeMap::new();
             for c in channels {
                 groups.entry(sequencer_of(c)).or_default().push(c.clone());
@@ -171,7 +176,10 @@ impl ReplayStore for Sharded {
 
     fn issued_by(&self, sequencer: usize) -> BoxFuture<'_, Result<Option<Position>, Error>> {
         match self.shards.get(sequencer) {
-            Some(s) => Box::pin(async move { Ok(s.issued().await?.map(|p| self.shown(p))) }),
+            Some(s) => Box::pin(async move {
+                tokio::task::yield_now().await;
+                Ok(s.issued().await?.map(|p| self.shown(p)))
+            }),
             None => Box::pin(async { Ok(None) }),
         }
     }
@@ -190,17 +198,26 @@ enum Op {
     /// Publish outside the set.
     Outside(usize),
     Broadcast,
-    /// Read at most this many pending events, then drop the stream and resume by its last id.
-    Cut(usize),
+    /// Read at most this many pending events, then drop the stream and resume by its last id,
+    /// while these publishes run (the store yields at every call, so they interleave with the
+    /// resume's steps).
+    Cut(usize, Vec<Op>),
 }
 
-fn op() -> impl Strategy<Value = Op> {
+fn publish() -> impl Strategy<Value = Op> {
     prop_oneof![
         3 => (0..NAMES).prop_map(Op::Named),
         3 => (0..PATTERNS, 0..6usize).prop_map(|(i, j)| Op::Under(i, j)),
         1 => (0..4usize).prop_map(Op::Outside),
         1 => Just(Op::Broadcast),
-        2 => (0..6usize).prop_map(Op::Cut),
+    ]
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => publish(),
+        1 => (0..6usize, proptest::collection::vec(publish(), 0..6))
+            .prop_map(|(read, during)| Op::Cut(read, during)),
     ]
 }
 
@@ -271,6 +288,54 @@ impl Seen {
     }
 }
 
+/// What the stream must receive.
+#[derive(Default)]
+struct Model {
+    /// Channels with history, or in the hub's table (the stream's named channels): what a
+    /// broadcast reaches.
+    reached: BTreeSet<String>,
+    /// Per followed channel, its events' data in order.
+    want: BTreeMap<String, Vec<String>>,
+    /// Per broadcast, how many copies arrive: one per sequencer of the followed channels reached.
+    broadcasts: BTreeMap<String, usize>,
+    published: usize,
+}
+
+impl Model {
+    async fn apply(&mut self, hub: &Hub, follows: &impl Fn(&str) -> bool, op: &Op) {
+        self.published += 1;
+        let n = self.published;
+        let channel = match op {
+            Op::Named(i) => format!("n{i}"),
+            Op::Under(i, j) => format!("p{i}/{j}"),
+            Op::Outside(i) if *i < 3 => format!("u{i}"),
+            Op::Outside(i) => format!("q/{i}"),
+            Op::Broadcast => {
+                let data = format!("bc {n}");
+                let sequencers: BTreeSet<usize> = self
+                    .reached
+                    .iter()
+                    .filter(|c| follows(c))
+                    .map(|c| sequencer_of(c))
+                    .collect();
+                self.broadcasts.insert(data.clone(), sequencers.len());
+                hub.broadcast(Event::message(&data)).await.unwrap();
+                return;
+            }
+            Op::Cut(..) => unreachable!("cuts are not publishes"),
+        };
+        let data = format!("{channel} {n}");
+        self.reached.insert(channel.clone());
+        if follows(&channel) {
+            self.want
+                .entry(channel.clone())
+                .or_default()
+                .push(data.clone());
+        }
+        hub.publish(&channel, Event::message(&data)).await.unwrap();
+    }
+}
+
 async fn subscribe(hub: &Hub, entries: &[String], last: Option<&str>) -> Subscription {
     let tag = SubscribeOptions::default().tag_channel(true);
     hub.subscribe_many_with(entries, last, tag, None)
@@ -294,46 +359,29 @@ async fn run_case(s: Schedule) -> Result<(), TestCaseError> {
             None => e == c,
         })
     };
-    // Channels with history, or in the hub's table (the stream's named channels): what a
-    // broadcast reaches.
-    let mut reached: BTreeSet<String> = s.names.iter().map(|i| format!("n{i}")).collect();
-    let mut want: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    let mut broadcasts: BTreeMap<String, usize> = BTreeMap::new();
+    let mut model = Model {
+        reached: s.names.iter().map(|i| format!("n{i}")).collect(),
+        ..Model::default()
+    };
     let mut seen = Seen::default();
     let mut sub = subscribe(&hub, &entries, None).await;
-    for (n, op) in s.ops.iter().enumerate() {
-        let channel = match op {
-            Op::Named(i) => format!("n{i}"),
-            Op::Under(i, j) => format!("p{i}/{j}"),
-            Op::Outside(i) if *i < 3 => format!("u{i}"),
-            Op::Outside(i) => format!("q/{i}"),
-            Op::Broadcast => {
-                let data = format!("bc {n}");
-                hub.broadcast(Event::message(&data)).await.unwrap();
-                let sequencers: BTreeSet<usize> = reached
-                    .iter()
-                    .filter(|c| follows(c))
-                    .map(|c| sequencer_of(c))
-                    .collect();
-                broadcasts.insert(data, sequencers.len());
-                continue;
-            }
-            Op::Cut(read) => {
-                seen.drain(&mut sub, *read)?;
-                if let Some(last) = seen.last_id.clone() {
-                    drop(sub);
-                    seen.parser = None;
-                    sub = subscribe(&hub, &entries, Some(&last)).await;
-                }
-                continue;
-            }
+    for op in &s.ops {
+        let Op::Cut(read, during) = op else {
+            model.apply(&hub, &follows, op).await;
+            continue;
         };
-        let data = format!("{channel} {n}");
-        hub.publish(&channel, Event::message(&data)).await.unwrap();
-        reached.insert(channel.clone());
-        if follows(&channel) {
-            want.entry(channel).or_default().push(data);
-        }
+        seen.drain(&mut sub, *read)?;
+        let Some(last) = seen.last_id.clone() else {
+            continue;
+        };
+        drop(sub);
+        seen.parser = None;
+        let (resumed, ()) = tokio::join!(subscribe(&hub, &entries, Some(&last)), async {
+            for op in during {
+                model.apply(&hub, &follows, op).await;
+            }
+        });
+        sub = resumed;
     }
     seen.drain(&mut sub, usize::MAX)?;
     let mut got: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -348,11 +396,15 @@ async fn run_case(s: Schedule) -> Result<(), TestCaseError> {
     }
     prop_assert_eq!(
         got,
-        want,
+        model.want,
         "each followed event once, in its channel's order"
     );
-    broadcasts.retain(|_, n| *n > 0);
-    prop_assert_eq!(got_broadcasts, broadcasts, "broadcasts: once per sequencer");
+    model.broadcasts.retain(|_, n| *n > 0);
+    prop_assert_eq!(
+        got_broadcasts,
+        model.broadcasts,
+        "broadcasts: once per sequencer"
+    );
     Ok(())
 }
 

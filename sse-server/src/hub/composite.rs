@@ -172,9 +172,12 @@ pub(crate) struct Sequenced {
 
 #[derive(Debug)]
 struct Cursors {
-    /// Set once the cursors start from the store's issued positions ([`Composite::seed`]): events
-    /// offered before are older than that, and dropped.
-    seeded: bool,
+    /// Per sequencer: set once its cursor starts from the position the store issued
+    /// ([`Composite::seed`]); an event offered before is older than that (stored), and dropped.
+    seeded: Box<[bool]>,
+    /// Set once every cursor is seeded: only then are events passed on (before, an id would carry
+    /// a cursor not seeded yet; the subscribers waiting for the seed replay them or never had them).
+    complete: bool,
     /// Per sequencer: everything followed up to here was passed on.
     marks: Box<[Mark]>,
     /// Per sequencer: the bytes passed on at its mark (empty at a seeded mark).
@@ -206,7 +209,8 @@ impl Sequenced {
             followed: followed.into_boxed_slice(),
             probes: probes.into_boxed_slice(),
             state: Mutex::new(Cursors {
-                seeded: false,
+                seeded: vec![false; n].into_boxed_slice(),
+                complete: false,
                 marks,
                 sent: vec![Vec::new(); n].into_boxed_slice(),
             }),
@@ -300,27 +304,39 @@ impl Composite {
         self
     }
 
-    /// Starts the per-sequencer cursors from the positions the store has issued: called before the
-    /// composite follows its channels, so that what it is offered later is newer (older offers, from
-    /// channels made meanwhile, are dropped: they are stored and replayed). No-op with one sequencer.
+    /// Starts the per-sequencer cursors from the positions the store has issued, once the composite
+    /// follows every channel: what it was offered before is older (dropped: it is stored, and
+    /// replayed to who resumes), and every followed event newer than that reaches it. No-op with one
+    /// sequencer.
     pub(crate) async fn seed(&self) -> Result<(), Error> {
         let Some(s) = &self.sequenced else {
             return Ok(());
         };
-        let mut issued = Vec::new();
         for k in s.followed() {
-            issued.push((k, s.store.issued_by(k).await?));
-        }
-        let mut state = lock(&s.state);
-        let state = &mut *state;
-        for (k, p) in issued {
-            if let (Some(mark), Some(sent)) = (state.marks.get_mut(k), state.sent.get_mut(k)) {
-                *mark = mark.later(p.map_or(Mark::Nothing, Mark::At));
+            let issued = s.store.issued_by(k).await?;
+            // Marked seeded together with the read (an event offered before was issued before).
+            let mut state = lock(&s.state);
+            let state = &mut *state;
+            if let (Some(mark), Some(sent), Some(seeded)) = (
+                state.marks.get_mut(k),
+                state.sent.get_mut(k),
+                state.seeded.get_mut(k),
+            ) {
+                *mark = mark.later(issued.map_or(Mark::Nothing, Mark::At));
                 sent.clear();
+                *seeded = true;
             }
         }
-        state.seeded = true;
+        lock(&s.state).complete = true;
         Ok(())
+    }
+
+    /// The cursors now: every followed event at or before its sequencer's mark was passed on or is
+    /// older than the seed (and stored), every later one will be offered.
+    pub(crate) fn marks(&self) -> Option<Box<[Mark]>> {
+        self.sequenced
+            .as_ref()
+            .map(|s| lock(&s.state).marks.clone())
     }
 
     /// [`Follower::offer`] with per-sequencer cursors: drops what its sequencer's cursor covers,
@@ -336,7 +352,11 @@ impl Composite {
         let k = s.store.sequencer(from);
         let mut state = lock(&s.state);
         let state = &mut *state;
-        let (Some(mark), Some(sent)) = (state.marks.get_mut(k), state.sent.get_mut(k)) else {
+        let (Some(mark), Some(sent), Some(seeded)) = (
+            state.marks.get_mut(k),
+            state.sent.get_mut(k),
+            state.seeded.get(k).copied(),
+        ) else {
             tracing::warn!(
                 channel = from,
                 sequencer = k,
@@ -344,7 +364,7 @@ impl Composite {
             );
             return;
         };
-        if !state.seeded {
+        if !seeded {
             return;
         }
         match *mark {
@@ -360,6 +380,9 @@ impl Composite {
                 sent.clear();
                 sent.push(event.bytes.clone());
             }
+        }
+        if !state.complete {
+            return;
         }
         let id = cursors::encode(&state.marks);
         let bytes =

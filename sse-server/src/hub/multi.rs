@@ -159,9 +159,8 @@ impl Hub {
 /// Makes `c` follow every channel of the table it matches (channels made later find it in the
 /// index), each under the channel's publish lock so that no publish is half way between its append
 /// and its fan-out meanwhile; with a shared store, watches its named channels. With several
-/// sequencers, its cursors start first from what the store issued ([`Composite::seed`]).
+/// sequencers, its cursors then start from what the store issued ([`Composite::seed`]).
 async fn attach(inner: &Inner, c: &Arc<Composite>) -> Result<(), Error> {
-    c.seed().await?;
     let targets: Vec<Arc<Channel>> = inner
         .registry()
         .channels
@@ -188,7 +187,7 @@ async fn attach(inner: &Inner, c: &Arc<Composite>) -> Result<(), Error> {
             }
         }
     }
-    Ok(())
+    c.seed().await
 }
 
 #[cfg(test)]

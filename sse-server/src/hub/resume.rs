@@ -155,7 +155,8 @@ async fn followed<S: AsRef<str>>(
 /// What one sequencer's channels gave a resume with per-sequencer cursors.
 #[derive(Default, Clone)]
 struct Placed {
-    /// The cut: the last position the sequencer had issued once the composite followed everything.
+    /// The cut: the composite's cursor (at or after what the sequencer had issued once the
+    /// composite followed everything); followed events after it reach the composite live.
     cut: Option<Position>,
     /// The highest position the channels placed the id's cursor at.
     after: Option<Position>,
@@ -181,8 +182,10 @@ async fn prelude_sequenced(
     mut prelude: VecDeque<Bytes>,
 ) -> Result<(VecDeque<Bytes>, Seen), Error> {
     let mut by = vec![Placed::default(); s.len()];
-    for k in s.followed() {
-        by[k].cut = s.store.issued_by(k).await?;
+    // The cut is the composite's own cursors, not the store's `issued_by`: a live event's id is the
+    // composite's vector, so replaying past it would make that id say less than the subscriber has.
+    for (k, mark) in composite.marks().unwrap_or_default().iter().enumerate() {
+        by[k].cut = mark.position();
     }
     let names = followed(hub, composite, &s.probes).await?;
     let from = cursors::parse(last, s.len());
