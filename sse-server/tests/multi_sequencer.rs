@@ -98,7 +98,10 @@ impl ReplayStore for Sharded {
     ) -> BoxFuture<'a, Result<StoredEvent, Error>> {
         Box::pin(async move {
             tokio::task::yield_now().await;
-            Ok(self.show(self.shard(channel).append(channel, event).await?))
+            let stored = self.show(self.shard(channel).append(channel, event).await?);
+            // The publish now sits between its append and its fan-out.
+            tokio::task::yield_now().await;
+            Ok(stored)
         })
     }
 
@@ -198,10 +201,10 @@ enum Op {
     /// Publish outside the set.
     Outside(usize),
     Broadcast,
-    /// Read at most this many pending events, then drop the stream and resume by its last id,
-    /// while these publishes run (the store yields at every call, so they interleave with the
-    /// resume's steps).
-    Cut(usize, Vec<Op>),
+    /// Stream 0, 1 or both (2) read at most this many pending events, then drop the stream and
+    /// resume by its last id, while these publishes run (the store yields at every call, so they
+    /// interleave with the resume's steps).
+    Cut(usize, usize, Vec<Op>),
 }
 
 fn publish() -> impl Strategy<Value = Op> {
@@ -216,8 +219,8 @@ fn publish() -> impl Strategy<Value = Op> {
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         4 => publish(),
-        1 => (0..6usize, proptest::collection::vec(publish(), 0..6))
-            .prop_map(|(read, during)| Op::Cut(read, during)),
+        1 => (0..3usize, 0..6usize, proptest::collection::vec(publish(), 0..6))
+            .prop_map(|(who, read, during)| Op::Cut(who, read, during)),
     ]
 }
 
@@ -336,6 +339,37 @@ impl Model {
     }
 }
 
+/// One stream and what it received.
+struct Reader {
+    sub: Option<Subscription>,
+    seen: Seen,
+}
+
+impl Reader {
+    /// Reads at most `read` pending events and drops the stream, when `cut` and it has an id.
+    fn cut(&mut self, cut: bool, read: usize) -> Result<(), TestCaseError> {
+        if !cut {
+            return Ok(());
+        }
+        if let Some(sub) = &mut self.sub {
+            self.seen.drain(sub, read)?;
+        }
+        if self.seen.last_id.is_some() {
+            self.sub = None;
+            self.seen.parser = None;
+        }
+        Ok(())
+    }
+
+    /// Resumes by the last id a stream dropped by [`Reader::cut`].
+    async fn resume(&mut self, hub: &Hub, entries: &[String]) {
+        if self.sub.is_none() {
+            let last = self.seen.last_id.clone();
+            self.sub = Some(subscribe(hub, entries, last.as_deref()).await);
+        }
+    }
+}
+
 async fn subscribe(hub: &Hub, entries: &[String], last: Option<&str>) -> Subscription {
     let tag = SubscribeOptions::default().tag_channel(true);
     hub.subscribe_many_with(entries, last, tag, None)
@@ -363,48 +397,62 @@ async fn run_case(s: Schedule) -> Result<(), TestCaseError> {
         reached: s.names.iter().map(|i| format!("n{i}")).collect(),
         ..Model::default()
     };
-    let mut seen = Seen::default();
-    let mut sub = subscribe(&hub, &entries, None).await;
+    // Two streams on the same set (one composite): while one is cut the other stays, and when
+    // both are cut they resume together (one attaches the new composite, the other waits for it).
+    let mut readers = Vec::new();
+    for _ in 0..2 {
+        readers.push(Reader {
+            sub: Some(subscribe(&hub, &entries, None).await),
+            seen: Seen::default(),
+        });
+    }
     for op in &s.ops {
-        let Op::Cut(read, during) = op else {
+        let Op::Cut(who, read, during) = op else {
             model.apply(&hub, &follows, op).await;
             continue;
         };
-        seen.drain(&mut sub, *read)?;
-        let Some(last) = seen.last_id.clone() else {
-            continue;
+        let [one, two] = &mut readers[..] else {
+            unreachable!()
         };
-        drop(sub);
-        seen.parser = None;
-        let (resumed, ()) = tokio::join!(subscribe(&hub, &entries, Some(&last)), async {
-            for op in during {
-                model.apply(&hub, &follows, op).await;
+        one.cut(*who != 1, *read)?;
+        two.cut(*who != 0, *read)?;
+        tokio::join!(
+            one.resume(&hub, &entries),
+            two.resume(&hub, &entries),
+            async {
+                for op in during {
+                    model.apply(&hub, &follows, op).await;
+                }
             }
-        });
-        sub = resumed;
+        );
     }
-    seen.drain(&mut sub, usize::MAX)?;
-    let mut got: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    let mut got_broadcasts: BTreeMap<String, usize> = BTreeMap::new();
-    for (channel, data) in seen.got {
-        if data.starts_with("bc ") {
-            *got_broadcasts.entry(data).or_default() += 1;
-        } else {
-            prop_assert!(follows(&channel), "{channel} is not followed: {data}");
-            got.entry(channel).or_default().push(data);
-        }
-    }
-    prop_assert_eq!(
-        got,
-        model.want,
-        "each followed event once, in its channel's order"
-    );
     model.broadcasts.retain(|_, n| *n > 0);
-    prop_assert_eq!(
-        got_broadcasts,
-        model.broadcasts,
-        "broadcasts: once per sequencer"
-    );
+    for (i, mut r) in readers.into_iter().enumerate() {
+        let mut sub = r.sub.take().unwrap();
+        r.seen.drain(&mut sub, usize::MAX)?;
+        let mut got: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut got_broadcasts: BTreeMap<String, usize> = BTreeMap::new();
+        for (channel, data) in r.seen.got {
+            if data.starts_with("bc ") {
+                *got_broadcasts.entry(data).or_default() += 1;
+            } else {
+                prop_assert!(follows(&channel), "{channel} is not followed: {data}");
+                got.entry(channel).or_default().push(data);
+            }
+        }
+        prop_assert_eq!(
+            &got,
+            &model.want,
+            "stream {}: each followed event once, in its channel's order",
+            i
+        );
+        prop_assert_eq!(
+            &got_broadcasts,
+            &model.broadcasts,
+            "stream {}: broadcasts once per sequencer",
+            i
+        );
+    }
     Ok(())
 }
 
