@@ -349,26 +349,24 @@ impl Hub {
         at: Instant,
     ) -> Result<String, Error> {
         let store = &self.inner.store;
-        let mut groups: Vec<(usize, Vec<String>, Vec<&Arc<Channel>>)> = Vec::new();
-        for (name, ch) in names.iter().zip(channels) {
-            let k = store.sequencer(name);
-            match groups.iter_mut().find(|(g, _, _)| *g == k) {
-                Some((_, n, c)) => {
-                    n.push(name.clone());
-                    c.push(ch);
-                }
-                None => groups.push((k, vec![name.clone()], vec![ch])),
-            }
-        }
-        if groups.is_empty() {
+        if names.is_empty() {
             let stored = store.append_all(names, event).await?;
             bump(&self.inner.metrics.published);
             return Ok(stored.id.to_string());
         }
+        // (sequencer, index) pairs, grouped by sequencer.
+        let mut keyed: Vec<(usize, usize)> = names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| (store.sequencer(name), i))
+            .collect();
+        keyed.sort_unstable();
         let mut first = None;
-        for (_, group, chans) in &groups {
-            let stored = store.append_all(group, event.clone()).await?;
-            for ch in chans {
+        for group in keyed.chunk_by(|a, b| a.0 == b.0) {
+            let group_names: Vec<String> = group.iter().map(|&(_, i)| names[i].clone()).collect();
+            let stored = store.append_all(&group_names, event.clone()).await?;
+            for &(_, i) in group {
+                let ch = &channels[i];
                 self.inner.rounds.fan_out(
                     ch,
                     stored.position,

@@ -188,8 +188,41 @@ async fn prelude_sequenced(
         by[k].cut = mark.position();
     }
     let names = followed(hub, composite, &s.probes).await?;
-    let from = cursors::parse(last, s.len());
-    let mark = |k: usize| from.as_ref().map_or(Mark::Unfollowed, |m| m[k]);
+    let from = cursors::parse(last, s.len()).unwrap_or_default();
+    let (events, reset) = replay_sequenced(s, &names, &from, last, &mut by).await?;
+    let mut marks = start_marks(s, &from, &mut by);
+    if let Some(reset) = reset {
+        hub.metrics.reset(reset.reason == ResetReason::Expired);
+        prelude.push_back(control::reset_at(&reset, last, cursors::encode(&marks))?);
+        tracing::debug!(channels = %composite.channel.name, last_event_id = last, reason = reset.reason.as_str(), "sse-reset");
+    }
+    for (j, (i, k, event)) in events.into_iter().enumerate() {
+        hub.metrics.replayed.fetch_add(1, Ordering::Relaxed);
+        let mut now = marks[k].later(Mark::At(event.position));
+        if by[k].last == Some(j) {
+            // The sequencer's last replayed event: the subscriber now has it up to the cut.
+            now = now.later(by[k].seen.map_or(Mark::Nothing, Mark::At));
+        }
+        marks[k] = now;
+        let id = cursors::encode(&marks);
+        let bytes = crate::hub::composite::reencode(&names[i], &event, Some(&id), composite.tag)
+            .unwrap_or(event.bytes);
+        prelude.push_back(bytes);
+    }
+    let seen: Vec<Option<Position>> = by.iter().map(|p| p.seen).collect();
+    Ok((prelude, Seen::By(seen.into())))
+}
+
+/// Replays each of `names` from its sequencer's cursor in `from` (empty: the id is no vector) up
+/// to its cut: `(name index, sequencer, event)` ordered per sequencer, each once, and the merged
+/// reset. Fills `by` (after, floor, seen, last).
+async fn replay_sequenced(
+    s: &Sequenced,
+    names: &[String],
+    from: &[Mark],
+    last: &str,
+    by: &mut [Placed],
+) -> Result<(Vec<(usize, usize, StoredEvent)>, Option<Reset>), Error> {
     let mut events: Vec<(usize, usize, StoredEvent)> = Vec::new();
     let mut reset: Option<Reset> = None;
     for (i, name) in names.iter().enumerate() {
@@ -197,7 +230,7 @@ async fn prelude_sequenced(
         let Some(placed) = by.get_mut(k).filter(|_| s.follows(k)) else {
             continue;
         };
-        let replay = match mark(k) {
+        let replay = match from.get(k).copied().unwrap_or(Mark::Unfollowed) {
             Mark::At(p) => s.store.replay(name, &p.to_string()).await?,
             // The sequencer had issued nothing when the stream started: all it holds is newer.
             Mark::Nothing => crate::replay::Replay {
@@ -233,43 +266,34 @@ async fn prelude_sequenced(
         by[*k].seen = by[*k].seen.max(Some(e.position));
         by[*k].last = Some(j);
     }
-    let mut marks: Vec<Mark> = (0..s.len())
+    Ok((events, reset))
+}
+
+/// The cursor vector before the first replayed event (the `sse-reset` event's id): per followed
+/// sequencer, where the id placed it (or its reset's floor); a sequencer with nothing replayed is
+/// had up to its cut already. Completes each `seen`.
+fn start_marks(s: &Sequenced, from: &[Mark], by: &mut [Placed]) -> Vec<Mark> {
+    let at = |p: Option<Position>| p.map_or(Mark::Nothing, Mark::At);
+    (0..s.len())
         .map(|k| {
             let p = &mut by[k];
             p.seen = p.seen.max(p.after).max(p.cut);
             if !s.follows(k) {
                 return Mark::Unfollowed;
             }
-            let start = mark(k)
+            let start = from
+                .get(k)
+                .copied()
+                .unwrap_or(Mark::Unfollowed)
                 .later(Mark::Nothing)
-                .later(p.after.map_or(Mark::Nothing, Mark::At))
-                .later(p.floor.map_or(Mark::Nothing, Mark::At));
-            // With nothing of it to replay, the subscriber has the sequencer up to the cut.
+                .later(at(p.after))
+                .later(at(p.floor));
             match p.last {
-                None => start.later(p.seen.map_or(Mark::Nothing, Mark::At)),
+                None => start.later(at(p.seen)),
                 Some(_) => start,
             }
         })
-        .collect();
-    if let Some(reset) = reset {
-        hub.metrics.reset(reset.reason == ResetReason::Expired);
-        prelude.push_back(control::reset_at(&reset, last, cursors::encode(&marks))?);
-        tracing::debug!(channels = %composite.channel.name, last_event_id = last, reason = reset.reason.as_str(), "sse-reset");
-    }
-    for (j, (i, k, event)) in events.into_iter().enumerate() {
-        hub.metrics.replayed.fetch_add(1, Ordering::Relaxed);
-        let mut now = marks[k].later(Mark::At(event.position));
-        if by[k].last == Some(j) {
-            now = now.later(by[k].seen.map_or(Mark::Nothing, Mark::At));
-        }
-        marks[k] = now;
-        let id = cursors::encode(&marks);
-        let bytes = crate::hub::composite::reencode(&names[i], &event, Some(&id), composite.tag)
-            .unwrap_or(event.bytes);
-        prelude.push_back(bytes);
-    }
-    let seen: Vec<Option<Position>> = by.iter().map(|p| p.seen).collect();
-    Ok((prelude, Seen::By(seen.into())))
+        .collect()
 }
 
 /// Sorts replayed events by position and drops the copies of a broadcast (one position, the same
