@@ -256,7 +256,9 @@ impl Hub {
 
     /// Publishes `event` on every channel that has subscribers or history, at one position in all of
     /// them (so a multi-channel subscriber receives it once, and resumes after it exactly), with the
-    /// event's own id or that position's. Returns the id.
+    /// event's own id or that position's. Returns the id. With a store of several sequencers it is one
+    /// position per sequencer (a multi-channel subscriber receives it once per sequencer among its
+    /// channels), and the id returned is the first group's.
     ///
     /// ```
     /// # tokio::runtime::Runtime::new()?.block_on(async {
