@@ -17,8 +17,8 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use sse_proto::{Event, Item, Parser};
 use sse_server::{
-    BoxFuture, Error, Hub, MemoryStore, Position, Replay, ReplayStore, StoredChannel, StoredEvent,
-    SubscribeOptions, Subscription,
+    BoxFuture, Error, Hub, Live, LiveFeed, LiveSink, MemoryStore, Position, Replay, ReplayStore,
+    StoredChannel, StoredEvent, SubscribeOptions, Subscription,
 };
 
 const SEQUENCERS: usize = 16;
@@ -26,10 +26,15 @@ const SEQUENCERS: usize = 16;
 /// One memory store per sequencer; a channel lives in `fnv1a(name) % 16`. Every shard's positions
 /// are shown with the first shard's epoch, so that the sequencers issue the same positions
 /// (`<epoch>-1`, `<epoch>-2`, …), as Redis buckets issuing `<ms>-<n>` in the same millisecond do.
+///
+/// It also keeps each sequencer's log of appends, in position order, for the [`Feed`]s of the
+/// variant with a live feed.
 #[derive(Debug)]
 struct Sharded {
     shards: Vec<MemoryStore>,
     epoch: u64,
+    logs: Vec<std::sync::Mutex<Vec<(String, StoredEvent)>>>,
+    appended: tokio::sync::Notify,
 }
 
 fn fnv1a(name: &str) -> u32 {
@@ -49,6 +54,8 @@ impl Sharded {
             .collect();
         Sharded {
             epoch: shards[0].epoch(),
+            logs: (0..SEQUENCERS).map(|_| Default::default()).collect(),
+            appended: tokio::sync::Notify::new(),
             shards,
         }
     }
@@ -79,6 +86,25 @@ impl Sharded {
         }
     }
 
+    /// Appends to `channels` (all of sequencer `k`) at one position, logging it for the feeds.
+    fn append_in(&self, k: usize, channels: &[String], event: Event) -> Result<StoredEvent, Error> {
+        let mut log = self.logs[k].lock().unwrap();
+        let stored = match channels {
+            [one] => self.shards[k].append(one, event),
+            _ => self.shards[k].append_all(channels, event),
+        };
+        // Memory appends are done when called: the log keeps position order.
+        let stored = self.show(
+            stored
+                .now_or_never()
+                .expect("memory appends are immediate")?,
+        );
+        log.extend(channels.iter().map(|c| (c.clone(), stored.clone())));
+        drop(log);
+        self.appended.notify_waiters();
+        Ok(stored)
+    }
+
     /// An id as shard `k` knows it.
     fn inner_id(&self, k: usize, id: &str) -> String {
         match id.parse::<Position>() {
@@ -98,7 +124,7 @@ impl ReplayStore for Sharded {
     ) -> BoxFuture<'a, Result<StoredEvent, Error>> {
         Box::pin(async move {
             tokio::task::yield_now().await;
-            let stored = self.show(self.shard(channel).append(channel, event).await?);
+            let stored = self.append_in(sequencer_of(channel), &[channel.to_owned()], event)?;
             // The publish now sits between its append and its fan-out.
             tokio::task::yield_now().await;
             Ok(stored)
@@ -143,8 +169,8 @@ impl ReplayStore for Sharded {
             }
             let mut first = None;
             for (k, group) in groups {
-                let stored = self.shards[k].append_all(&group, event.clone()).await?;
-                first.get_or_insert(self.show(stored));
+                let stored = self.append_in(k, &group, event.clone())?;
+                first.get_or_insert(stored);
             }
             match first {
                 Some(first) => Ok(first),
@@ -370,6 +396,40 @@ impl Reader {
     }
 }
 
+/// Drains stream `i` and compares what it received with the model.
+fn check(
+    i: usize,
+    mut r: Reader,
+    model: &Model,
+    follows: &impl Fn(&str) -> bool,
+) -> Result<(), TestCaseError> {
+    let mut sub = r.sub.take().unwrap();
+    r.seen.drain(&mut sub, usize::MAX)?;
+    let mut got: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut got_broadcasts: BTreeMap<String, usize> = BTreeMap::new();
+    for (channel, data) in r.seen.got {
+        if data.starts_with("bc ") {
+            *got_broadcasts.entry(data).or_default() += 1;
+        } else {
+            prop_assert!(follows(&channel), "{channel} is not followed: {data}");
+            got.entry(channel).or_default().push(data);
+        }
+    }
+    prop_assert_eq!(
+        &got,
+        &model.want,
+        "stream {}: each followed event once, in its channel's order",
+        i
+    );
+    prop_assert_eq!(
+        &got_broadcasts,
+        &model.broadcasts,
+        "stream {}: broadcasts once per sequencer",
+        i
+    );
+    Ok(())
+}
+
 async fn subscribe(hub: &Hub, entries: &[String], last: Option<&str>) -> Subscription {
     let tag = SubscribeOptions::default().tag_channel(true);
     hub.subscribe_many_with(entries, last, tag, None)
@@ -427,31 +487,8 @@ async fn run_case(s: Schedule) -> Result<(), TestCaseError> {
         );
     }
     model.broadcasts.retain(|_, n| *n > 0);
-    for (i, mut r) in readers.into_iter().enumerate() {
-        let mut sub = r.sub.take().unwrap();
-        r.seen.drain(&mut sub, usize::MAX)?;
-        let mut got: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        let mut got_broadcasts: BTreeMap<String, usize> = BTreeMap::new();
-        for (channel, data) in r.seen.got {
-            if data.starts_with("bc ") {
-                *got_broadcasts.entry(data).or_default() += 1;
-            } else {
-                prop_assert!(follows(&channel), "{channel} is not followed: {data}");
-                got.entry(channel).or_default().push(data);
-            }
-        }
-        prop_assert_eq!(
-            &got,
-            &model.want,
-            "stream {}: each followed event once, in its channel's order",
-            i
-        );
-        prop_assert_eq!(
-            &got_broadcasts,
-            &model.broadcasts,
-            "stream {}: broadcasts once per sequencer",
-            i
-        );
+    for (i, r) in readers.into_iter().enumerate() {
+        check(i, r, &model, &follows)?;
     }
     Ok(())
 }
@@ -498,4 +535,243 @@ async fn a_resume_places_each_channel_by_its_own_sequencer() {
     let mut data: Vec<&str> = seen.got.iter().map(|(_, d)| d.as_str()).collect();
     data.sort();
     assert_eq!(data, ["a2", "b1", "b2"]);
+}
+
+/// One node's handle on the shared [`Sharded`] store, with its own live feed.
+#[derive(Debug)]
+struct Node {
+    shared: Arc<Sharded>,
+    feed: Arc<Feed>,
+}
+
+/// A node's live feed: one loop per sequencer (see [`Feed::run`]) hands every appended event to
+/// the hub, in each sequencer's order, the sequencers independent of each other and of the other
+/// node's feed (each waits a random number of scheduler turns before each event).
+struct Feed {
+    shared: Arc<Sharded>,
+    sink: std::sync::Mutex<Option<LiveSink>>,
+    /// Per sequencer: how much of its log was delivered.
+    read: std::sync::Mutex<Vec<usize>>,
+}
+
+impl std::fmt::Debug for Feed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Feed").finish_non_exhaustive()
+    }
+}
+
+impl LiveFeed for Feed {
+    fn attach(&self, sink: LiveSink) {
+        *self.sink.lock().unwrap() = Some(sink);
+    }
+
+    /// Everything is delivered, watched or not: a watch is in effect at once.
+    fn watch<'a>(&'a self, _channel: &'a str) -> BoxFuture<'a, Result<(), Error>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    fn unwatch(&self, _channel: &str) {}
+
+    fn watch_prefix<'a>(&'a self, _prefix: &'a str) -> BoxFuture<'a, Result<(), Error>> {
+        Box::pin(async { Ok(()) })
+    }
+}
+
+impl Feed {
+    async fn run(self: Arc<Self>, k: usize, mut rng: u64) {
+        loop {
+            let waiting = self.shared.appended.notified();
+            tokio::pin!(waiting);
+            waiting.as_mut().enable();
+            let at = self.read.lock().unwrap()[k];
+            let next = self.shared.logs[k].lock().unwrap().get(at).cloned();
+            let Some((channel, event)) = next else {
+                waiting.await;
+                continue;
+            };
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            for _ in 0..rng % 5 {
+                tokio::task::yield_now().await;
+            }
+            self.read.lock().unwrap()[k] = at + 1;
+            let sink = self.sink.lock().unwrap().clone();
+            if let Some(sink) = sink {
+                sink(&channel, Live::Event(event));
+            }
+        }
+    }
+
+    /// Whether everything appended was delivered.
+    fn caught_up(&self) -> bool {
+        let read = self.read.lock().unwrap();
+        (0..SEQUENCERS).all(|k| self.shared.logs[k].lock().unwrap().len() == read[k])
+    }
+}
+
+impl ReplayStore for Node {
+    fn append<'a>(
+        &'a self,
+        channel: &'a str,
+        event: Event,
+    ) -> BoxFuture<'a, Result<StoredEvent, Error>> {
+        self.shared.append(channel, event)
+    }
+
+    fn replay<'a>(
+        &'a self,
+        channel: &'a str,
+        last_event_id: &'a str,
+    ) -> BoxFuture<'a, Result<Replay, Error>> {
+        self.shared.replay(channel, last_event_id)
+    }
+
+    fn mint_id(&self) -> BoxFuture<'_, Result<String, Error>> {
+        self.shared.mint_id()
+    }
+
+    fn append_all<'a>(
+        &'a self,
+        channels: &'a [String],
+        event: Event,
+    ) -> BoxFuture<'a, Result<StoredEvent, Error>> {
+        self.shared.append_all(channels, event)
+    }
+
+    fn channels(&self) -> BoxFuture<'_, Result<Vec<StoredChannel>, Error>> {
+        self.shared.channels()
+    }
+
+    fn sequencers(&self) -> usize {
+        SEQUENCERS
+    }
+
+    fn sequencer(&self, channel: &str) -> usize {
+        sequencer_of(channel)
+    }
+
+    fn issued_by(&self, sequencer: usize) -> BoxFuture<'_, Result<Option<Position>, Error>> {
+        self.shared.issued_by(sequencer)
+    }
+
+    fn live(&self) -> Option<Arc<dyn LiveFeed>> {
+        Some(self.feed.clone())
+    }
+}
+
+/// Two nodes sharing one store, each with its own live feed: publishes, broadcasts and resumes land
+/// on either node (a client comes back on a node whose feed may be behind the one it left).
+async fn run_fed_case(s: Schedule, on: Vec<usize>) -> Result<(), TestCaseError> {
+    let shared = Arc::new(Sharded::new());
+    let mut hubs = Vec::new();
+    let mut feeds = Vec::new();
+    let mut loops = Vec::new();
+    for node in 0..2u64 {
+        let feed = Arc::new(Feed {
+            shared: shared.clone(),
+            sink: Default::default(),
+            read: std::sync::Mutex::new(vec![0; SEQUENCERS]),
+        });
+        let store = Node {
+            shared: shared.clone(),
+            feed: feed.clone(),
+        };
+        hubs.push(
+            Hub::builder()
+                .store(Arc::new(store))
+                .heartbeat(None)
+                .retry(None)
+                .queue_size(10_000)
+                .build(),
+        );
+        for k in 0..SEQUENCERS as u64 {
+            loops.push(tokio::spawn(
+                feed.clone().run(k as usize, (node << 32) + k * 7 + 1),
+            ));
+        }
+        feeds.push(feed);
+    }
+    let mut entries: Vec<String> = s.names.iter().map(|i| format!("n{i}")).collect();
+    entries.extend(s.patterns.iter().map(|i| format!("p{i}/*")));
+    let follows = |c: &str| {
+        entries.iter().any(|e| match e.strip_suffix('*') {
+            Some(prefix) => c.starts_with(prefix),
+            None => e == c,
+        })
+    };
+    // History in every named channel before the streams start: a broadcast then reaches them from
+    // either node (a node's table only holds its own subscribers' channels).
+    for i in &s.names {
+        hubs[0]
+            .publish(&format!("n{i}"), Event::message("before"))
+            .await
+            .unwrap();
+    }
+    let mut model = Model {
+        reached: s.names.iter().map(|i| format!("n{i}")).collect(),
+        ..Model::default()
+    };
+    let mut readers = Vec::new();
+    for i in 0..2 {
+        readers.push(Reader {
+            sub: Some(subscribe(&hubs[i], &entries, None).await),
+            seen: Seen::default(),
+        });
+    }
+    for (n, op) in s.ops.iter().enumerate() {
+        let hub = &hubs[on[n % on.len()]];
+        let Op::Cut(who, read, during) = op else {
+            model.apply(hub, &follows, op).await;
+            continue;
+        };
+        let [one, two] = &mut readers[..] else {
+            unreachable!()
+        };
+        one.cut(*who != 1, *read)?;
+        two.cut(*who != 0, *read)?;
+        let other = &hubs[1 - on[n % on.len()]];
+        tokio::join!(
+            one.resume(hub, &entries),
+            two.resume(other, &entries),
+            async {
+                for op in during {
+                    model.apply(other, &follows, op).await;
+                }
+            }
+        );
+    }
+    let mut turns = 0;
+    while !feeds.iter().all(|f| f.caught_up()) {
+        turns += 1;
+        prop_assert!(turns < 1_000_000, "the feeds never caught up");
+        tokio::task::yield_now().await;
+    }
+    for l in loops {
+        l.abort();
+    }
+    model.broadcasts.retain(|_, n| *n > 0);
+    for (i, r) in readers.into_iter().enumerate() {
+        check(i, r, &model, &follows)?;
+    }
+    Ok(())
+}
+
+#[test]
+fn every_followed_event_once_across_two_nodes_with_live_feeds_per_sequencer() {
+    let mut runner = TestRunner::new(Config {
+        cases: 150,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let nodes = proptest::collection::vec(0..2usize, 1..16);
+    runner
+        .run(&(schedule(), nodes), |(s, on)| {
+            rt.block_on(run_fed_case(s, on))
+        })
+        .unwrap();
 }
