@@ -592,7 +592,7 @@ impl Feed {
             rng ^= rng << 13;
             rng ^= rng >> 7;
             rng ^= rng << 17;
-            for _ in 0..rng % 5 {
+            for _ in 0..rng % 40 {
                 tokio::task::yield_now().await;
             }
             self.read.lock().unwrap()[k] = at + 1;
@@ -713,9 +713,9 @@ async fn run_fed_case(s: Schedule, on: Vec<usize>) -> Result<(), TestCaseError> 
         ..Model::default()
     };
     let mut readers = Vec::new();
-    for i in 0..2 {
+    for hub in &hubs {
         readers.push(Reader {
-            sub: Some(subscribe(&hubs[i], &entries, None).await),
+            sub: Some(subscribe(hub, &entries, None).await),
             seen: Seen::default(),
         });
     }

@@ -168,6 +168,8 @@ pub(crate) struct Sequenced {
     /// them tells whether a whole window of that sequencer was dropped after a cursor.
     pub(crate) probes: Box<[String]>,
     state: Mutex<Cursors>,
+    /// Woken whenever a cursor moves (a resume may wait for one, see [`Composite::catch_up`]).
+    moved: tokio::sync::Notify,
 }
 
 #[derive(Debug)]
@@ -208,6 +210,7 @@ impl Sequenced {
             store: store.clone(),
             followed: followed.into_boxed_slice(),
             probes: probes.into_boxed_slice(),
+            moved: tokio::sync::Notify::new(),
             state: Mutex::new(Cursors {
                 seeded: vec![false; n].into_boxed_slice(),
                 complete: false,
@@ -339,6 +342,48 @@ impl Composite {
             .map(|s| lock(&s.state).marks.clone())
     }
 
+    /// Moves sequencer `k`'s cursor up to `to` — a resuming client's cursor, ahead of this composite
+    /// when this node's live feed of `k` is behind the node the client came from — once the
+    /// composite has passed on `pending` (the last followed event at or before `to`), so that the ids
+    /// it sends from then on do not say less than that client has. Other subscribers lose nothing:
+    /// no followed event lies between. `to` must be a position the store issued. Waits until
+    /// `deadline` at most; `false` when it could not (the ids then lag until the feed passes `to`).
+    pub(crate) async fn catch_up(
+        &self,
+        k: usize,
+        to: Position,
+        pending: Option<Position>,
+        deadline: tokio::time::Instant,
+    ) -> bool {
+        let Some(s) = &self.sequenced else {
+            return false;
+        };
+        loop {
+            let moved = s.moved.notified();
+            tokio::pin!(moved);
+            moved.as_mut().enable();
+            {
+                let mut state = lock(&s.state);
+                let state = &mut *state;
+                let (Some(mark), Some(sent)) = (state.marks.get_mut(k), state.sent.get_mut(k))
+                else {
+                    return false;
+                };
+                if *mark >= Mark::At(to) {
+                    return true;
+                }
+                if pending.is_none_or(|p| *mark >= Mark::At(p)) {
+                    *mark = Mark::At(to);
+                    sent.clear();
+                    return true;
+                }
+            }
+            if tokio::time::timeout_at(deadline, moved).await.is_err() {
+                return false;
+            }
+        }
+    }
+
     /// [`Follower::offer`] with per-sequencer cursors: drops what its sequencer's cursor covers,
     /// moves the cursor, and passes the event on with the vector as its id, under the cursors' lock
     /// so that the ids reach subscribers in the order they grow.
@@ -381,6 +426,7 @@ impl Composite {
                 sent.push(event.bytes.clone());
             }
         }
+        s.moved.notify_waiters();
         if !state.complete {
             return;
         }

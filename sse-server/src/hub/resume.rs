@@ -181,14 +181,16 @@ async fn prelude_sequenced(
     last: &str,
     mut prelude: VecDeque<Bytes>,
 ) -> Result<(VecDeque<Bytes>, Seen), Error> {
+    let from = cursors::parse(last, s.len()).unwrap_or_default();
+    catch_up(hub, composite, s, &from, last).await?;
     let mut by = vec![Placed::default(); s.len()];
     // The cut is the composite's own cursors, not the store's `issued_by`: a live event's id is the
     // composite's vector, so replaying past it would make that id say less than the subscriber has.
+    // Read before the listing, as with one sequencer.
     for (k, mark) in composite.marks().unwrap_or_default().iter().enumerate() {
         by[k].cut = mark.position();
     }
     let names = followed(hub, composite, &s.probes).await?;
-    let from = cursors::parse(last, s.len()).unwrap_or_default();
     let (events, reset) = replay_sequenced(s, &names, &from, last, &mut by).await?;
     let mut marks = start_marks(s, &from, &mut by);
     if let Some(reset) = reset {
@@ -211,6 +213,53 @@ async fn prelude_sequenced(
     }
     let seen: Vec<Option<Position>> = by.iter().map(|p| p.seen).collect();
     Ok((prelude, Seen::By(seen.into())))
+}
+
+/// How long a resume waits for this node's live feed to reach a client's cursors.
+const CATCH_UP: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Brings the composite's cursors up to the client's where the client is ahead (it comes from a
+/// node whose feed is further): for each such sequencer, finds the followed events between the two
+/// (they are on their way through this node's feed) and lets [`Composite::catch_up`] wait for them.
+/// A cursor the store never issued (a damaged or forged id) is left alone.
+async fn catch_up(
+    hub: &Inner,
+    composite: &Composite,
+    s: &Sequenced,
+    from: &[Mark],
+    last: &str,
+) -> Result<(), Error> {
+    let marks = composite.marks().unwrap_or_default();
+    let ahead = |k: usize| match (from.get(k), marks.get(k)) {
+        (Some(&Mark::At(to)), Some(&mark)) => mark < Mark::At(to),
+        _ => false,
+    };
+    if !s.followed().any(ahead) {
+        return Ok(());
+    }
+    let names = followed(hub, composite, &s.probes).await?;
+    let deadline = tokio::time::Instant::now() + CATCH_UP;
+    for k in s.followed().filter(|&k| ahead(k)) {
+        let (Some(Mark::At(to)), Some(&mark)) = (from.get(k), marks.get(k)) else {
+            continue;
+        };
+        if mark >= Mark::At(*to) || s.store.issued_by(k).await? < Some(*to) {
+            continue;
+        }
+        let mut pending = None;
+        for name in names.iter().filter(|n| s.store.sequencer(n) == k) {
+            let replay = match mark {
+                Mark::At(p) => s.store.replay(name, &p.to_string()).await?,
+                _ => s.store.replay(name, last).await?,
+            };
+            let last_before = replay.events.iter().map(|e| e.position).filter(|p| p <= to);
+            pending = pending.max(last_before.max());
+        }
+        if !composite.catch_up(k, *to, pending, deadline).await {
+            tracing::debug!(channels = %composite.channel.name, sequencer = k, "this node's live feed did not reach the client's cursor in time; its ids lag until it does");
+        }
+    }
+    Ok(())
 }
 
 /// Replays each of `names` from its sequencer's cursor in `from` (empty: the id is no vector) up
