@@ -760,7 +760,7 @@ async fn run_fed_case(s: Schedule, on: Vec<usize>) -> Result<(), TestCaseError> 
 #[test]
 fn every_followed_event_once_across_two_nodes_with_live_feeds_per_sequencer() {
     let mut runner = TestRunner::new(Config {
-        cases: 150,
+        cases: 300,
         failure_persistence: None,
         ..Config::default()
     });
