@@ -243,6 +243,15 @@ mod tests {
         }
     }
 
+    /// What a one-sequencer subscriber carries is as large as the `Option<Position>` it replaced.
+    #[test]
+    fn seen_costs_what_one_position_did() {
+        assert_eq!(
+            std::mem::size_of::<Seen>(),
+            std::mem::size_of::<Option<Position>>()
+        );
+    }
+
     #[test]
     fn seen_compares_within_each_sequencer_only() {
         let by = Seen::By(Arc::from(vec![Some(Position::new(5, 5)), None]));
