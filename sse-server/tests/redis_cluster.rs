@@ -67,7 +67,7 @@ async fn read_until(reader: &mut Reader, want: &BTreeSet<String>) -> Vec<(String
     while !want.is_subset(&seen) {
         let m = tokio::time::timeout(Duration::from_secs(20), reader.message())
             .await
-            .unwrap_or_else(|_| panic!("missing {:?}", want.difference(&seen)))
+            .unwrap_or_else(|_| panic!("missing {:?}", want.difference(&seen).collect::<Vec<_>>()))
             .expect("stream ended early");
         assert_ne!(m.event_type, "sse-reset", "unexpected reset: {}", m.data);
         seen.insert(m.data.clone());
