@@ -628,6 +628,34 @@ mod tests {
     }
 
     #[test]
+    fn cluster_urls_need_a_prefix_without_braces_and_bad_urls_name_the_shapes() {
+        let url = "redis+cluster://127.0.0.1:7000,127.0.0.1:7001";
+        let store = RedisStore::builder(url).build().unwrap();
+        assert_eq!(store.sequencers(), shared::BUCKETS);
+        assert_eq!(store.sequencer("news"), shared::bucket_of("news"));
+        let err = RedisStore::builder(url)
+            .key_prefix("a{b}:")
+            .build()
+            .unwrap_err();
+        assert!(err.to_string().contains("without braces"), "{err}");
+        let err = RedisStore::builder("http://:pw@h").build().unwrap_err();
+        assert!(err.to_string().contains("redis+cluster://"), "{err}");
+        assert!(!err.to_string().contains("pw"), "{err}");
+        let plain = RedisStore::builder("redis://127.0.0.1").build().unwrap();
+        assert_eq!((plain.sequencers(), plain.sequencer("news")), (1, 0));
+    }
+
+    #[test]
+    fn buckets_are_stable() {
+        // The key layout: these must never change (they would move every channel).
+        assert_eq!(shared::bucket_of(""), 0x811c_9dc5 % 16);
+        let spread: std::collections::BTreeSet<usize> = (0..64)
+            .map(|i| shared::bucket_of(&format!("c{i}")))
+            .collect();
+        assert_eq!(spread.len(), shared::BUCKETS);
+    }
+
+    #[test]
     fn minted_ids_are_not_positions() {
         assert!("b1700000000000.3".parse::<Position>().is_err());
     }

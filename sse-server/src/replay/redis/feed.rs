@@ -175,8 +175,14 @@ impl Feed {
     /// from their newest entry, and streams created later from their first (announced by the append
     /// script in their bucket's created stream).
     async fn watch_prefix_now(&self, prefix: &str) -> Result<(), Error> {
-        for state in &self.states {
-            self.watch_prefix_in(state, prefix).await?;
+        for (i, state) in self.states.iter().enumerate() {
+            if let Err(e) = self.watch_prefix_in(state, prefix).await {
+                // A failed watch is not undone by the caller: undo the buckets already watching.
+                for done in &self.states[..i] {
+                    unwatch_prefix_in(done, prefix);
+                }
+                return Err(e);
+            }
         }
         Ok(())
     }
