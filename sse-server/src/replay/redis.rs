@@ -294,21 +294,30 @@ impl RedisStore {
         let parts = entry::split(&event)?;
         let mut first = None;
         for (b, group) in groups {
+            // A cluster client retries a command whose answer it lost: the token makes that harmless.
+            let token = if self.shared.buckets() > 1 {
+                format!("{:032x}", rand::random::<u128>())
+            } else {
+                String::new()
+            };
             let stored = self
-                .append_bucket(b, &group, &parts, custom.as_deref())
+                .append_bucket(b, &group, &parts, custom.as_deref(), &token)
                 .await?;
             first.get_or_insert(stored);
         }
         first.ok_or_else(|| Error::Store("a broadcast needs at least one channel".to_owned()))
     }
 
-    /// Runs [`APPEND`] for the channels of bucket `b` (all in one slot in a cluster).
+    /// Runs [`APPEND`] for the channels of bucket `b` (all in one slot in a cluster). A second run
+    /// with the same non-empty `token` (within [`TOKEN_MIN`]) returns the first one's position and
+    /// stores nothing.
     async fn append_bucket(
         &self,
         b: usize,
         channels: &[&str],
         parts: &entry::Split,
         custom: Option<&str>,
+        token: &str,
     ) -> Result<StoredEvent, Error> {
         let retention = self.shared.retention;
         let age = retention.age().as_millis() as u64;
@@ -320,19 +329,17 @@ impl RedisStore {
         if let Some(id) = custom {
             fields.extend([&b"c"[..], id.as_bytes()]);
         }
-        // A cluster client retries a command whose answer it lost: the token makes that harmless.
-        let (token, token_ms) = if self.shared.buckets() > 1 {
-            let ms = TOKEN_MIN.max(self.shared.timeout * 5).as_millis() as u64;
-            (format!("{:032x}", rand::random::<u128>()), ms)
+        let token_ms = if token.is_empty() {
+            0
         } else {
-            (String::new(), 0)
+            TOKEN_MIN.max(self.shared.timeout * 5).as_millis() as u64
         };
         let mut cmd = ::redis::cmd("EVAL");
         cmd.arg(APPEND)
             .arg(3 + channels.len())
             .arg(self.shared.sequencer(b))
             .arg(self.shared.created(b))
-            .arg(self.shared.token(b, &token));
+            .arg(self.shared.token(b, token));
         for c in channels {
             cmd.arg(self.shared.key(c));
         }
@@ -653,6 +660,69 @@ mod tests {
             .map(|i| shared::bucket_of(&format!("c{i}")))
             .collect();
         assert_eq!(spread.len(), shared::BUCKETS);
+    }
+
+    /// A `redis-server` on a free loopback port, killed on drop (`None`: not installed, and
+    /// SSE_REQUIRE_REDIS is not 1).
+    struct Server(std::process::Child, u16);
+
+    impl Server {
+        fn start() -> Option<Server> {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .unwrap()
+                .port();
+            let child = std::process::Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--save", "", "--appendonly", "no"])
+                .stdout(std::process::Stdio::null())
+                .spawn();
+            match child {
+                Ok(c) => Some(Server(c, port)),
+                Err(e) => {
+                    assert_ne!(
+                        std::env::var("SSE_REQUIRE_REDIS").as_deref(),
+                        Ok("1"),
+                        "redis-server is missing but SSE_REQUIRE_REDIS=1: {e}"
+                    );
+                    eprintln!("SKIPPED: redis-server not installed (append tokens)");
+                    None
+                }
+            }
+        }
+    }
+
+    impl Drop for Server {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    #[tokio::test]
+    async fn an_append_retried_with_its_token_is_stored_once() {
+        let Some(server) = Server::start() else {
+            return;
+        };
+        let store = RedisStore::builder(format!("redis://127.0.0.1:{}", server.1))
+            .build()
+            .unwrap();
+        for _ in 0..100 {
+            if store.ping().await.is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let parts = entry::split(&Event::message("x")).unwrap();
+        let append = |token| store.append_bucket(0, &["a"], &parts, None, token);
+        let first = append("t1").await.unwrap();
+        let again = append("t1").await.unwrap();
+        let other = append("t2").await.unwrap();
+        assert_eq!(again.position, first.position);
+        assert!(other.position > first.position);
+        let r = store.replay("a", "0-0").await.unwrap();
+        let positions: Vec<Position> = r.events.iter().map(|e| e.position).collect();
+        assert_eq!(positions, [first.position, other.position]);
     }
 
     #[test]
