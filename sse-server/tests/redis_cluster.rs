@@ -287,7 +287,10 @@ async fn a_slot_migration_mid_stream_loses_nothing() {
                 let (status, json) = try_publish(&c, &nodes[j % 2], ch, &[("data", &data)]).await;
                 match status {
                     200 => acked.push(json["id"].as_str().unwrap().to_owned() + " " + &data),
-                    503 => refused += 1,
+                    503 => {
+                        eprintln!("refused: {json}");
+                        refused += 1
+                    }
                     other => panic!("publish answered {other}: {json}"),
                 }
                 j += 1;

@@ -30,13 +30,19 @@ use shared::{Shared, now_ms};
 /// every stream it goes to (a broadcast) and ids of all streams of the bucket compare in sequencer
 /// order. `ms` is Redis's clock, never going back (the last `ms` is kept), so retention by age
 /// (`MINID`) keeps working. A stream that did not exist is announced in `KEYS[2]` at that id, for the
-/// live feeds following patterns. `KEYS[3]` remembers the append's token (when `ARGV[4]` > 0, for that
-/// many ms): a client that retries the script after a lost answer gets the first id back instead of
-/// a second entry. `KEYS[4..]`: the streams; `ARGV`: MAXLEN, MINID cutoff (0: none), PEXPIRE ms (0:
-/// none), token ms, the number of field arguments, the fields, then the channel names of the streams.
+/// live feeds following patterns.
+///
+/// Tokens (when `ARGV[4]`, the ms to remember one, is not 0): `KEYS[3]` maps the append's token
+/// (`ARGV[5]`) to its id and `KEYS[4]` orders the tokens by time, so a client that retries the script
+/// after a lost answer gets the first id back instead of a second entry. They are two long-lived keys
+/// rather than one key per token because, during a slot migration, a script naming a key that does
+/// not exist (yet) next to keys that do is refused (`TRYAGAIN`).
+///
+/// `KEYS[5..]`: the streams; `ARGV`: MAXLEN, MINID cutoff (0: none), PEXPIRE ms (0: none), token ms,
+/// token, the number of field arguments, the fields, then the channel names of the streams.
 const APPEND: &str = r"
 if ARGV[4] ~= '0' then
-  local seen = redis.call('GET', KEYS[3])
+  local seen = redis.call('HGET', KEYS[3], ARGV[5])
   if seen then return seen end
 end
 local t = redis.call('TIME')
@@ -46,12 +52,12 @@ if ms < last then ms = last end
 redis.call('HSET', KEYS[1], 'ms', string.format('%d', ms))
 local n = redis.call('HINCRBY', KEYS[1], 'n', 1)
 local id = string.format('%d-%d', ms, n)
-local nf = tonumber(ARGV[5])
+local nf = tonumber(ARGV[6])
 local fields = {}
-for i = 1, nf do fields[i] = ARGV[5 + i] end
+for i = 1, nf do fields[i] = ARGV[6 + i] end
 local created = {}
-for k = 4, #KEYS do
-  if redis.call('EXISTS', KEYS[k]) == 0 then created[#created + 1] = ARGV[5 + nf + k - 3] end
+for k = 5, #KEYS do
+  if redis.call('EXISTS', KEYS[k]) == 0 then created[#created + 1] = ARGV[6 + nf + k - 4] end
   redis.call('XADD', KEYS[k], 'MAXLEN', '=', ARGV[1], id, unpack(fields))
   if ARGV[2] ~= '0' then redis.call('XTRIM', KEYS[k], 'MINID', '=', ARGV[2]) end
   if ARGV[3] ~= '0' then redis.call('PEXPIRE', KEYS[k], ARGV[3]) end
@@ -59,7 +65,15 @@ end
 if #created > 0 then
   redis.call('XADD', KEYS[2], 'MAXLEN', '~', 10000, id, 'n', table.concat(created, '\n'))
 end
-if ARGV[4] ~= '0' then redis.call('SET', KEYS[3], id, 'PX', ARGV[4]) end
+if ARGV[4] ~= '0' then
+  local old = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', ms - tonumber(ARGV[4]), 'LIMIT', 0, 100)
+  if #old > 0 then
+    redis.call('HDEL', KEYS[3], unpack(old))
+    redis.call('ZREM', KEYS[4], unpack(old))
+  end
+  redis.call('HSET', KEYS[3], ARGV[5], id)
+  redis.call('ZADD', KEYS[4], ms, ARGV[5])
+end
 return id
 ";
 
@@ -336,10 +350,11 @@ impl RedisStore {
         };
         let mut cmd = ::redis::cmd("EVAL");
         cmd.arg(APPEND)
-            .arg(3 + channels.len())
+            .arg(4 + channels.len())
             .arg(self.shared.sequencer(b))
             .arg(self.shared.created(b))
-            .arg(self.shared.token(b, token));
+            .arg(self.shared.tokens(b))
+            .arg(self.shared.token_times(b));
         for c in channels {
             cmd.arg(self.shared.key(c));
         }
@@ -352,6 +367,7 @@ impl RedisStore {
             .arg(cutoff)
             .arg(age)
             .arg(token_ms)
+            .arg(token)
             .arg(fields.len());
         for f in &fields {
             cmd.arg(*f);

@@ -96,9 +96,14 @@ impl Shared {
         format!("{}\0created", self.bucket_prefix(b))
     }
 
-    /// The key remembering an append's token (so a retried append is not stored twice).
-    pub(super) fn token(&self, b: usize, token: &str) -> String {
-        format!("{}\0tok:{token}", self.bucket_prefix(b))
+    /// The hash remembering recent appends' tokens and ids (so a retried append is not stored twice).
+    pub(super) fn tokens(&self, b: usize) -> String {
+        format!("{}\0tok", self.bucket_prefix(b))
+    }
+
+    /// The sorted set of recent tokens by time, to forget them.
+    pub(super) fn token_times(&self, b: usize) -> String {
+        format!("{}\0tokt", self.bucket_prefix(b))
     }
 
     /// Where a command about bucket `b` but naming none of its keys (`SCAN`) goes: the primary of
