@@ -742,6 +742,39 @@ mod tests {
         assert_eq!(positions, [first.position, other.position]);
     }
 
+    #[tokio::test]
+    async fn a_single_server_keeps_the_untagged_layout_and_one_sequencer() {
+        let Some(server) = Server::start() else {
+            return;
+        };
+        let url = format!("redis://127.0.0.1:{}", server.1);
+        let store = RedisStore::builder(url.as_str()).build().unwrap();
+        for _ in 0..100 {
+            if store.ping().await.is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let a = store.append("a", Event::message("x")).await.unwrap();
+        let both = ["a".to_owned(), "b".to_owned()];
+        let ab = store.append_all(&both, Event::message("y")).await.unwrap();
+        assert_eq!(ab.position.minor(), a.position.minor() + 1, "one sequencer");
+        assert_eq!(ab.id.to_string(), ab.position.to_string(), "no minted id");
+        assert_eq!(store.issued().await.unwrap(), Some(ab.position));
+        let mut conn = ::redis::Client::open(url)
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        let mut keys: Vec<String> = ::redis::cmd("KEYS")
+            .arg("*")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        keys.sort();
+        assert_eq!(keys, ["sse:\0created", "sse:\0seq", "sse:a", "sse:b"]);
+    }
+
     #[test]
     fn minted_ids_are_not_positions() {
         assert!("b1700000000000.3".parse::<Position>().is_err());
