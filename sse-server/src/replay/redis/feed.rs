@@ -98,6 +98,22 @@ struct Cursor {
 }
 
 impl State {
+    fn new(bucket: usize) -> State {
+        State {
+            bucket,
+            node: Mutex::new(None),
+            watched: Mutex::new(Watched::default()),
+            resolve: tokio::sync::Mutex::new(()),
+            sink: Mutex::new(None),
+            started: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+            wake: Notify::new(),
+            wanted: AtomicU64::new(0),
+            covered: watch::Sender::new(0),
+            reader: Mutex::new(None),
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, Watched> {
         self.watched.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -121,27 +137,7 @@ impl Feed {
             tokio::spawn(run(self.shared.clone(), state.clone()));
         }
     }
-}
 
-impl State {
-    fn new(bucket: usize) -> State {
-        State {
-            bucket,
-            node: Mutex::new(None),
-            watched: Mutex::new(Watched::default()),
-            resolve: tokio::sync::Mutex::new(()),
-            sink: Mutex::new(None),
-            started: AtomicBool::new(false),
-            closed: AtomicBool::new(false),
-            wake: Notify::new(),
-            wanted: AtomicU64::new(0),
-            covered: watch::Sender::new(0),
-            reader: Mutex::new(None),
-        }
-    }
-}
-
-impl Feed {
     async fn watch_now(&self, channel: &str) -> Result<(), Error> {
         let state = self.state(channel);
         self.start(state);
@@ -513,11 +509,11 @@ fn rewind(state: &State, snapshot: &[(String, Cursor)]) {
     }
 }
 
-/// What one read delivers, in position order across streams (so every composite receives events in
-/// the hub-wide order): never past the last entry of a stream whose read hit `COUNT` (the next read
-/// may bring lower positions of it), nor up to a newly created stream under a watched prefix, which
-/// is watched from there on (its first events come with the next read, before anything later).
-/// Advances the cursors to what is delivered.
+/// What one read delivers, in position order across the bucket's streams (so every composite receives
+/// each sequencer's events in its order): never past the last entry of a stream whose read hit `COUNT`
+/// (the next read may bring lower positions of it), nor up to a newly created stream under a watched
+/// prefix, which is watched from there on (its first events come with the next read, before anything
+/// later). Advances the cursors to what is delivered.
 fn merge(
     shared: &Shared,
     state: &State,
