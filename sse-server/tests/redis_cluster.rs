@@ -324,3 +324,73 @@ async fn a_slot_migration_mid_stream_loses_nothing() {
         acked.len()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pattern_watch_follows_every_bucket_each_in_its_sequencers_order() {
+    if !cluster_tools_available("cluster pattern feed") {
+        return;
+    }
+    let cluster = RedisCluster::start().await;
+    let store = RedisStore::builder(cluster.url()).build().unwrap();
+    let feed = store.live().expect("the redis store has a live feed");
+    let delivered: Arc<std::sync::Mutex<Vec<(String, sse_server::Position)>>> = Arc::default();
+    let sink = delivered.clone();
+    feed.attach(Arc::new(move |channel: &str, item: sse_server::Live| {
+        if let sse_server::Live::Event(e) = item {
+            sink.lock().unwrap().push((channel.to_owned(), e.position));
+        }
+    }));
+    let event = |s: &str| sse_proto::Event::message(s.to_owned());
+    // Streams there before the watch, and streams created after it (announced per bucket).
+    for i in 0..8 {
+        store
+            .append(&format!("room/{i}"), event("before"))
+            .await
+            .unwrap();
+    }
+    feed.watch_prefix("room/").await.unwrap();
+    feed.watch("solo").await.unwrap();
+    let mut want = BTreeSet::new();
+    for round in 0..3 {
+        for i in 0..16 {
+            let ch = format!("room/{i}");
+            let e = store
+                .append(&ch, event(&format!("r{round}")))
+                .await
+                .unwrap();
+            want.insert((ch, e.position));
+        }
+        let e = store.append("solo", event("s")).await.unwrap();
+        want.insert(("solo".to_owned(), e.position));
+        store
+            .append("other/1", event("not followed"))
+            .await
+            .unwrap();
+    }
+    let buckets: BTreeSet<usize> = want.iter().map(|(c, _)| bucket(c)).collect();
+    assert!(buckets.len() > 4, "channels in buckets {buckets:?}");
+    let got = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            let got = delivered.lock().unwrap().clone();
+            if got.len() >= want.len() {
+                return got;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("delivered only {:?}", delivered.lock().unwrap()));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let got_after = delivered.lock().unwrap().clone();
+    assert_eq!(got_after.len(), got.len(), "more than was appended");
+    let set: BTreeSet<_> = got.iter().cloned().collect();
+    assert_eq!(set.len(), got.len(), "an event delivered twice");
+    assert_eq!(set, want, "exactly the events appended after the watches");
+    for b in buckets {
+        let order: Vec<_> = got.iter().filter(|(c, _)| bucket(c) == b).collect();
+        assert!(
+            order.windows(2).all(|w| w[0].1 < w[1].1),
+            "bucket {b} out of its sequencer's order: {order:?}"
+        );
+    }
+}
