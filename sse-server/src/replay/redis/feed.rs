@@ -171,45 +171,48 @@ impl Feed {
     /// from their newest entry, and streams created later from their first (announced by the append
     /// script in their bucket's created stream).
     async fn watch_prefix_now(&self, prefix: &str) -> Result<(), Error> {
-        for (i, state) in self.states.iter().enumerate() {
-            if let Err(e) = self.watch_prefix_in(state, prefix).await {
-                // A failed watch is not undone by the caller: undo the buckets already watching.
-                for done in &self.states[..i] {
-                    unwatch_prefix_in(done, prefix);
-                }
-                return Err(e);
-            }
+        for state in &self.states {
+            self.start(state);
+        }
+        // The announcements after each sequencer's position now, then the streams already there: a
+        // stream is found one way or the other (or both; a watch is kept once).
+        let mut from = Vec::with_capacity(self.states.len());
+        for state in &self.states {
+            from.push(self.shared.sequenced(state.bucket).await?);
+        }
+        let mut existing: Vec<Vec<(String, Position)>> = vec![Vec::new(); self.states.len()];
+        for channel in self.shared.streams_under(prefix).await? {
+            let last = self.shared.last_entry(&self.shared.key(&channel)).await?;
+            let at = last.map_or_else(Position::default, |e| e.position);
+            existing[self.shared.bucket(&channel) % self.states.len()].push((channel, at));
+        }
+        for ((state, from), existing) in self.states.iter().zip(from).zip(existing) {
+            self.watch_prefix_in(state, prefix, from, existing).await;
         }
         Ok(())
     }
 
-    async fn watch_prefix_in(&self, state: &Arc<State>, prefix: &str) -> Result<(), Error> {
-        self.start(state);
+    /// Installs a resolved prefix watch in one bucket.
+    async fn watch_prefix_in(
+        &self,
+        state: &State,
+        prefix: &str,
+        from: Position,
+        existing: Vec<(String, Position)>,
+    ) {
         let generation = {
             let _one_at_a_time = state.resolve.lock().await;
-            if let Some(n) = state.lock().prefixes.get_mut(prefix) {
-                *n += 1;
-                return Ok(());
-            }
-            // The announcements after the sequencer's position now, then the streams already there:
-            // a stream is found one way or the other (or both; a watch is kept once).
-            let from = self.shared.sequenced(state.bucket).await?;
-            let existing = self
-                .shared
-                .bucket_streams_under(state.bucket, prefix)
-                .await?;
-            let mut resolved = Vec::with_capacity(existing.len());
-            for channel in existing {
-                let last = self.shared.last_entry(&self.shared.key(&channel)).await?;
-                resolved.push((channel, last.map_or_else(Position::default, |e| e.position)));
-            }
             let mut w = state.lock();
+            if let Some(n) = w.prefixes.get_mut(prefix) {
+                *n += 1;
+                return;
+            }
             if w.prefixes.is_empty() {
                 w.created = from;
             }
             w.created = w.created.min(from);
             w.prefixes.insert(prefix.to_owned(), 1);
-            for (channel, at) in resolved {
+            for (channel, at) in existing {
                 w.next_token += 1;
                 let token = w.next_token;
                 w.map.entry(channel).or_insert(Cursor {
@@ -222,7 +225,6 @@ impl Feed {
         };
         state.wake.notify_one();
         self.nudge(state, generation).await;
-        Ok(())
     }
 
     /// Gets `state`'s loop to issue a read that covers `generation` (bounded: the cursor is what
