@@ -394,3 +394,45 @@ async fn a_pattern_watch_follows_every_bucket_each_in_its_sequencers_order() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bucket_whose_keys_moved_is_read_from_the_importing_node_before_the_move_ends() {
+    if !cluster_tools_available("cluster ASK in the live feed") {
+        return;
+    }
+    let cluster = RedisCluster::start().await;
+    let node = Node::start(&cluster.url()).await;
+    let ch = "asked/1";
+    let slot = cluster.slot(&bucket(ch).to_string()).await;
+    let from = cluster.owner(slot).await;
+    let to = *cluster
+        .primaries()
+        .await
+        .iter()
+        .find(|p| **p != from)
+        .unwrap();
+    let c = client();
+    let mut reader = Reader::open(&c, &node.url(&format!("/events/{ch}")), None).await;
+    let a = publish(&c, &node, ch, "a").await;
+    let m = cluster.begin_migration(slot, to).await;
+    cluster.move_keys(&m).await;
+    // The keys are on `to`, the slot still belongs to `from` (which answers ASK).
+    let b = publish(&c, &node, ch, "b").await;
+    let want: BTreeSet<String> = ["a".to_owned(), "b".to_owned()].into();
+    let got = read_until(&mut reader, &want).await;
+    assert_eq!(
+        cluster.owner(slot).await,
+        from,
+        "the move is still going on"
+    );
+    cluster.finish_migration(&m).await;
+    let c_id = publish(&c, &node, ch, "c").await;
+    let mut got2 = read_until(&mut reader, &["c".to_owned()].into()).await;
+    let mut all = got;
+    all.append(&mut got2);
+    assert_eq!(
+        all,
+        [(a, "a".into()), (b, "b".into()), (c_id, "c".into())],
+        "each once, in order"
+    );
+}

@@ -342,7 +342,11 @@ fn unwatch_prefix_in(state: &State, prefix: &str) {
 enum Lost {
     /// The bucket's slot is served by this other node (`host:port`): reconnect there.
     Moved(String),
-    /// The slot is being migrated (`ASK`, `TRYAGAIN`): read again shortly, on the same connection.
+    /// The slot is being migrated and the keys are on this importing node (`host:port`): read there,
+    /// each command after `ASKING`.
+    Ask(String),
+    /// The slot is being migrated and its keys are split between two nodes (`TRYAGAIN`): read
+    /// again shortly.
     Migrating,
     /// Redis failed; reconnect with backoff.
     Down(String),
@@ -355,7 +359,11 @@ impl From<RedisError> for Lost {
                 Some((node, _)) => Lost::Moved(node.to_owned()),
                 None => Lost::Down(e.to_string()),
             },
-            ErrorKind::Server(ServerErrorKind::Ask | ServerErrorKind::TryAgain) => Lost::Migrating,
+            ErrorKind::Server(ServerErrorKind::Ask) => match e.redirect_node() {
+                Some((node, _)) => Lost::Ask(node.to_owned()),
+                None => Lost::Migrating,
+            },
+            ErrorKind::Server(ServerErrorKind::TryAgain) => Lost::Migrating,
             _ => Lost::Down(e.to_string()),
         }
     }
@@ -394,7 +402,9 @@ async fn run(shared: Arc<Shared>, state: Arc<State>) {
                 // Bounded: a slot map in flux (failover) must not make this spin.
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
-            Err(Lost::Migrating) => tokio::time::sleep(Duration::from_millis(50)).await,
+            Err(Lost::Ask(_) | Lost::Migrating) => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
             Err(Lost::Down(e)) => {
                 tracing::warn!(redis = %shared.url, bucket = state.bucket, error = %e, "live feed lost Redis; reconnecting with backoff");
                 *state.node.lock().unwrap_or_else(|p| p.into_inner()) = None;
@@ -411,9 +421,7 @@ async fn connect(
     state: &State,
     attempt: usize,
 ) -> ::redis::RedisResult<MultiplexedConnection> {
-    let config = AsyncConnectionConfig::new()
-        .set_connection_timeout(Some(shared.timeout))
-        .set_response_timeout(Some(BLOCK + shared.timeout));
+    let config = reader_config(shared);
     let node = state.node.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let (mut conn, node) = shared
         .target
@@ -428,7 +436,13 @@ async fn connect(
 }
 
 /// Reads until the store closes (`Ok`) or the connection cannot serve the bucket (`Err`).
+///
+/// While the bucket's slot is being migrated and its keys already sit on the importing node, the
+/// owner answers `ASK`: the loop then reads there once (no `BLOCK`, after `ASKING`), and goes back
+/// to the owner, until the owner answers `MOVED` (the move is done) or serves the read again.
 async fn read(shared: &Shared, state: &State, mut conn: MultiplexedConnection) -> Result<(), Lost> {
+    let mut importing: Option<(String, MultiplexedConnection)> = None;
+    let mut ask: Option<String> = None;
     loop {
         if state.closed.load(Ordering::Acquire) {
             return Ok(());
@@ -444,42 +458,48 @@ async fn read(shared: &Shared, state: &State, mut conn: MultiplexedConnection) -
             let _ = tokio::time::timeout(BLOCK, state.wake.notified()).await;
             continue;
         }
-        let mut cmd = ::redis::cmd("XREAD");
-        cmd.arg("COUNT")
-            .arg(BATCH)
-            .arg("BLOCK")
-            .arg(BLOCK.as_millis() as u64)
-            .arg("STREAMS");
-        for (channel, _) in &snapshot {
-            cmd.arg(shared.key(channel));
+        let cmd = xread(shared, state, &snapshot, created, ask.is_none());
+        let asking = ask.is_some();
+        let target: &mut MultiplexedConnection = match ask.take() {
+            None => &mut conn,
+            Some(node) => {
+                if importing.as_ref().is_none_or(|(n, _)| *n != node) {
+                    let config = reader_config(shared);
+                    let c = shared.target.reader(Some(&node), 0, &config).await?.0;
+                    importing = Some((node, c));
+                }
+                match importing.as_mut() {
+                    Some((_, c)) => c,
+                    None => continue,
+                }
+            }
+        };
+        let reply = match query(shared, target, cmd, asking).await {
+            Ok(v) => v,
+            Err(Lost::Ask(node)) if !asking => {
+                ask = Some(node);
+                continue;
+            }
+            Err(Lost::Ask(_) | Lost::Migrating) => {
+                // The keys are split between the two nodes for a moment: the migration goes on.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+            Err(lost) => return Err(lost),
+        };
+        if asking {
+            // Not blocking there: give the importing node's new events a moment to arrive.
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        if created.is_some() {
-            cmd.arg(shared.created(state.bucket));
-        }
-        for (_, cursor) in &snapshot {
-            cmd.arg(cursor.at.to_string());
-        }
-        if let Some(at) = created {
-            cmd.arg(at.to_string());
-        }
-        let reply: Value =
-            match tokio::time::timeout(BLOCK + shared.timeout, cmd.query_async(&mut conn)).await {
-                Ok(Ok(v)) => v,
-                Ok(Err(e)) => match Lost::from(e) {
-                    Lost::Migrating => {
-                        // Some keys moved, some not yet: the migration finishes shortly.
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                    lost => return Err(lost),
-                },
-                Err(_) => return Err(Lost::Down("XREAD timed out".into())),
-            };
         let deliveries = merge(shared, state, &snapshot, created, &reply);
         if deliveries.is_empty() {
             continue;
         }
-        let gaps = match trimmed_past_cursors(shared, &mut conn, &snapshot, &deliveries).await {
+        let on = match (asking, importing.as_mut()) {
+            (true, Some((_, c))) => c,
+            _ => &mut conn,
+        };
+        let gaps = match trimmed_past_cursors(shared, on, &snapshot, &deliveries, asking).await {
             Ok(gaps) => gaps,
             Err(lost) => {
                 // Nothing was handed on: read it again from where this read started.
@@ -497,6 +517,66 @@ async fn read(shared: &Shared, state: &State, mut conn: MultiplexedConnection) -
             }
         }
     }
+}
+
+/// `XREAD` of the bucket's watched streams (and its created stream while a prefix is watched) from
+/// their cursors, blocking when `block`.
+fn xread(
+    shared: &Shared,
+    state: &State,
+    snapshot: &[(String, Cursor)],
+    created: Option<Position>,
+    block: bool,
+) -> ::redis::Cmd {
+    let mut cmd = ::redis::cmd("XREAD");
+    cmd.arg("COUNT").arg(BATCH);
+    if block {
+        cmd.arg("BLOCK").arg(BLOCK.as_millis() as u64);
+    }
+    cmd.arg("STREAMS");
+    for (channel, _) in snapshot {
+        cmd.arg(shared.key(channel));
+    }
+    if created.is_some() {
+        cmd.arg(shared.created(state.bucket));
+    }
+    for (_, cursor) in snapshot {
+        cmd.arg(cursor.at.to_string());
+    }
+    if let Some(at) = created {
+        cmd.arg(at.to_string());
+    }
+    cmd
+}
+
+/// Runs `cmd` within the timeout (plus the block), after `ASKING` when `asking`.
+async fn query(
+    shared: &Shared,
+    conn: &mut MultiplexedConnection,
+    cmd: ::redis::Cmd,
+    asking: bool,
+) -> Result<Value, Lost> {
+    let answer = if asking {
+        let mut pipe = ::redis::pipe();
+        pipe.cmd("ASKING").ignore().add_command(cmd);
+        let run = pipe.query_async::<(Value,)>(conn);
+        match tokio::time::timeout(shared.timeout, run).await {
+            Ok(r) => r.map(|(v,)| v),
+            Err(_) => return Err(Lost::Down("XREAD timed out".into())),
+        }
+    } else {
+        match tokio::time::timeout(BLOCK + shared.timeout, cmd.query_async(conn)).await {
+            Ok(r) => r,
+            Err(_) => return Err(Lost::Down("XREAD timed out".into())),
+        }
+    };
+    answer.map_err(Lost::from)
+}
+
+fn reader_config(shared: &Shared) -> AsyncConnectionConfig {
+    AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(shared.timeout))
+        .set_response_timeout(Some(BLOCK + shared.timeout))
 }
 
 /// Puts the cursors of a read that delivered nothing back where the read started.
@@ -611,11 +691,15 @@ async fn trimmed_past_cursors(
     conn: &mut MultiplexedConnection,
     snapshot: &[(String, Cursor)],
     deliveries: &[(String, entry::Entry)],
+    asking: bool,
 ) -> Result<Vec<String>, Lost> {
     let mut channels: Vec<&str> = deliveries.iter().map(|(c, _)| c.as_str()).collect();
     channels.dedup();
     let mut pipe = ::redis::pipe();
     for channel in &channels {
+        if asking {
+            pipe.cmd("ASKING").ignore();
+        }
         pipe.cmd("XINFO").arg("STREAM").arg(shared.key(channel));
     }
     let infos: Vec<Value> = match tokio::time::timeout(shared.timeout, pipe.query_async(conn)).await
