@@ -3,7 +3,7 @@
 //! read loop, whose `XREAD BLOCK` must not hold up anyone else's commands.
 //!
 //! * `redis://…` ([`Target::Single`]): one server; today's key layout, one sequencer.
-//! * `redis+cluster://h:p[,h:p…]` ([`Target::Cluster`]): a Redis Cluster. The shared connection is the
+//! * `redis+cluster://h:p[,h:p…]`, `rediss+cluster://…` ([`Target::Cluster`]): a Redis Cluster. The shared connection is the
 //!   `redis` crate's cluster connection, which routes each command by its key's hash slot and follows
 //!   `MOVED`/`ASK` redirections and slot-map changes by itself. A read loop connects to the node that
 //!   owns its bucket's slot, found by following the `MOVED` it gets from any other node.
@@ -19,18 +19,19 @@ use ::redis::{AsyncConnectionConfig, Client, Cmd, Pipeline, RedisFuture, Value};
 
 /// The URL shapes the store accepts, for error messages.
 pub(super) const SHAPES: &str = "redis://[user:password@]host:port[/db] or \
-     redis+cluster://[user:password@]host:port[,host:port...]";
+     redis+cluster://[user:password@]host:port[,host:port...] (rediss+cluster:// for TLS)";
 
 /// Where the store's Redis is.
 pub(super) enum Target {
     /// One server (`redis://`).
     Single(Client),
-    /// A Redis Cluster (`redis+cluster://`): the client, and one plain `redis://` URL per seed node
-    /// (credentials included) from which a read loop starts looking for its slot's owner.
+    /// A Redis Cluster (`redis+cluster://`, `rediss+cluster://` with TLS): the client, and one
+    /// `redis://` (`rediss://`) URL per seed node (credentials included) from which a read loop starts
+    /// looking for its slot's owner.
     Cluster {
         client: Box<ClusterClient>,
         seeds: Vec<String>,
-        /// `redis://[user:password@]`, to build the URL of a node a `MOVED` names.
+        /// `redis[s]://[user:password@]`, to build the URL of a node a `MOVED` names.
         base: String,
     },
 }
@@ -38,24 +39,21 @@ pub(super) enum Target {
 impl Target {
     /// Parses `url` (see [`SHAPES`]); no connection is made.
     pub(super) fn open(url: &str, timeout: Duration) -> Result<Target, String> {
-        let Some(rest) = url.strip_prefix("redis+cluster://") else {
-            if url.starts_with("rediss+cluster://") {
-                return Err(
-                    "TLS to a Redis Cluster (rediss+cluster://) is not supported by this \
-                            build yet; use redis+cluster:// on a trusted network"
-                        .into(),
-                );
+        let (scheme, rest) = match url.split_once("://") {
+            Some(("redis+cluster", rest)) => ("redis", rest),
+            Some(("rediss+cluster", rest)) => ("rediss", rest),
+            _ => {
+                return Client::open(url)
+                    .map(Target::Single)
+                    .map_err(|e| e.to_string());
             }
-            return Client::open(url)
-                .map(Target::Single)
-                .map_err(|e| e.to_string());
         };
         let (auth, hosts) = match rest.rfind('@') {
             Some(at) => (&rest[..=at], &rest[at + 1..]),
             None => ("", rest),
         };
         let hosts = hosts.trim_end_matches('/');
-        let base = format!("redis://{auth}");
+        let base = format!("{scheme}://{auth}");
         let seeds: Vec<String> = hosts
             .split(',')
             .filter(|h| !h.is_empty())
@@ -76,7 +74,10 @@ impl Target {
             .min_retry_wait(20)
             .max_retry_wait(500)
             .build()
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| match scheme {
+                "rediss" => format!("TLS to the cluster is not available ({e})"),
+                _ => e.to_string(),
+            })?;
         Ok(Target::Cluster {
             client: Box::new(client),
             seeds,
@@ -192,6 +193,12 @@ mod tests {
             Target::Single(_) => panic!("not a cluster"),
         }
         assert!(Target::open("redis+cluster://", Duration::from_secs(1)).is_err());
+        // Built with TLS support, a TLS cluster; without, an error that says so.
+        match Target::open("rediss+cluster://h:1", Duration::from_secs(1)) {
+            Ok(Target::Cluster { base, .. }) => assert_eq!(base, "rediss://"),
+            Ok(Target::Single(_)) => panic!("not a cluster"),
+            Err(e) => assert!(e.contains("TLS"), "{e}"),
+        }
         assert!(Target::open("redis+cluster://h:1/0", Duration::from_secs(1)).is_err());
         assert!(
             Target::open("redis://127.0.0.1", Duration::from_secs(1))
