@@ -46,6 +46,9 @@ pub(crate) async fn prelude(
         );
     }
     let mut seen_through = replay.after;
+    // One slot per event, not the doubling growth's up to twice that: every subscriber of a storm
+    // holds its queue until the replay is written.
+    prelude.reserve_exact(replay.events.len());
     for event in replay.events {
         hub.metrics.replayed.fetch_add(1, Ordering::Relaxed);
         seen_through = Some(seen_through.map_or(event.position, |s| s.max(event.position)));
@@ -118,6 +121,7 @@ pub(crate) async fn prelude_many(
     }
     // Live skips what is at or before `seen_through`: with a cut, exactly what the replays covered.
     let mut seen_through = after.max(cut);
+    prelude.reserve_exact(events.len());
     for (i, event) in events {
         hub.metrics.replayed.fetch_add(1, Ordering::Relaxed);
         seen_through = seen_through.max(Some(event.position));

@@ -263,6 +263,11 @@ impl Stream for Subscription {
             return Poll::Ready(Some(farewell));
         }
         if let Some(bytes) = this.prelude.pop_front() {
+            if this.prelude.is_empty() {
+                // The replay is out: its queue (a slot per replayed event, 4 KiB for 100) is not
+                // kept for the life of the stream.
+                this.prelude = VecDeque::new();
+            }
             this.rearm();
             return Poll::Ready(Some(bytes));
         }

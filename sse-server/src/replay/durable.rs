@@ -9,7 +9,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, TryRecvError};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -383,6 +383,26 @@ impl Shared {
         }
     }
 
+    /// A replay read under the lock (`state`); `counter` was loaded before taking it.
+    fn replay_locked(
+        &self,
+        state: &mut State,
+        channel: &str,
+        last_event_id: &str,
+        counter: u64,
+    ) -> Result<Replay, Error> {
+        self.check_fresh()?;
+        let State { windows, pending } = state;
+        Ok(windows.replay(
+            channel,
+            last_event_id,
+            counter,
+            &self.retention,
+            now_ms(),
+            pending,
+        ))
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         // The state is only changed together with the ops mirroring it; a panic in between is a bug
         // that a restart (which reloads from the file) repairs, so keep serving.
@@ -457,6 +477,20 @@ impl ReplayStore for DurableStore {
         channel: &'a str,
         last_event_id: &'a str,
     ) -> BoxFuture<'a, Result<Replay, Error>> {
+        // Most replays find the lock free: read at once, without a blocking thread (a reconnect
+        // storm is 10k replays, and every blocking thread costs a stack and a malloc arena).
+        let counter = self.shared.counter.load(Ordering::Acquire);
+        let state = match self.shared.state.try_lock() {
+            Ok(state) => Some(state),
+            Err(TryLockError::Poisoned(p)) => Some(p.into_inner()),
+            Err(TryLockError::WouldBlock) => None,
+        };
+        if let Some(mut state) = state {
+            let replay = self
+                .shared
+                .replay_locked(&mut state, channel, last_event_id, counter);
+            return Box::pin(async move { replay });
+        }
         let shared = self.shared.clone();
         let (channel, last_event_id) = (channel.to_owned(), last_event_id.to_owned());
         // The writer holds the lock during a commit (so nothing undurable is ever replayed): wait for it
@@ -465,16 +499,7 @@ impl ReplayStore for DurableStore {
             tokio::task::spawn_blocking(move || {
                 let counter = shared.counter.load(Ordering::Acquire);
                 let mut state = shared.lock();
-                shared.check_fresh()?;
-                let State { windows, pending } = &mut *state;
-                Ok(windows.replay(
-                    &channel,
-                    &last_event_id,
-                    counter,
-                    &shared.retention,
-                    now_ms(),
-                    pending,
-                ))
+                shared.replay_locked(&mut state, &channel, &last_event_id, counter)
             })
             .await
             .map_err(|e| Error::Store(format!("replay task failed: {e}")))?
