@@ -1,10 +1,11 @@
 //! The Redis replay store: one Redis Stream per channel, shared by every node of a cluster.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ::redis::{Client, Value};
+use ::redis::Value;
 use sse_proto::Event;
 use tokio::sync::OnceCell;
 
@@ -14,22 +15,30 @@ use super::stored::{self, StoredEvent};
 use crate::error::Error;
 use crate::position::Position;
 
+mod connect;
 mod entry;
 mod feed;
 mod shared;
 
+use connect::{SHAPES, Target};
 use entry::{deleted_through, pairs, range, text};
 use feed::Feed;
 use shared::{Shared, now_ms};
 
-/// The append script: one sequencer for every channel (`KEYS[1]`, a hash of the last `ms` and the
-/// counter `n`), so an event's entry id `<ms>-<n>` is the same in every stream it goes to (a broadcast)
-/// and ids of all streams compare in sequencer order. `ms` is Redis's clock, never going back (the
-/// last `ms` is kept), so retention by age (`MINID`) keeps working. A stream that did not exist is
-/// announced in `KEYS[2]` at that id, for the live feeds following patterns.
-/// `KEYS[3..]`: the streams; `ARGV`: MAXLEN, MINID cutoff (0: none), PEXPIRE ms (0: none), the number
-/// of field arguments, the fields, then the channel names of the streams.
+/// The append script: one sequencer for every channel of a bucket (`KEYS[1]`, a hash of the last `ms`
+/// and the counter `n`; one server has one bucket), so an event's entry id `<ms>-<n>` is the same in
+/// every stream it goes to (a broadcast) and ids of all streams of the bucket compare in sequencer
+/// order. `ms` is Redis's clock, never going back (the last `ms` is kept), so retention by age
+/// (`MINID`) keeps working. A stream that did not exist is announced in `KEYS[2]` at that id, for the
+/// live feeds following patterns. `KEYS[3]` remembers the append's token (when `ARGV[4]` > 0, for that
+/// many ms): a client that retries the script after a lost answer gets the first id back instead of
+/// a second entry. `KEYS[4..]`: the streams; `ARGV`: MAXLEN, MINID cutoff (0: none), PEXPIRE ms (0:
+/// none), token ms, the number of field arguments, the fields, then the channel names of the streams.
 const APPEND: &str = r"
+if ARGV[4] ~= '0' then
+  local seen = redis.call('GET', KEYS[3])
+  if seen then return seen end
+end
 local t = redis.call('TIME')
 local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local last = tonumber(redis.call('HGET', KEYS[1], 'ms') or '0')
@@ -37,12 +46,12 @@ if ms < last then ms = last end
 redis.call('HSET', KEYS[1], 'ms', string.format('%d', ms))
 local n = redis.call('HINCRBY', KEYS[1], 'n', 1)
 local id = string.format('%d-%d', ms, n)
-local nf = tonumber(ARGV[4])
+local nf = tonumber(ARGV[5])
 local fields = {}
-for i = 1, nf do fields[i] = ARGV[4 + i] end
+for i = 1, nf do fields[i] = ARGV[5 + i] end
 local created = {}
-for k = 3, #KEYS do
-  if redis.call('EXISTS', KEYS[k]) == 0 then created[#created + 1] = ARGV[4 + nf + k - 2] end
+for k = 4, #KEYS do
+  if redis.call('EXISTS', KEYS[k]) == 0 then created[#created + 1] = ARGV[5 + nf + k - 3] end
   redis.call('XADD', KEYS[k], 'MAXLEN', '=', ARGV[1], id, unpack(fields))
   if ARGV[2] ~= '0' then redis.call('XTRIM', KEYS[k], 'MINID', '=', ARGV[2]) end
   if ARGV[3] ~= '0' then redis.call('PEXPIRE', KEYS[k], ARGV[3]) end
@@ -50,8 +59,13 @@ end
 if #created > 0 then
   redis.call('XADD', KEYS[2], 'MAXLEN', '~', 10000, id, 'n', table.concat(created, '\n'))
 end
+if ARGV[4] ~= '0' then redis.call('SET', KEYS[3], id, 'PX', ARGV[4]) end
 return id
 ";
+
+/// How long a cluster append's token is remembered, at least: longer than the cluster client goes on
+/// retrying one command (bounded by the store's timeout).
+const TOKEN_MIN: Duration = Duration::from_secs(30);
 
 /// Fewest entries a stream keeps, whatever the replay window: the per-node read loops read the live
 /// events from the stream itself, so it must hold at least what a loop may lag behind.
@@ -154,14 +168,21 @@ impl RedisStoreBuilder {
     /// assert!(sse_server::RedisStore::builder("http://nope").build().is_err());
     /// ```
     pub fn build(self) -> Result<RedisStore, Error> {
-        let client = Client::open(self.url.as_str()).map_err(|e| {
+        let target = Target::open(&self.url, self.timeout).map_err(|e| {
             Error::Store(format!(
-                "invalid Redis URL {:?} ({e}); write it as redis://[user:password@]host:port[/db]",
-                self.url
+                "invalid Redis URL {:?} ({e}); write it as {SHAPES}",
+                redact(&self.url)
             ))
         })?;
+        if target.is_cluster() && self.prefix.contains(['{', '}']) {
+            return Err(Error::Store(format!(
+                "the key prefix {:?} contains {{ or }}, which would change the hash slot of the \
+                 keys in a Redis Cluster; choose a prefix without braces",
+                self.prefix
+            )));
+        }
         let shared = Arc::new(Shared {
-            client,
+            target,
             url: redact(&self.url),
             prefix: self.prefix,
             retention: self.retention,
@@ -241,14 +262,16 @@ impl RedisStore {
             .await
     }
 
-    /// Appends `event` to every channel of `channels` at one position, assigned by [`APPEND`]: the
-    /// hub-wide sequencer, so positions of all channels are totally ordered.
+    /// Appends `event` to every channel of `channels`, one [`APPEND`] script per bucket: at one
+    /// position of the bucket's sequencer, so positions of the channels of one bucket are totally
+    /// ordered. When the channels span several buckets (a cluster), each bucket's copy has its own
+    /// position and the event carries one minted id everywhere (unless it has its own).
     async fn append_all_now<S: AsRef<str>>(
         &self,
         channels: &[S],
         event: Event,
     ) -> Result<StoredEvent, Error> {
-        let custom = event.id().map(str::to_owned);
+        let mut custom = event.id().map(str::to_owned);
         if let Some(id) = &custom
             && id.parse::<Position>().is_ok()
         {
@@ -260,7 +283,33 @@ impl RedisStore {
                 ),
             ));
         }
+        let mut groups: BTreeMap<usize, Vec<&str>> = BTreeMap::new();
+        for c in channels {
+            let c = c.as_ref();
+            groups.entry(self.shared.bucket(c)).or_default().push(c);
+        }
+        if groups.len() > 1 && custom.is_none() {
+            custom = Some(self.mint_id().await?);
+        }
         let parts = entry::split(&event)?;
+        let mut first = None;
+        for (b, group) in groups {
+            let stored = self
+                .append_bucket(b, &group, &parts, custom.as_deref())
+                .await?;
+            first.get_or_insert(stored);
+        }
+        first.ok_or_else(|| Error::Store("a broadcast needs at least one channel".to_owned()))
+    }
+
+    /// Runs [`APPEND`] for the channels of bucket `b` (all in one slot in a cluster).
+    async fn append_bucket(
+        &self,
+        b: usize,
+        channels: &[&str],
+        parts: &entry::Split,
+        custom: Option<&str>,
+    ) -> Result<StoredEvent, Error> {
         let retention = self.shared.retention;
         let age = retention.age().as_millis() as u64;
         let mut fields: Vec<&[u8]> = Vec::with_capacity(6);
@@ -268,16 +317,24 @@ impl RedisStore {
             fields.extend([&b"h"[..], &parts.head[..]]);
         }
         fields.extend([&b"t"[..], &parts.tail[..]]);
-        if let Some(id) = &custom {
+        if let Some(id) = custom {
             fields.extend([&b"c"[..], id.as_bytes()]);
         }
+        // A cluster client retries a command whose answer it lost: the token makes that harmless.
+        let (token, token_ms) = if self.shared.buckets() > 1 {
+            let ms = TOKEN_MIN.max(self.shared.timeout * 5).as_millis() as u64;
+            (format!("{:032x}", rand::random::<u128>()), ms)
+        } else {
+            (String::new(), 0)
+        };
         let mut cmd = ::redis::cmd("EVAL");
         cmd.arg(APPEND)
-            .arg(2 + channels.len())
-            .arg(self.shared.sequencer())
-            .arg(self.shared.created());
+            .arg(3 + channels.len())
+            .arg(self.shared.sequencer(b))
+            .arg(self.shared.created(b))
+            .arg(self.shared.token(b, &token));
         for c in channels {
-            cmd.arg(self.shared.key(c.as_ref()));
+            cmd.arg(self.shared.key(c));
         }
         let cutoff = if age > 0 {
             now_ms().saturating_sub(age).max(1)
@@ -287,12 +344,13 @@ impl RedisStore {
         cmd.arg(retention.events().max(MIN_STREAM_LEN))
             .arg(cutoff)
             .arg(age)
+            .arg(token_ms)
             .arg(fields.len());
         for f in &fields {
             cmd.arg(*f);
         }
         for c in channels {
-            cmd.arg(c.as_ref());
+            cmd.arg(*c);
         }
         let entry_id: String = self
             .shared
@@ -303,25 +361,14 @@ impl RedisStore {
                 "Redis answered the append script with {entry_id:?}, not a stream id"
             ))
         })?;
-        Ok(stored::stamp_encoded(position, custom.as_deref(), |id| {
+        Ok(stored::stamp_encoded(position, custom, |id| {
             entry::join(&parts.head, id, &parts.tail)
         }))
     }
 
-    /// The last minor position the sequencer issued (0 before the first).
-    async fn issued_through(&self) -> Result<u64, Error> {
-        let key = self.shared.sequencer();
-        let n: Option<u64> = self
-            .shared
-            .run("HGET", |mut c| async move {
-                ::redis::cmd("HGET")
-                    .arg(key)
-                    .arg("n")
-                    .query_async(&mut c)
-                    .await
-            })
-            .await?;
-        Ok(n.unwrap_or(0))
+    /// The last minor position bucket `b`'s sequencer issued (0 before the first).
+    async fn issued_through(&self, b: usize) -> Result<u64, Error> {
+        Ok(self.shared.sequenced(b).await?.minor())
     }
 
     /// Trims by age, then reads the window's bounds (`None`: no such stream).
@@ -430,7 +477,10 @@ impl RedisStore {
         };
         let placed = match last_event_id.parse::<Position>() {
             // Positions are hub-wide: an id of another channel is known when the sequencer issued it.
-            Ok(p) if p > info.last_generated && p.minor() > self.issued_through().await? => {
+            Ok(p)
+                if p > info.last_generated
+                    && p.minor() > self.issued_through(self.shared.bucket(channel)).await? =>
+            {
                 Err(ResetReason::Unknown)
             }
             Ok(p) if p < info.max_deleted => Err(ResetReason::Expired),
@@ -520,8 +570,35 @@ impl ReplayStore for RedisStore {
         Box::pin(self.channels_now())
     }
 
+    /// One server: its one sequencer. A cluster has no store-wide order (one sequencer per bucket):
+    /// `None`, see [`issued_by`](ReplayStore::issued_by).
     fn issued(&self) -> BoxFuture<'_, Result<Option<Position>, Error>> {
-        Box::pin(async move { self.shared.sequenced().await.map(Some) })
+        Box::pin(async move {
+            if self.shared.buckets() > 1 {
+                return Ok(None);
+            }
+            self.shared.sequenced(0).await.map(Some)
+        })
+    }
+
+    /// 1 on one server; [`BUCKETS`](shared::BUCKETS) (16) in a Redis Cluster.
+    fn sequencers(&self) -> usize {
+        self.shared.buckets()
+    }
+
+    /// The channel's bucket.
+    fn sequencer(&self, channel: &str) -> usize {
+        self.shared.bucket(channel)
+    }
+
+    /// The bucket's sequencer (`None` for a bucket that does not exist).
+    fn issued_by(&self, sequencer: usize) -> BoxFuture<'_, Result<Option<Position>, Error>> {
+        Box::pin(async move {
+            if sequencer >= self.shared.buckets() {
+                return Ok(None);
+            }
+            self.shared.sequenced(sequencer).await.map(Some)
+        })
     }
 
     fn live(&self) -> Option<Arc<dyn LiveFeed>> {
