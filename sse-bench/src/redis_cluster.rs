@@ -184,6 +184,30 @@ impl Redis {
         self.addrs.len()
     }
 
+    /// Microseconds every redis-server together spent in the commands `names` (lowercase, e.g.
+    /// `evalsha`, `xread`) so far, from `INFO commandstats`; None if a server does not answer.
+    pub fn command_usec(&self, names: &[&str]) -> Option<u64> {
+        let usec = |info: &str, name: &str| {
+            let field = format!("cmdstat_{name}:");
+            info.lines()
+                .find_map(|l| l.strip_prefix(&field))
+                .and_then(|stats| {
+                    stats
+                        .split(',')
+                        .find_map(|kv| kv.strip_prefix("usec="))
+                        .and_then(|v| v.parse::<u64>().ok())
+                })
+                .unwrap_or(0)
+        };
+        self.addrs
+            .iter()
+            .map(|addr| {
+                let info = command(*addr, &["INFO", "commandstats"]).ok()?;
+                Some(names.iter().map(|n| usec(&info, n)).sum::<u64>())
+            })
+            .sum()
+    }
+
     /// CPU time of every redis-server together so far; None if `/proc` cannot be read.
     pub fn cpu(&self) -> Option<Duration> {
         self.children

@@ -99,6 +99,11 @@ pub struct ShardRow {
     pub hub_us_per_publish: Option<f64>,
     /// Closed loop: CPU µs of every redis-server together per publish.
     pub redis_us_per_publish: Option<f64>,
+    /// Closed loop: of it, µs inside the append script (`EVALSHA`/`EVAL`, Redis's own count) per
+    /// publish.
+    pub append_us_per_publish: Option<f64>,
+    /// Closed loop: of it, µs inside the nodes' `XREAD`s per publish.
+    pub read_us_per_publish: Option<f64>,
     /// Fixed rate: the rate reached, events/s.
     pub rate_per_s: f64,
     /// Fixed rate: p50 delivery latency in ms.
@@ -198,6 +203,8 @@ async fn measure(cfg: &ShardsConfig, redis: &Redis) -> Result<ShardRow, Error> {
         closed_p99_ms: ms(&closed.latency, 99.0),
         hub_us_per_publish: per_publish(closed.hub_cpu),
         redis_us_per_publish: per_publish(closed.redis_cpu),
+        append_us_per_publish: per_publish(closed.append),
+        read_us_per_publish: per_publish(closed.read),
         rate_per_s: fixed.published as f64 / fixed.publish_time.as_secs_f64().max(1e-9),
         rate_p50_ms: ms(&fixed.latency, 50.0),
         rate_p99_ms: ms(&fixed.latency, 99.0),
@@ -220,9 +227,18 @@ struct Drive {
     latency: Histogram,
     hub_cpu: Option<Duration>,
     redis_cpu: Option<Duration>,
+    /// Time inside EVALSHA and XREAD, by Redis's command statistics.
+    append: Option<Duration>,
+    read: Option<Duration>,
     lost: u64,
     duplicated: u64,
     dropped: usize,
+}
+
+/// Microseconds from `before` to `now`, as a duration.
+fn since(now: Option<u64>, before: Option<u64>) -> Option<Duration> {
+    now.zip(before)
+        .map(|(a, b)| Duration::from_micros(a.saturating_sub(b)))
 }
 
 fn hub_cpu(nodes: &[ServerProc]) -> Option<Duration> {
@@ -261,6 +277,10 @@ async fn drive(
     tokio::time::sleep(Duration::from_millis(500)).await;
     let per_channel = rate.map(|r| r / cfg.channels.max(1) as f64);
     let (hub_before, redis_before) = (hub_cpu(nodes), redis.cpu());
+    // The append script runs as EVALSHA, or EVAL the first time on a server.
+    let (append, read): (&[&str], &[&str]) = (&["evalsha", "eval"], &["xread"]);
+    let usec = |names: &[&str]| redis.command_usec(names);
+    let (append_before, read_before) = (usec(append), usec(read));
     let runs = join_all(
         fleets
             .iter()
@@ -275,6 +295,8 @@ async fn drive(
             .cpu()
             .zip(redis_before)
             .map(|(a, b)| a.saturating_sub(b)),
+        append: since(usec(append), append_before),
+        read: since(usec(read), read_before),
         ..Drive::default()
     };
     for ((fleet, _), stats) in fleets.into_iter().zip(runs) {
@@ -316,9 +338,9 @@ impl ShardsReport {
             "{NODES} sse-server nodes; {} channels × {} subscribers; every delivery crosses nodes; \
              {:.0} s per run; fixed rate {:.0} events/s over all channels\n\n\
              | store | primaries | subs | closed loop: publishes/s | deliveries/s | p99 ms | \
-             nodes CPU µs/publish | redis CPU µs/publish | fixed rate: events/s | p50 ms | p99 ms | \
-             lost | dup | dropped |\n\
-             |---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n",
+             nodes CPU µs/publish | redis CPU µs/publish | in EVALSHA | in XREAD | \
+             fixed rate: events/s | p50 ms | p99 ms | lost | dup | dropped |\n\
+             |---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n",
             self.channels, self.subscribers, self.seconds, self.rate
         );
         for r in &self.rows {
@@ -336,7 +358,7 @@ impl ShardsReport {
             }
             let _ = writeln!(
                 out,
-                "| {} | {} | {} | {:.0} | {:.0} | {} | {} | {} | {:.0} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {:.0} | {:.0} | {} | {} | {} | {} | {} | {:.0} | {} | {} | {} | {} | {} |",
                 r.store,
                 r.primaries,
                 r.subscribers,
@@ -345,6 +367,8 @@ impl ShardsReport {
                 num(r.closed_p99_ms, 2),
                 num(r.hub_us_per_publish, 1),
                 num(r.redis_us_per_publish, 1),
+                num(r.append_us_per_publish, 1),
+                num(r.read_us_per_publish, 1),
                 r.rate_per_s,
                 num(r.rate_p50_ms, 2),
                 num(r.rate_p99_ms, 2),

@@ -274,7 +274,7 @@ fn redis_cluster_delivers_every_event_once_across_nodes_and_shards() {
     let stores: Vec<_> = rows(&results, "redis")
         .into_iter()
         .map(|row| {
-            assert_eq!(row.len(), 14, "not measured: {row:?}\n{results}");
+            assert_eq!(row.len(), 16, "not measured: {row:?}\n{results}");
             exact(&row);
             assert_eq!(row[2], "12", "subscribers: {row:?}");
             assert_ne!(row[4], "0", "nothing delivered in the closed loop: {row:?}");
