@@ -30,13 +30,19 @@ use shared::{Shared, now_ms};
 /// every stream it goes to (a broadcast) and ids of all streams of the bucket compare in sequencer
 /// order. `ms` is Redis's clock, never going back (the last `ms` is kept), so retention by age
 /// (`MINID`) keeps working. A stream that did not exist is announced in `KEYS[2]` at that id, for the
-/// live feeds following patterns. `KEYS[3]` remembers the append's token (when `ARGV[4]` > 0, for that
-/// many ms): a client that retries the script after a lost answer gets the first id back instead of
-/// a second entry. `KEYS[4..]`: the streams; `ARGV`: MAXLEN, MINID cutoff (0: none), PEXPIRE ms (0:
-/// none), token ms, the number of field arguments, the fields, then the channel names of the streams.
+/// live feeds following patterns.
+///
+/// Tokens (when `ARGV[4]`, the ms to remember one, is not 0): `KEYS[3]` maps the append's token
+/// (`ARGV[5]`) to its id and `KEYS[4]` orders the tokens by time, so a client that retries the script
+/// after a lost answer gets the first id back instead of a second entry. They are two long-lived keys
+/// rather than one key per token because, during a slot migration, a script naming a key that does
+/// not exist (yet) next to keys that do is refused (`TRYAGAIN`).
+///
+/// `KEYS[5..]`: the streams; `ARGV`: MAXLEN, MINID cutoff (0: none), PEXPIRE ms (0: none), token ms,
+/// token, the number of field arguments, the fields, then the channel names of the streams.
 const APPEND: &str = r"
 if ARGV[4] ~= '0' then
-  local seen = redis.call('GET', KEYS[3])
+  local seen = redis.call('HGET', KEYS[3], ARGV[5])
   if seen then return seen end
 end
 local t = redis.call('TIME')
@@ -46,12 +52,12 @@ if ms < last then ms = last end
 redis.call('HSET', KEYS[1], 'ms', string.format('%d', ms))
 local n = redis.call('HINCRBY', KEYS[1], 'n', 1)
 local id = string.format('%d-%d', ms, n)
-local nf = tonumber(ARGV[5])
+local nf = tonumber(ARGV[6])
 local fields = {}
-for i = 1, nf do fields[i] = ARGV[5 + i] end
+for i = 1, nf do fields[i] = ARGV[6 + i] end
 local created = {}
-for k = 4, #KEYS do
-  if redis.call('EXISTS', KEYS[k]) == 0 then created[#created + 1] = ARGV[5 + nf + k - 3] end
+for k = 5, #KEYS do
+  if redis.call('EXISTS', KEYS[k]) == 0 then created[#created + 1] = ARGV[6 + nf + k - 4] end
   redis.call('XADD', KEYS[k], 'MAXLEN', '=', ARGV[1], id, unpack(fields))
   if ARGV[2] ~= '0' then redis.call('XTRIM', KEYS[k], 'MINID', '=', ARGV[2]) end
   if ARGV[3] ~= '0' then redis.call('PEXPIRE', KEYS[k], ARGV[3]) end
@@ -59,7 +65,15 @@ end
 if #created > 0 then
   redis.call('XADD', KEYS[2], 'MAXLEN', '~', 10000, id, 'n', table.concat(created, '\n'))
 end
-if ARGV[4] ~= '0' then redis.call('SET', KEYS[3], id, 'PX', ARGV[4]) end
+if ARGV[4] ~= '0' then
+  local old = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', ms - tonumber(ARGV[4]), 'LIMIT', 0, 100)
+  if #old > 0 then
+    redis.call('HDEL', KEYS[3], unpack(old))
+    redis.call('ZREM', KEYS[4], unpack(old))
+  end
+  redis.call('HSET', KEYS[3], ARGV[5], id)
+  redis.call('ZADD', KEYS[4], ms, ARGV[5])
+end
 return id
 ";
 
@@ -294,21 +308,30 @@ impl RedisStore {
         let parts = entry::split(&event)?;
         let mut first = None;
         for (b, group) in groups {
+            // A cluster client retries a command whose answer it lost: the token makes that harmless.
+            let token = if self.shared.buckets() > 1 {
+                format!("{:032x}", rand::random::<u128>())
+            } else {
+                String::new()
+            };
             let stored = self
-                .append_bucket(b, &group, &parts, custom.as_deref())
+                .append_bucket(b, &group, &parts, custom.as_deref(), &token)
                 .await?;
             first.get_or_insert(stored);
         }
         first.ok_or_else(|| Error::Store("a broadcast needs at least one channel".to_owned()))
     }
 
-    /// Runs [`APPEND`] for the channels of bucket `b` (all in one slot in a cluster).
+    /// Runs [`APPEND`] for the channels of bucket `b` (all in one slot in a cluster). A second run
+    /// with the same non-empty `token` (within [`TOKEN_MIN`]) returns the first one's position and
+    /// stores nothing.
     async fn append_bucket(
         &self,
         b: usize,
         channels: &[&str],
         parts: &entry::Split,
         custom: Option<&str>,
+        token: &str,
     ) -> Result<StoredEvent, Error> {
         let retention = self.shared.retention;
         let age = retention.age().as_millis() as u64;
@@ -320,19 +343,18 @@ impl RedisStore {
         if let Some(id) = custom {
             fields.extend([&b"c"[..], id.as_bytes()]);
         }
-        // A cluster client retries a command whose answer it lost: the token makes that harmless.
-        let (token, token_ms) = if self.shared.buckets() > 1 {
-            let ms = TOKEN_MIN.max(self.shared.timeout * 5).as_millis() as u64;
-            (format!("{:032x}", rand::random::<u128>()), ms)
+        let token_ms = if token.is_empty() {
+            0
         } else {
-            (String::new(), 0)
+            TOKEN_MIN.max(self.shared.timeout * 5).as_millis() as u64
         };
         let mut cmd = ::redis::cmd("EVAL");
         cmd.arg(APPEND)
-            .arg(3 + channels.len())
+            .arg(4 + channels.len())
             .arg(self.shared.sequencer(b))
             .arg(self.shared.created(b))
-            .arg(self.shared.token(b, &token));
+            .arg(self.shared.tokens(b))
+            .arg(self.shared.token_times(b));
         for c in channels {
             cmd.arg(self.shared.key(c));
         }
@@ -345,6 +367,7 @@ impl RedisStore {
             .arg(cutoff)
             .arg(age)
             .arg(token_ms)
+            .arg(token)
             .arg(fields.len());
         for f in &fields {
             cmd.arg(*f);
@@ -625,6 +648,131 @@ mod tests {
         assert_eq!(before(Position::new(5, 0)), Position::new(4, u64::MAX));
         assert_eq!(before(Position::new(5, 2)), Position::new(5, 1));
         assert_eq!(glob_escape("a*b?[c]"), "a\\*b\\?\\[c\\]");
+    }
+
+    #[test]
+    fn cluster_urls_need_a_prefix_without_braces_and_bad_urls_name_the_shapes() {
+        let url = "redis+cluster://127.0.0.1:7000,127.0.0.1:7001";
+        let store = RedisStore::builder(url).build().unwrap();
+        assert_eq!(store.sequencers(), shared::BUCKETS);
+        assert_eq!(store.sequencer("news"), shared::bucket_of("news"));
+        let err = RedisStore::builder(url)
+            .key_prefix("a{b}:")
+            .build()
+            .unwrap_err();
+        assert!(err.to_string().contains("without braces"), "{err}");
+        let err = RedisStore::builder("http://:pw@h").build().unwrap_err();
+        assert!(err.to_string().contains("redis+cluster://"), "{err}");
+        assert!(!err.to_string().contains("pw"), "{err}");
+        let plain = RedisStore::builder("redis://127.0.0.1").build().unwrap();
+        assert_eq!((plain.sequencers(), plain.sequencer("news")), (1, 0));
+    }
+
+    #[test]
+    fn buckets_are_stable() {
+        // The key layout: these must never change (they would move every channel).
+        assert_eq!(shared::bucket_of(""), 0x811c_9dc5 % 16);
+        let spread: std::collections::BTreeSet<usize> = (0..64)
+            .map(|i| shared::bucket_of(&format!("c{i}")))
+            .collect();
+        assert_eq!(spread.len(), shared::BUCKETS);
+    }
+
+    /// A `redis-server` on a free loopback port, killed on drop (`None`: not installed, and
+    /// SSE_REQUIRE_REDIS is not 1).
+    struct Server(std::process::Child, u16);
+
+    impl Server {
+        #[allow(clippy::print_stderr)] // the SKIPPED line CI counts
+        fn start() -> Option<Server> {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .unwrap()
+                .port();
+            let child = std::process::Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--save", "", "--appendonly", "no"])
+                .stdout(std::process::Stdio::null())
+                .spawn();
+            match child {
+                Ok(c) => Some(Server(c, port)),
+                Err(e) => {
+                    assert_ne!(
+                        std::env::var("SSE_REQUIRE_REDIS").as_deref(),
+                        Ok("1"),
+                        "redis-server is missing but SSE_REQUIRE_REDIS=1: {e}"
+                    );
+                    eprintln!("SKIPPED: redis-server not installed (append tokens)");
+                    None
+                }
+            }
+        }
+    }
+
+    impl Drop for Server {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    #[tokio::test]
+    async fn an_append_retried_with_its_token_is_stored_once() {
+        let Some(server) = Server::start() else {
+            return;
+        };
+        let store = RedisStore::builder(format!("redis://127.0.0.1:{}", server.1))
+            .build()
+            .unwrap();
+        for _ in 0..100 {
+            if store.ping().await.is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let parts = entry::split(&Event::message("x")).unwrap();
+        let append = |token| store.append_bucket(0, &["a"], &parts, None, token);
+        let first = append("t1").await.unwrap();
+        let again = append("t1").await.unwrap();
+        let other = append("t2").await.unwrap();
+        assert_eq!(again.position, first.position);
+        assert!(other.position > first.position);
+        let r = store.replay("a", "0-0").await.unwrap();
+        let positions: Vec<Position> = r.events.iter().map(|e| e.position).collect();
+        assert_eq!(positions, [first.position, other.position]);
+    }
+
+    #[tokio::test]
+    async fn a_single_server_keeps_the_untagged_layout_and_one_sequencer() {
+        let Some(server) = Server::start() else {
+            return;
+        };
+        let url = format!("redis://127.0.0.1:{}", server.1);
+        let store = RedisStore::builder(url.as_str()).build().unwrap();
+        for _ in 0..100 {
+            if store.ping().await.is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let a = store.append("a", Event::message("x")).await.unwrap();
+        let both = ["a".to_owned(), "b".to_owned()];
+        let ab = store.append_all(&both, Event::message("y")).await.unwrap();
+        assert_eq!(ab.position.minor(), a.position.minor() + 1, "one sequencer");
+        assert_eq!(ab.id.to_string(), ab.position.to_string(), "no minted id");
+        assert_eq!(store.issued().await.unwrap(), Some(ab.position));
+        let mut conn = ::redis::Client::open(url)
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        let mut keys: Vec<String> = ::redis::cmd("KEYS")
+            .arg("*")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        keys.sort();
+        assert_eq!(keys, ["sse:\0created", "sse:\0seq", "sse:a", "sse:b"]);
     }
 
     #[test]

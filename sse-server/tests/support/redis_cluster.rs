@@ -44,6 +44,15 @@ pub struct ClusterNode {
     child: Option<Child>,
 }
 
+/// A slot migration in progress (see [`RedisCluster::begin_migration`]).
+pub struct Migration {
+    pub slot: u16,
+    pub from: u16,
+    pub to: u16,
+    from_id: String,
+    to_id: String,
+}
+
 pub struct RedisCluster {
     pub nodes: Vec<ClusterNode>,
     _dir: tempfile::TempDir,
@@ -208,43 +217,62 @@ impl RedisCluster {
     /// does (IMPORTING/MIGRATING, MIGRATE of every key, SETSLOT NODE on every primary), with `pause`
     /// between the steps so traffic meets each state of the migration.
     pub async fn migrate_slot(&self, slot: u16, to: u16, pause: Duration) {
+        let m = self.begin_migration(slot, to).await;
+        tokio::time::sleep(pause).await;
+        self.move_keys(&m).await;
+        tokio::time::sleep(pause).await;
+        self.finish_migration(&m).await;
+    }
+
+    /// Marks `slot` IMPORTING on `to` and MIGRATING on its primary (no key moves yet).
+    pub async fn begin_migration(&self, slot: u16, to: u16) -> Migration {
         let from = self.owner(slot).await;
         assert_ne!(from, to, "slot {slot} is already on {to}");
-        let from_id = self.cli(from, "CLUSTER MYID").await.trim().to_owned();
-        let to_id = self.cli(to, "CLUSTER MYID").await.trim().to_owned();
-        let mut src = self.conn(from).await;
+        let m = Migration {
+            slot,
+            from,
+            to,
+            from_id: self.cli(from, "CLUSTER MYID").await.trim().to_owned(),
+            to_id: self.cli(to, "CLUSTER MYID").await.trim().to_owned(),
+        };
         let mut dst = self.conn(to).await;
         let _: () = redis::cmd("CLUSTER")
             .arg("SETSLOT")
             .arg(slot)
             .arg("IMPORTING")
-            .arg(&from_id)
+            .arg(&m.from_id)
             .query_async(&mut dst)
             .await
             .unwrap();
+        let mut src = self.conn(from).await;
         let _: () = redis::cmd("CLUSTER")
             .arg("SETSLOT")
             .arg(slot)
             .arg("MIGRATING")
-            .arg(&to_id)
+            .arg(&m.to_id)
             .query_async(&mut src)
             .await
             .unwrap();
-        tokio::time::sleep(pause).await;
+        m
+    }
+
+    /// MIGRATEs every key of the slot to the importing node (the slot stays MIGRATING).
+    pub async fn move_keys(&self, m: &Migration) {
+        let mut src = self.conn(m.from).await;
         loop {
             let keys: Vec<Vec<u8>> = redis::cmd("CLUSTER")
                 .arg("GETKEYSINSLOT")
-                .arg(slot)
+                .arg(m.slot)
                 .arg(100)
                 .query_async(&mut src)
                 .await
                 .unwrap();
             if keys.is_empty() {
-                break;
+                return;
             }
             let _: redis::Value = redis::cmd("MIGRATE")
                 .arg("127.0.0.1")
-                .arg(to)
+                .arg(m.to)
                 .arg("")
                 .arg(0)
                 .arg(5000)
@@ -254,20 +282,23 @@ impl RedisCluster {
                 .await
                 .unwrap();
         }
-        tokio::time::sleep(pause).await;
+    }
+
+    /// Gives the slot to the importing node on every primary, and waits until it is served there.
+    pub async fn finish_migration(&self, m: &Migration) {
         for port in self.primaries().await {
             let mut c = self.conn(port).await;
             let _: () = redis::cmd("CLUSTER")
                 .arg("SETSLOT")
-                .arg(slot)
+                .arg(m.slot)
                 .arg("NODE")
-                .arg(&to_id)
+                .arg(&m.to_id)
                 .query_async(&mut c)
                 .await
                 .unwrap();
         }
         tokio::time::timeout(WAIT, async {
-            while self.owner(slot).await != to {
+            while self.owner(m.slot).await != m.to {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         })

@@ -170,34 +170,9 @@ impl ConnectionLike for Conn {
     }
 }
 
-/// The hash slot of a key whose hash tag is `tag` (CRC16/XMODEM of the tag, mod 16384), as Redis
-/// Cluster computes it.
-pub(super) fn slot(tag: &str) -> u16 {
-    let mut crc: u16 = 0;
-    for &b in tag.as_bytes() {
-        crc ^= u16::from(b) << 8;
-        for _ in 0..8 {
-            crc = if crc & 0x8000 != 0 {
-                (crc << 1) ^ 0x1021
-            } else {
-                crc << 1
-            };
-        }
-    }
-    crc % 16384
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn slots_match_redis() {
-        // From CLUSTER KEYSLOT on a real server.
-        assert_eq!(slot("foo"), 12182);
-        assert_eq!(slot("0"), 13907);
-        assert_eq!(slot("123456789"), 0x31C3);
-    }
 
     #[test]
     fn cluster_urls_are_parsed() {

@@ -98,6 +98,22 @@ struct Cursor {
 }
 
 impl State {
+    fn new(bucket: usize) -> State {
+        State {
+            bucket,
+            node: Mutex::new(None),
+            watched: Mutex::new(Watched::default()),
+            resolve: tokio::sync::Mutex::new(()),
+            sink: Mutex::new(None),
+            started: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+            wake: Notify::new(),
+            wanted: AtomicU64::new(0),
+            covered: watch::Sender::new(0),
+            reader: Mutex::new(None),
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, Watched> {
         self.watched.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -121,27 +137,7 @@ impl Feed {
             tokio::spawn(run(self.shared.clone(), state.clone()));
         }
     }
-}
 
-impl State {
-    fn new(bucket: usize) -> State {
-        State {
-            bucket,
-            node: Mutex::new(None),
-            watched: Mutex::new(Watched::default()),
-            resolve: tokio::sync::Mutex::new(()),
-            sink: Mutex::new(None),
-            started: AtomicBool::new(false),
-            closed: AtomicBool::new(false),
-            wake: Notify::new(),
-            wanted: AtomicU64::new(0),
-            covered: watch::Sender::new(0),
-            reader: Mutex::new(None),
-        }
-    }
-}
-
-impl Feed {
     async fn watch_now(&self, channel: &str) -> Result<(), Error> {
         let state = self.state(channel);
         self.start(state);
@@ -176,38 +172,47 @@ impl Feed {
     /// script in their bucket's created stream).
     async fn watch_prefix_now(&self, prefix: &str) -> Result<(), Error> {
         for state in &self.states {
-            self.watch_prefix_in(state, prefix).await?;
+            self.start(state);
+        }
+        // The announcements after each sequencer's position now, then the streams already there: a
+        // stream is found one way or the other (or both; a watch is kept once).
+        let mut from = Vec::with_capacity(self.states.len());
+        for state in &self.states {
+            from.push(self.shared.sequenced(state.bucket).await?);
+        }
+        let mut existing: Vec<Vec<(String, Position)>> = vec![Vec::new(); self.states.len()];
+        for channel in self.shared.streams_under(prefix).await? {
+            let last = self.shared.last_entry(&self.shared.key(&channel)).await?;
+            let at = last.map_or_else(Position::default, |e| e.position);
+            existing[self.shared.bucket(&channel) % self.states.len()].push((channel, at));
+        }
+        for ((state, from), existing) in self.states.iter().zip(from).zip(existing) {
+            self.watch_prefix_in(state, prefix, from, existing).await;
         }
         Ok(())
     }
 
-    async fn watch_prefix_in(&self, state: &Arc<State>, prefix: &str) -> Result<(), Error> {
-        self.start(state);
+    /// Installs a resolved prefix watch in one bucket.
+    async fn watch_prefix_in(
+        &self,
+        state: &State,
+        prefix: &str,
+        from: Position,
+        existing: Vec<(String, Position)>,
+    ) {
         let generation = {
             let _one_at_a_time = state.resolve.lock().await;
-            if let Some(n) = state.lock().prefixes.get_mut(prefix) {
-                *n += 1;
-                return Ok(());
-            }
-            // The announcements after the sequencer's position now, then the streams already there:
-            // a stream is found one way or the other (or both; a watch is kept once).
-            let from = self.shared.sequenced(state.bucket).await?;
-            let existing = self
-                .shared
-                .bucket_streams_under(state.bucket, prefix)
-                .await?;
-            let mut resolved = Vec::with_capacity(existing.len());
-            for channel in existing {
-                let last = self.shared.last_entry(&self.shared.key(&channel)).await?;
-                resolved.push((channel, last.map_or_else(Position::default, |e| e.position)));
-            }
             let mut w = state.lock();
+            if let Some(n) = w.prefixes.get_mut(prefix) {
+                *n += 1;
+                return;
+            }
             if w.prefixes.is_empty() {
                 w.created = from;
             }
             w.created = w.created.min(from);
             w.prefixes.insert(prefix.to_owned(), 1);
-            for (channel, at) in resolved {
+            for (channel, at) in existing {
                 w.next_token += 1;
                 let token = w.next_token;
                 w.map.entry(channel).or_insert(Cursor {
@@ -220,7 +225,6 @@ impl Feed {
         };
         state.wake.notify_one();
         self.nudge(state, generation).await;
-        Ok(())
     }
 
     /// Gets `state`'s loop to issue a read that covers `generation` (bounded: the cursor is what
@@ -338,7 +342,11 @@ fn unwatch_prefix_in(state: &State, prefix: &str) {
 enum Lost {
     /// The bucket's slot is served by this other node (`host:port`): reconnect there.
     Moved(String),
-    /// The slot is being migrated (`ASK`, `TRYAGAIN`): read again shortly, on the same connection.
+    /// The slot is being migrated and the keys are on this importing node (`host:port`): read there,
+    /// each command after `ASKING`.
+    Ask(String),
+    /// The slot is being migrated and its keys are split between two nodes (`TRYAGAIN`): read
+    /// again shortly.
     Migrating,
     /// Redis failed; reconnect with backoff.
     Down(String),
@@ -351,7 +359,11 @@ impl From<RedisError> for Lost {
                 Some((node, _)) => Lost::Moved(node.to_owned()),
                 None => Lost::Down(e.to_string()),
             },
-            ErrorKind::Server(ServerErrorKind::Ask | ServerErrorKind::TryAgain) => Lost::Migrating,
+            ErrorKind::Server(ServerErrorKind::Ask) => match e.redirect_node() {
+                Some((node, _)) => Lost::Ask(node.to_owned()),
+                None => Lost::Migrating,
+            },
+            ErrorKind::Server(ServerErrorKind::TryAgain) => Lost::Migrating,
             _ => Lost::Down(e.to_string()),
         }
     }
@@ -390,7 +402,9 @@ async fn run(shared: Arc<Shared>, state: Arc<State>) {
                 // Bounded: a slot map in flux (failover) must not make this spin.
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
-            Err(Lost::Migrating) => tokio::time::sleep(Duration::from_millis(50)).await,
+            Err(Lost::Ask(_) | Lost::Migrating) => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
             Err(Lost::Down(e)) => {
                 tracing::warn!(redis = %shared.url, bucket = state.bucket, error = %e, "live feed lost Redis; reconnecting with backoff");
                 *state.node.lock().unwrap_or_else(|p| p.into_inner()) = None;
@@ -407,9 +421,7 @@ async fn connect(
     state: &State,
     attempt: usize,
 ) -> ::redis::RedisResult<MultiplexedConnection> {
-    let config = AsyncConnectionConfig::new()
-        .set_connection_timeout(Some(shared.timeout))
-        .set_response_timeout(Some(BLOCK + shared.timeout));
+    let config = reader_config(shared);
     let node = state.node.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let (mut conn, node) = shared
         .target
@@ -424,7 +436,13 @@ async fn connect(
 }
 
 /// Reads until the store closes (`Ok`) or the connection cannot serve the bucket (`Err`).
+///
+/// While the bucket's slot is being migrated and its keys already sit on the importing node, the
+/// owner answers `ASK`: the loop then reads there once (no `BLOCK`, after `ASKING`), and goes back
+/// to the owner, until the owner answers `MOVED` (the move is done) or serves the read again.
 async fn read(shared: &Shared, state: &State, mut conn: MultiplexedConnection) -> Result<(), Lost> {
+    let mut importing: Option<(String, MultiplexedConnection)> = None;
+    let mut ask: Option<String> = None;
     loop {
         if state.closed.load(Ordering::Acquire) {
             return Ok(());
@@ -440,42 +458,48 @@ async fn read(shared: &Shared, state: &State, mut conn: MultiplexedConnection) -
             let _ = tokio::time::timeout(BLOCK, state.wake.notified()).await;
             continue;
         }
-        let mut cmd = ::redis::cmd("XREAD");
-        cmd.arg("COUNT")
-            .arg(BATCH)
-            .arg("BLOCK")
-            .arg(BLOCK.as_millis() as u64)
-            .arg("STREAMS");
-        for (channel, _) in &snapshot {
-            cmd.arg(shared.key(channel));
+        let cmd = xread(shared, state, &snapshot, created, ask.is_none());
+        let asking = ask.is_some();
+        let target: &mut MultiplexedConnection = match ask.take() {
+            None => &mut conn,
+            Some(node) => {
+                if importing.as_ref().is_none_or(|(n, _)| *n != node) {
+                    let config = reader_config(shared);
+                    let c = shared.target.reader(Some(&node), 0, &config).await?.0;
+                    importing = Some((node, c));
+                }
+                match importing.as_mut() {
+                    Some((_, c)) => c,
+                    None => continue,
+                }
+            }
+        };
+        let reply = match query(shared, target, cmd, asking).await {
+            Ok(v) => v,
+            Err(Lost::Ask(node)) if !asking => {
+                ask = Some(node);
+                continue;
+            }
+            Err(Lost::Ask(_) | Lost::Migrating) => {
+                // The keys are split between the two nodes for a moment: the migration goes on.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+            Err(lost) => return Err(lost),
+        };
+        if asking {
+            // Not blocking there: give the importing node's new events a moment to arrive.
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        if created.is_some() {
-            cmd.arg(shared.created(state.bucket));
-        }
-        for (_, cursor) in &snapshot {
-            cmd.arg(cursor.at.to_string());
-        }
-        if let Some(at) = created {
-            cmd.arg(at.to_string());
-        }
-        let reply: Value =
-            match tokio::time::timeout(BLOCK + shared.timeout, cmd.query_async(&mut conn)).await {
-                Ok(Ok(v)) => v,
-                Ok(Err(e)) => match Lost::from(e) {
-                    Lost::Migrating => {
-                        // Some keys moved, some not yet: the migration finishes shortly.
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                    lost => return Err(lost),
-                },
-                Err(_) => return Err(Lost::Down("XREAD timed out".into())),
-            };
         let deliveries = merge(shared, state, &snapshot, created, &reply);
         if deliveries.is_empty() {
             continue;
         }
-        let gaps = match trimmed_past_cursors(shared, &mut conn, &snapshot, &deliveries).await {
+        let on = match (asking, importing.as_mut()) {
+            (true, Some((_, c))) => c,
+            _ => &mut conn,
+        };
+        let gaps = match trimmed_past_cursors(shared, on, &snapshot, &deliveries, asking).await {
             Ok(gaps) => gaps,
             Err(lost) => {
                 // Nothing was handed on: read it again from where this read started.
@@ -495,6 +519,66 @@ async fn read(shared: &Shared, state: &State, mut conn: MultiplexedConnection) -
     }
 }
 
+/// `XREAD` of the bucket's watched streams (and its created stream while a prefix is watched) from
+/// their cursors, blocking when `block`.
+fn xread(
+    shared: &Shared,
+    state: &State,
+    snapshot: &[(String, Cursor)],
+    created: Option<Position>,
+    block: bool,
+) -> ::redis::Cmd {
+    let mut cmd = ::redis::cmd("XREAD");
+    cmd.arg("COUNT").arg(BATCH);
+    if block {
+        cmd.arg("BLOCK").arg(BLOCK.as_millis() as u64);
+    }
+    cmd.arg("STREAMS");
+    for (channel, _) in snapshot {
+        cmd.arg(shared.key(channel));
+    }
+    if created.is_some() {
+        cmd.arg(shared.created(state.bucket));
+    }
+    for (_, cursor) in snapshot {
+        cmd.arg(cursor.at.to_string());
+    }
+    if let Some(at) = created {
+        cmd.arg(at.to_string());
+    }
+    cmd
+}
+
+/// Runs `cmd` within the timeout (plus the block), after `ASKING` when `asking`.
+async fn query(
+    shared: &Shared,
+    conn: &mut MultiplexedConnection,
+    cmd: ::redis::Cmd,
+    asking: bool,
+) -> Result<Value, Lost> {
+    let answer = if asking {
+        let mut pipe = ::redis::pipe();
+        pipe.cmd("ASKING").ignore().add_command(cmd);
+        let run = pipe.query_async::<(Value,)>(conn);
+        match tokio::time::timeout(shared.timeout, run).await {
+            Ok(r) => r.map(|(v,)| v),
+            Err(_) => return Err(Lost::Down("XREAD timed out".into())),
+        }
+    } else {
+        match tokio::time::timeout(BLOCK + shared.timeout, cmd.query_async(conn)).await {
+            Ok(r) => r,
+            Err(_) => return Err(Lost::Down("XREAD timed out".into())),
+        }
+    };
+    answer.map_err(Lost::from)
+}
+
+fn reader_config(shared: &Shared) -> AsyncConnectionConfig {
+    AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(shared.timeout))
+        .set_response_timeout(Some(BLOCK + shared.timeout))
+}
+
 /// Puts the cursors of a read that delivered nothing back where the read started.
 fn rewind(state: &State, snapshot: &[(String, Cursor)]) {
     let mut w = state.lock();
@@ -507,11 +591,11 @@ fn rewind(state: &State, snapshot: &[(String, Cursor)]) {
     }
 }
 
-/// What one read delivers, in position order across streams (so every composite receives events in
-/// the hub-wide order): never past the last entry of a stream whose read hit `COUNT` (the next read
-/// may bring lower positions of it), nor up to a newly created stream under a watched prefix, which
-/// is watched from there on (its first events come with the next read, before anything later).
-/// Advances the cursors to what is delivered.
+/// What one read delivers, in position order across the bucket's streams (so every composite receives
+/// each sequencer's events in its order): never past the last entry of a stream whose read hit `COUNT`
+/// (the next read may bring lower positions of it), nor up to a newly created stream under a watched
+/// prefix, which is watched from there on (its first events come with the next read, before anything
+/// later). Advances the cursors to what is delivered.
 fn merge(
     shared: &Shared,
     state: &State,
@@ -607,11 +691,15 @@ async fn trimmed_past_cursors(
     conn: &mut MultiplexedConnection,
     snapshot: &[(String, Cursor)],
     deliveries: &[(String, entry::Entry)],
+    asking: bool,
 ) -> Result<Vec<String>, Lost> {
     let mut channels: Vec<&str> = deliveries.iter().map(|(c, _)| c.as_str()).collect();
     channels.dedup();
     let mut pipe = ::redis::pipe();
     for channel in &channels {
+        if asking {
+            pipe.cmd("ASKING").ignore();
+        }
         pipe.cmd("XINFO").arg("STREAM").arg(shared.key(channel));
     }
     let infos: Vec<Value> = match tokio::time::timeout(shared.timeout, pipe.query_async(conn)).await

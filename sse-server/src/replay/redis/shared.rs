@@ -13,11 +13,11 @@ use std::future::Future;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ::redis::Value;
-use ::redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
+use ::redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use tokio::sync::OnceCell;
 
-use super::connect::{Conn, Target, slot};
-use super::entry::{Entry, range};
+use super::connect::{Conn, Target};
+use super::entry::{Entry, items, range, text};
 use crate::error::Error;
 use crate::position::Position;
 use crate::replay::retention::Retention;
@@ -96,20 +96,14 @@ impl Shared {
         format!("{}\0created", self.bucket_prefix(b))
     }
 
-    /// The key remembering an append's token (so a retried append is not stored twice).
-    pub(super) fn token(&self, b: usize, token: &str) -> String {
-        format!("{}\0tok:{token}", self.bucket_prefix(b))
+    /// The hash remembering recent appends' tokens and ids (so a retried append is not stored twice).
+    pub(super) fn tokens(&self, b: usize) -> String {
+        format!("{}\0tok", self.bucket_prefix(b))
     }
 
-    /// Where a command about bucket `b` but naming none of its keys (`SCAN`) goes: the primary of
-    /// the bucket's slot in a cluster.
-    fn route(&self, b: usize) -> Option<RoutingInfo> {
-        self.target.is_cluster().then(|| {
-            RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(Route::new(
-                slot(&b.to_string()),
-                SlotAddr::Master,
-            )))
-        })
+    /// The sorted set of recent tokens by time, to forget them.
+    pub(super) fn token_times(&self, b: usize) -> String {
+        format!("{}\0tokt", self.bucket_prefix(b))
     }
 
     pub(super) fn unavailable(&self, what: &str, why: impl fmt::Display) -> Error {
@@ -162,34 +156,53 @@ impl Shared {
         }
     }
 
-    /// The channels with a stream under `prefix`, in every bucket.
+    /// The channels with a stream under `prefix`: a `SCAN` of their keys, in a cluster on every
+    /// primary (one pattern covers every bucket's tag).
     pub(super) async fn streams_under(&self, prefix: &str) -> Result<Vec<String>, Error> {
-        let mut out = Vec::new();
-        for b in 0..self.buckets() {
-            out.extend(self.bucket_streams_under(b, prefix).await?);
+        let mut keys = Vec::new();
+        if self.target.is_cluster() {
+            let pattern = format!("{}{{*}}{}*", glob_escape(&self.prefix), glob_escape(prefix));
+            for (host, port) in self.primaries().await? {
+                let to = SingleNodeRoutingInfo::ByAddress { host, port };
+                keys.extend(
+                    self.scan(&pattern, Some(RoutingInfo::SingleNode(to)))
+                        .await?,
+                );
+            }
+        } else {
+            let pattern = format!("{}*", glob_escape(&self.key(prefix)));
+            keys = self.scan(&pattern, None).await?;
         }
+        let mut out: Vec<String> = keys
+            .iter()
+            .filter_map(|k| self.channel_of_key(k))
+            .filter(|c| c.len() > prefix.len() && c.starts_with(prefix) && !c.starts_with('\0'))
+            .map(str::to_owned)
+            .collect();
         out.sort();
         out.dedup();
         Ok(out)
     }
 
-    /// The channels of bucket `b` with a stream under `prefix` (a `SCAN` of their keys; in a cluster,
-    /// on the primary that owns the bucket's slot).
-    pub(super) async fn bucket_streams_under(
-        &self,
-        b: usize,
-        prefix: &str,
-    ) -> Result<Vec<String>, Error> {
-        let bucket_prefix = self.bucket_prefix(b);
-        let pattern = format!("{}*", glob_escape(&format!("{bucket_prefix}{prefix}")));
-        let route = self.route(b);
-        let mut out: Vec<String> = Vec::new();
+    /// The channel a stream key holds (`None`: not one of ours, or a tag that is not its bucket's).
+    fn channel_of_key<'k>(&self, key: &'k str) -> Option<&'k str> {
+        let rest = key.strip_prefix(self.prefix.as_str())?;
+        if !self.target.is_cluster() {
+            return Some(rest);
+        }
+        let (tag, channel) = rest.strip_prefix('{')?.split_once('}')?;
+        (tag.parse::<usize>().ok()? == bucket_of(channel)).then_some(channel)
+    }
+
+    /// Every key matching `pattern` (`SCAN … TYPE stream`), on the node `route` names, if any.
+    async fn scan(&self, pattern: &str, route: Option<RoutingInfo>) -> Result<Vec<String>, Error> {
+        let mut out = Vec::new();
         let mut cursor = 0u64;
         loop {
             let mut cmd = ::redis::cmd("SCAN");
             cmd.arg(cursor)
                 .arg("MATCH")
-                .arg(&pattern)
+                .arg(pattern)
                 .arg("COUNT")
                 .arg(1000)
                 .arg("TYPE")
@@ -205,18 +218,37 @@ impl Shared {
                     }
                 })
                 .await?;
-            out.extend(
-                batch
-                    .into_iter()
-                    .filter_map(|k| k.strip_prefix(bucket_prefix.as_str()).map(str::to_owned))
-                    .filter(|k| {
-                        k.len() > prefix.len() && !k.starts_with('\0') && self.bucket(k) == b
-                    }),
-            );
+            out.extend(batch);
             if next == 0 {
-                break;
+                return Ok(out);
             }
             cursor = next;
+        }
+    }
+
+    /// The cluster's primaries (`host`, `port`), as `CLUSTER SLOTS` lists them.
+    async fn primaries(&self) -> Result<Vec<(String, u16)>, Error> {
+        let v: Value = self
+            .run("CLUSTER SLOTS", |mut c| async move {
+                ::redis::cmd("CLUSTER")
+                    .arg("SLOTS")
+                    .query_async(&mut c)
+                    .await
+            })
+            .await?;
+        let mut out: Vec<(String, u16)> = items(&v)
+            .iter()
+            .filter_map(|range| {
+                let node = items(items(range).get(2)?);
+                let host = text(node.first()?)?;
+                let port = text(node.get(1)?)?.parse().ok()?;
+                Some((host, port))
+            })
+            .collect();
+        out.sort();
+        out.dedup();
+        if out.is_empty() {
+            return Err(self.unavailable("CLUSTER SLOTS", "no primary serves a slot"));
         }
         Ok(out)
     }
