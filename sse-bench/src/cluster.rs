@@ -54,7 +54,7 @@ pub fn start(bin: &Path, queue_size: usize) -> Result<ServerProc, Error> {
     Ok(subscriber)
 }
 
-fn wait_for_pong(addr: SocketAddr, within: Duration) -> bool {
+pub(crate) fn wait_for_pong(addr: SocketAddr, within: Duration) -> bool {
     let deadline = Instant::now() + within;
     while Instant::now() < deadline {
         if let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {

@@ -17,8 +17,10 @@ pub mod nchan;
 pub mod plot;
 pub mod procfs;
 pub mod reader;
+pub mod redis_cluster;
 pub mod report;
 pub mod server;
+pub mod shards;
 pub mod stats;
 pub mod tls;
 

@@ -24,11 +24,8 @@ struct Cli {
     /// storm with Last-Event-ID), storm-durable (storm on sse-server restarted with --data-dir),
     /// idle-tls, max-tls (HTTP/1.1 over TLS), max-h2tls (HTTP/2 over TLS, ALPN h2), multi (many channels
     /// per stream: idle memory and pattern delivery CPU against one channel; runs once whatever --repeat).
-    #[arg(
-        long,
-        value_delimiter = ',',
-        default_value = "idle,max,max-h2,rate,rates,storm,idle-tls,max-tls,max-h2tls,multi"
-    )]
+    /// Default: all of these but storm-durable; none with --redis-cluster.
+    #[arg(long, value_delimiter = ',')]
     scenarios: Vec<String>,
     /// Subscribers speak cleartext HTTP/2 with prior knowledge (h2c) in every scenario, one stream
     /// each, --h2-streams per connection (the publisher stays HTTP/1.1).
@@ -106,6 +103,21 @@ struct Cli {
     /// subscribers on one node and publishes on the other (needs redis-server on PATH).
     #[arg(long)]
     redis: bool,
+    /// Measure a Redis Cluster of N primaries (issue 19): 3 sse-server nodes on `--redis
+    /// redis+cluster://…`, publishers and subscribers on all of them, every delivery crossing nodes;
+    /// closed-loop publishes/s and p99 at --cluster-rate, on a plain redis-server, a 1-primary cluster
+    /// and an N-primary cluster (needs redis-server on PATH). Runs alone unless --scenarios is given.
+    #[arg(long, value_name = "N", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=64))]
+    redis_cluster: Option<usize>,
+    /// Channels of --redis-cluster (their buckets spread over the shards).
+    #[arg(long, default_value_t = 48, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    cluster_channels: usize,
+    /// Subscribers per channel of --redis-cluster.
+    #[arg(long, default_value_t = 4, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    cluster_subscribers: usize,
+    /// Events per second over all channels in the fixed-rate run of --redis-cluster.
+    #[arg(long, default_value_t = 1000.0)]
+    cluster_rate: f64,
     /// The sse-server binary (default: next to this one, else built with cargo).
     #[arg(long)]
     server_bin: Option<PathBuf>,
@@ -177,6 +189,12 @@ async fn bench(cli: &Cli) -> Result<(), Error> {
         return Err(Error::Usage(
             "--storm-back must not exceed --storm-history".into(),
         ));
+    }
+    if let Some(shards) = cli.redis_cluster {
+        redis_cluster(cli, shards).await?;
+        if cli.scenarios.is_empty() {
+            return Ok(());
+        }
     }
     let mut skipped = Vec::new();
     let mut ctx = scenarios::Context::new(cli, &mut skipped)?;
@@ -277,5 +295,29 @@ async fn multi(cli: &Cli) -> Result<(), Error> {
     println!("\nmulti-channel streams\n\n{text}");
     std::fs::create_dir_all(&cli.out)?;
     std::fs::write(cli.out.join("multi.md"), text)?;
+    Ok(())
+}
+
+/// `--redis-cluster N`: its own Redis, nodes and table (see `sse_bench::shards`), in cluster.md.
+async fn redis_cluster(cli: &Cli, shards: usize) -> Result<(), Error> {
+    let mut cfg = sse_bench::shards::ShardsConfig::new(
+        server::locate_sse_server(cli.server_bin.clone())?,
+        shards,
+    );
+    (cfg.size, cfg.window, cfg.queue_size) = (cli.size, cli.window, cli.queue_size);
+    (cfg.channels, cfg.subscribers) = (cli.cluster_channels, cli.cluster_subscribers);
+    cfg.rate = cli.cluster_rate;
+    cfg.duration = Duration::from_secs(cli.duration);
+    let report = sse_bench::shards::run(&cfg).await?;
+    let text = report.markdown();
+    println!("\nRedis Cluster shards (cross-node)\n\n{text}");
+    std::fs::create_dir_all(&cli.out)?;
+    std::fs::write(cli.out.join("cluster.md"), &text)?;
+    match report.problems() {
+        (0, 0) => {}
+        (bad, unmeasured) => println!(
+            "WARNING: {bad} events lost or duplicated or subscribers dropped, {unmeasured} stores not measured (see the table)"
+        ),
+    }
     Ok(())
 }

@@ -20,6 +20,9 @@ use crate::Cli;
 pub const KNOWN: &str =
     "idle, max, max-h2, rate, rates, storm, storm-durable, idle-tls, max-tls, max-h2tls";
 
+/// The scenarios run when `--scenarios` is not given.
+pub const DEFAULT: &str = "idle,max,max-h2,rate,rates,storm,idle-tls,max-tls,max-h2tls,multi";
+
 /// What the runs share: the servers to measure and how to start them.
 pub struct Context<'a> {
     cli: &'a Cli,
@@ -285,7 +288,12 @@ fn tls_setup() -> Setup {
 /// The scenario names to run, `rates` expanded into one `rates@N` per rate.
 pub fn expand(cli: &Cli) -> Vec<String> {
     let mut out = Vec::new();
-    for s in &cli.scenarios {
+    let default = DEFAULT.split(',').map(str::to_owned).collect::<Vec<_>>();
+    let asked = match cli.scenarios.is_empty() {
+        true => &default,
+        false => &cli.scenarios,
+    };
+    for s in asked {
         if s == "rates" {
             out.extend(cli.rates.iter().map(|r| format!("rates@{r}")));
         } else {

@@ -156,8 +156,11 @@ impl ServerProc {
             .ok_or_else(|| Error::Server("no stderr pipe".into()))?;
         let mut lines = BufReader::new(stderr).lines();
         let mut addr = None;
+        // What it said before listening: the reason, if it exits instead.
+        let mut said = Vec::new();
         for line in lines.by_ref() {
             let line = line?;
+            said.push(line.clone());
             if let Some(rest) = line.split(marker).nth(1) {
                 // sse-server says `https://` when it serves TLS.
                 let rest = rest.trim_start_matches("s://").trim_start_matches("://");
@@ -173,8 +176,10 @@ impl ServerProc {
         });
         let Some(addr) = addr else {
             let _ = child.kill();
+            let last = said.len().saturating_sub(3);
             return Err(Error::Server(format!(
-                "{cmd:?} exited without printing `{marker}…`"
+                "{cmd:?} exited without printing `{marker}…`; it said: {}",
+                said[last..].join(" / ")
             )));
         };
         Ok(ServerProc {

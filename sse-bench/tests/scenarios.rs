@@ -40,9 +40,31 @@ fn nchan_available(test: &str) -> bool {
     }
 }
 
+/// Whether redis-server is installed; fails instead of skipping when SSE_REQUIRE_REDIS=1.
+fn redis_available(test: &str) -> bool {
+    match Command::new("redis-server").arg("--version").output() {
+        Ok(out) if out.status.success() => true,
+        _ => {
+            assert!(
+                std::env::var("SSE_REQUIRE_REDIS").as_deref() != Ok("1"),
+                "redis-server missing but SSE_REQUIRE_REDIS=1"
+            );
+            eprintln!(
+                "SKIPPED: redis-server not installed ({test}); set SSE_REQUIRE_REDIS=1 to fail instead"
+            );
+            false
+        }
+    }
+}
+
 /// Runs sse-bench with `args` (plus the server binary and an output directory) and returns
 /// results.md.
 fn bench(name: &str, args: &[&str]) -> String {
+    bench_file(name, args, "results.md")
+}
+
+/// Like [`bench`], returning the output file `file`.
+fn bench_file(name: &str, args: &[&str], file: &str) -> String {
     let out = std::env::temp_dir().join(format!("sse-bench-test-{name}-{}", std::process::id()));
     let output = Command::new(env!("CARGO_BIN_EXE_sse-bench"))
         .args(args)
@@ -54,7 +76,7 @@ fn bench(name: &str, args: &[&str]) -> String {
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "sse-bench failed:\n{stderr}");
-    let results = std::fs::read_to_string(out.join("results.md")).unwrap();
+    let results = std::fs::read_to_string(out.join(file)).unwrap();
     let _ = std::fs::remove_dir_all(&out);
     results
 }
@@ -224,4 +246,56 @@ fn rates_run_on_all_three_servers_and_say_who_leads() {
     assert!(results.contains("latency at every rate"), "{results}");
     assert!(results.contains("ours ≤ best peer"), "{results}");
     assert!(Path::new(env!("CARGO_BIN_EXE_sse-bench")).is_file());
+}
+
+#[test]
+fn redis_cluster_delivers_every_event_once_across_nodes_and_shards() {
+    if !redis_available("redis_cluster_delivers_every_event_once_across_nodes_and_shards") {
+        return;
+    }
+    let results = bench_file(
+        "redis-cluster",
+        &[
+            "--redis-cluster",
+            "3",
+            "--cluster-channels",
+            "6",
+            "--cluster-subscribers",
+            "2",
+            "--cluster-rate",
+            "60",
+            "--duration",
+            "1",
+        ],
+        "cluster.md",
+    );
+    // One row per store: plain Redis, a 1-primary cluster, a 3-primary cluster; each measured, with
+    // 6 channels × 2 subscribers, events delivered in both runs, nothing lost, repeated or dropped.
+    let stores: Vec<_> = rows(&results, "redis")
+        .into_iter()
+        .map(|row| {
+            assert_eq!(row.len(), 16, "not measured: {row:?}\n{results}");
+            exact(&row);
+            assert_eq!(row[2], "12", "subscribers: {row:?}");
+            assert_ne!(row[4], "0", "nothing delivered in the closed loop: {row:?}");
+            assert_ne!(
+                row[10], "n/a",
+                "nothing delivered at the fixed rate: {row:?}"
+            );
+            (row[0], row[1])
+        })
+        .collect();
+    assert_eq!(
+        stores,
+        [
+            ("redis://", "1"),
+            ("redis+cluster://", "1"),
+            ("redis+cluster://", "3")
+        ],
+        "{results}"
+    );
+    assert!(
+        results.contains("3 shards ÷ 1 shard: publishes/s"),
+        "{results}"
+    );
 }
