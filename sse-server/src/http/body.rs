@@ -123,7 +123,7 @@ impl http_body::Body for Body {
 
     /// Everything the stream has ready, as one frame (up to [`FRAME_BATCH`] bytes or
     /// [`FRAME_PARTS`] events): hyper makes each frame its own HTTP/2 DATA frame or HTTP/1.1 chunk,
-    /// with its own header, flow-control bookkeeping and write, so a backlog goes out as one. One
+    /// with its own header, flow-control bookkeeping and write, so a backlog goes out in few. One
     /// event alone is passed on as is (no copy); several are copied into one buffer of exactly
     /// their size (over HTTP/2 the frame waits in the stream's send queue, so room to spare there
     /// is memory per subscriber), which costs less than a frame each.
