@@ -113,14 +113,20 @@ impl Body {
 /// default largest payload).
 const FRAME_BATCH: usize = 16 * 1024;
 
+/// The most events [`Body`] puts in one frame after the first (gathered on the stack, so that the
+/// frame's buffer is allocated once, at its exact size).
+const FRAME_PARTS: usize = 31;
+
 impl http_body::Body for Body {
     type Data = Bytes;
     type Error = Infallible;
 
-    /// Everything the stream has ready, as one frame (up to [`FRAME_BATCH`] bytes): hyper makes
-    /// each frame its own HTTP/2 DATA frame or HTTP/1.1 chunk, with its own header, flow-control
-    /// bookkeeping and write, so a backlog goes out as one. One event alone is passed on as is (no
-    /// copy); several are copied into one buffer, which costs less than a frame each.
+    /// Everything the stream has ready, as one frame (up to [`FRAME_BATCH`] bytes or
+    /// [`FRAME_PARTS`] events): hyper makes each frame its own HTTP/2 DATA frame or HTTP/1.1 chunk,
+    /// with its own header, flow-control bookkeeping and write, so a backlog goes out in few. One
+    /// event alone is passed on as is (no copy); several are copied into one buffer of exactly
+    /// their size (over HTTP/2 the frame waits in the stream's send queue, so room to spare there
+    /// is memory per subscriber), which costs less than a frame each.
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -129,20 +135,25 @@ impl http_body::Body for Body {
             Poll::Ready(Some(first)) => first,
             other => return other.map(|item| item.map(|b| Ok(Frame::data(b)))),
         };
-        let mut batch: Option<BytesMut> = None;
-        while batch.as_ref().map_or(first.len(), BytesMut::len) < FRAME_BATCH {
+        let mut parts: [Bytes; FRAME_PARTS] = Default::default();
+        let (mut count, mut len) = (0, first.len());
+        while count < FRAME_PARTS && len < FRAME_BATCH {
             let Poll::Ready(Some(next)) = self.poll_event(cx) else {
                 break;
             };
-            let batch = batch.get_or_insert_with(|| {
-                let mut b = BytesMut::with_capacity((first.len() + next.len()) * 2);
-                b.extend_from_slice(&first);
-                b
-            });
-            batch.extend_from_slice(&next);
+            len += next.len();
+            parts[count] = next;
+            count += 1;
         }
-        let data = batch.map_or(first, BytesMut::freeze);
-        Poll::Ready(Some(Ok(Frame::data(data))))
+        if count == 0 {
+            return Poll::Ready(Some(Ok(Frame::data(first))));
+        }
+        let mut batch = BytesMut::with_capacity(len);
+        batch.extend_from_slice(&first);
+        for part in &parts[..count] {
+            batch.extend_from_slice(part);
+        }
+        Poll::Ready(Some(Ok(Frame::data(batch.freeze()))))
     }
 
     fn is_end_stream(&self) -> bool {
@@ -194,5 +205,31 @@ mod tests {
         let frame = next_frame(&mut body).await;
         assert!(frame.ends_with(b"data: e3\n\n"), "{frame:?}");
         assert!(!frame.windows(2).any(|w| w == b"e2"));
+    }
+
+    #[tokio::test]
+    async fn a_backlog_longer_than_one_frame_s_parts_goes_out_whole_and_in_order() {
+        let hub = Hub::builder().build();
+        let mut body = Body::stream(hub.subscribe("news", None).await.unwrap());
+        let total = FRAME_PARTS + 9;
+        for i in 0..total {
+            hub.publish("news", sse_proto::Event::message(format!("e{i}")))
+                .await
+                .unwrap();
+        }
+        let first = String::from_utf8(next_frame(&mut body).await.to_vec()).unwrap();
+        assert_eq!(
+            first.matches("data: ").count(),
+            FRAME_PARTS + 1,
+            "{first:?}"
+        );
+        let second = String::from_utf8(next_frame(&mut body).await.to_vec()).unwrap();
+        let all = first + &second;
+        let data: Vec<&str> = all
+            .lines()
+            .filter_map(|line| line.strip_prefix("data: "))
+            .collect();
+        let expected: Vec<String> = (0..total).map(|i| format!("e{i}")).collect();
+        assert_eq!(data, expected);
     }
 }
