@@ -81,3 +81,46 @@ fn unreadable_key_is_a_clear_error() {
     };
     assert!(err.to_string().contains("/nonexistent/cert.pem"), "{err}");
 }
+
+/// A connection over a limit on a TLS listener is answered over TLS (a plaintext 429 would read as
+/// a broken handshake): HTTP/1.1 and HTTP/2 clients both get the 429 with its message.
+#[tokio::test]
+async fn over_the_limit_a_tls_client_reads_a_real_429() {
+    let hub = Hub::builder().build();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = Server::new(hub.clone())
+        .tls(sse_server::tls_acceptor(CERT, KEY).unwrap())
+        .limits(sse_server::Limits::default().max_connections_per_ip(1))
+        .grace_period(Duration::from_secs(2));
+    let task = tokio::spawn(server.serve(
+        listener,
+        HubService::new(hub.clone()).publish_token(TOKEN),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    let url = format!("https://localhost:{port}/events/limited");
+    let _held = Reader::open(&tls_client(false), &url, None).await;
+    for http2 in [false, true] {
+        let resp = tls_client(http2)
+            .get(format!("https://localhost:{port}/healthz"))
+            .send()
+            .await
+            .expect("the refusal must be a TLS answer, not plaintext on a TLS port");
+        assert_eq!(resp.status(), 429, "http2: {http2}");
+        assert!(resp.headers().contains_key("retry-after"));
+        let body = resp.text().await.unwrap();
+        assert!(
+            body.contains("too many connections from your address"),
+            "{body}"
+        );
+    }
+    let _ = stop.send(());
+    tokio::time::timeout(WAIT, task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+}

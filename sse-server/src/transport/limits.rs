@@ -531,14 +531,7 @@ impl Refusal {
         })
         .await;
         if h2 {
-            let mut builder = auto::Builder::new(TokioExecutor::new());
-            builder.http1().keep_alive(false);
-            let service = hyper::service::service_fn(move |_req| {
-                let resp = self.response();
-                async move { Ok::<_, std::convert::Infallible>(resp) }
-            });
-            let conn = builder.serve_connection(TokioIo::new(stream), service);
-            let _ = tokio::time::timeout(timeout.min(REFUSAL_LINGER), conn).await;
+            self.serve_request(stream, timeout).await;
             return;
         }
         let wire = self.wire();
@@ -550,6 +543,26 @@ impl Refusal {
         if matches!(written, Ok(Ok(()))) {
             crate::transport::io::linger(stream, REFUSAL_LINGER, REFUSAL_DRAIN_BYTES).await;
         }
+    }
+}
+
+impl Refusal {
+    /// Answers the first request on `io` (HTTP/1 or HTTP/2, whichever the client speaks) with the
+    /// refusal and closes, bounded by `timeout` and the refusal's linger: how a refused connection is
+    /// answered once it speaks HTTP — after the HTTP/2 preface, or over TLS after the handshake (a
+    /// plaintext answer on a TLS listener would read as garbage to the client).
+    pub(crate) async fn serve_request<I>(self, io: I, timeout: Duration)
+    where
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder.http1().keep_alive(false);
+        let service = hyper::service::service_fn(move |_req| {
+            let resp = self.response();
+            async move { Ok::<_, std::convert::Infallible>(resp) }
+        });
+        let conn = builder.serve_connection(TokioIo::new(io), service);
+        let _ = tokio::time::timeout(timeout.min(REFUSAL_LINGER), conn).await;
     }
 }
 

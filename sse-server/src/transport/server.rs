@@ -223,7 +223,7 @@ impl Server {
                 Err(refusal) => {
                     tracing::debug!(%peer, ?refusal, "connection refused: over a connection limit");
                     metrics.refused(refusal.reason());
-                    tokio::spawn(refusal.serve(stream, head_timeout));
+                    tokio::spawn(refuse(refusal, stream, head_timeout, self.tls.clone()));
                     continue;
                 }
             };
@@ -597,6 +597,28 @@ where
     async fn serve_tls(self, acceptor: Acceptor) -> Result<(), BoxError> {
         match acceptor {}
     }
+}
+
+/// Answers a connection over a limit: in plain text at once, or on a TLS listener over TLS once the
+/// handshake is done (bounded by the handshake timeout), so the client reads a real 429/503.
+async fn refuse(
+    refusal: crate::transport::limits::Refusal,
+    stream: TcpStream,
+    timeout: Duration,
+    tls: Option<Acceptor>,
+) {
+    #[cfg(feature = "tls")]
+    if let Some(acceptor) = tls {
+        if let Ok(Ok(tls_stream)) =
+            tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
+        {
+            refusal.serve_request(tls_stream, timeout).await;
+        }
+        return;
+    }
+    #[cfg(not(feature = "tls"))]
+    let _ = tls;
+    refusal.serve(stream, timeout).await;
 }
 
 /// Where a TLS connection goes after its handshake and first read.
