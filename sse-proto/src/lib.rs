@@ -49,6 +49,7 @@ mod limits;
 mod parser;
 #[cfg(feature = "stream")]
 mod stream;
+mod text;
 
 pub use encoder::{encode, encode_into, encoded_len};
 pub use error::{BoxError, Error};
@@ -57,3 +58,4 @@ pub use limits::Limits;
 pub use parser::{Item, Message, Parser, ParserBuilder};
 #[cfg(feature = "stream")]
 pub use stream::EventStream;
+pub use text::Text;

@@ -17,7 +17,7 @@ async fn take(reader: &mut Reader, n: usize) -> Vec<(String, String, String)> {
     let mut out = Vec::new();
     while out.len() < n {
         let m = reader.message().await.expect("the stream ended early");
-        out.push((m.last_event_id, m.event_type, m.data));
+        out.push((m.last_event_id.into(), m.event_type.into(), m.data.into()));
     }
     out
 }

@@ -280,7 +280,9 @@ pub async fn next(source: &mut EventSource) -> Option<Result<Event, Error>> {
 pub async fn next_message(source: &mut EventSource) -> (String, String, String) {
     loop {
         match next(source).await {
-            Some(Ok(Event::Message(m))) => return (m.event_type, m.data, m.last_event_id),
+            Some(Ok(Event::Message(m))) => {
+                return (m.event_type.into(), m.data.into(), m.last_event_id.into());
+            }
             Some(Ok(_)) => {}
             other => panic!("expected a message, got {other:?}"),
         }
