@@ -624,7 +624,7 @@ impl Parser {
             return None;
         }
         let event_type = match self.event_type.get(frozen) {
-            "" => Text::from_static("message"),
+            "" => Text::inline("message"),
             _ => self.event_type.text(frozen),
         };
         let data = self.data.text(frozen);
