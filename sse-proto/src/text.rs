@@ -41,6 +41,9 @@ const INLINE: usize = 7;
 impl Text {
     /// `buf[start..end]` without copying (short ones inline), or a copy when the range does not fit
     /// the compact form. Callers pass character boundaries of `buf`.
+    // Inlined, the caller keeps the result in registers: out of line, it came back through memory
+    // in 8-byte stores that the caller's 16-byte loads could not forward from (a stall per field).
+    #[inline(always)]
     pub(crate) fn shared(buf: &Arc<str>, start: usize, end: usize) -> Text {
         if end - start <= INLINE {
             return Text::inline(&buf[start..end]);
@@ -53,11 +56,19 @@ impl Text {
                     word: word.to_le_bytes(),
                 }
             }
-            _ => Text::from(&buf[start..end]),
+            _ => Text::copied(&buf[start..end]),
         }
     }
 
+    /// `s` in an allocation of its own.
+    #[cold]
+    fn copied(s: &str) -> Text {
+        let buf: Arc<str> = Arc::from(s);
+        Text::shared(&buf, 0, s.len())
+    }
+
     /// A copy of `s`, which is at most [`INLINE`] bytes long.
+    #[inline(always)]
     pub(crate) fn inline(s: &str) -> Text {
         // Built in a register and stored at once: byte-wise stores followed by the 8-byte load of
         // the next move of the `Text` stall store forwarding (7% of the small-event case).
@@ -136,8 +147,7 @@ impl From<&str> for Text {
         if s.len() <= INLINE {
             return Text::inline(s);
         }
-        let buf: Arc<str> = Arc::from(s);
-        Text::shared(&buf, 0, s.len())
+        Text::copied(s)
     }
 }
 
