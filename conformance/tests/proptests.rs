@@ -167,7 +167,7 @@ proptest! {
         let want = data.replace("\r\n", "\n").replace('\r', "\n");
         prop_assert_eq!(items, vec![Ok(Item::Message(sse_proto::Message {
             event_type: "message".into(),
-            data: want.into(),
+            data: want.as_str().into(),
             last_event_id: Default::default(),
         }))]);
     }

@@ -29,7 +29,7 @@ async fn take(reader: &mut Reader, n: usize) -> Vec<(String, String)> {
     let mut out = Vec::new();
     while out.len() < n {
         let m = reader.message().await.expect("stream ended early");
-        out.push((m.last_event_id.into(), m.data.into()));
+        out.push((m.last_event_id.to_string(), m.data.to_string()));
     }
     out
 }
@@ -148,7 +148,7 @@ async fn clients_of_a_killed_node_resume_on_another_without_loss() {
     nodes[0].kill().await;
     // Whatever was still buffered, then the stream ends.
     while let Some(m) = sub.message().await {
-        seen.push((m.last_event_id.into(), m.data.into()));
+        seen.push((m.last_event_id.to_string(), m.data.to_string()));
     }
     let last = seen.last().unwrap().0.clone();
     let mut resumed = subscribe(&nodes[1], "orders", Some(&last)).await;

@@ -281,7 +281,11 @@ pub async fn next_message(source: &mut EventSource) -> (String, String, String) 
     loop {
         match next(source).await {
             Some(Ok(Event::Message(m))) => {
-                return (m.event_type.into(), m.data.into(), m.last_event_id.into());
+                return (
+                    m.event_type.to_string(),
+                    m.data.to_string(),
+                    m.last_event_id.to_string(),
+                );
             }
             Some(Ok(_)) => {}
             other => panic!("expected a message, got {other:?}"),

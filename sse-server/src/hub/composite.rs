@@ -250,7 +250,7 @@ fn reencode(from: &str, event: &StoredEvent, custom: bool, tag: bool) -> Option<
     b = b.id(if custom {
         event.position.to_string()
     } else {
-        message.last_event_id.into()
+        message.last_event_id.as_str().to_owned()
     });
     if !untyped {
         b = b.event(message.event_type);
