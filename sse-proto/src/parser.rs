@@ -182,6 +182,8 @@ impl ParserBuilder {
 /// Memory stays bounded by the [`Limits`]: at most one partial line and one event's data are held, plus
 /// the items not taken yet. Fed bytes wait unparsed only up to the line limit (plus the last chunk):
 /// beyond that, `feed` interprets them at once.
+/// A taken [`Message`] is no copy: its fields are [`Text`] slices of the decoded text its lines came
+/// from, so it keeps that text (at most the complete lines of one refill) alive while it lives.
 ///
 /// ```
 /// use sse_proto::{Item, Parser};
@@ -739,6 +741,54 @@ data: ok
         assert!(matches!(&items[0], Ok(Item::Message(m)) if m.data == "first"));
         assert!(items[1].is_err());
         assert!(matches!(&items[2], Ok(Item::Message(m)) if m.data == "ok"));
+    }
+
+    #[test]
+    fn an_event_split_across_chunks_keeps_its_fields_and_the_id_persists() {
+        let mut p = Parser::new();
+        p.feed(b"id: a-long-identifier-1\nevent: a-long-event-type\ndata: first line of data\n");
+        assert!(p.next().is_none());
+        p.feed(b"data: second\n\n");
+        let Some(Ok(Item::Message(m))) = p.next() else {
+            panic!("no message")
+        };
+        let fields = (
+            m.event_type.as_str(),
+            m.data.as_str(),
+            m.last_event_id.as_str(),
+        );
+        assert_eq!(
+            fields,
+            (
+                "a-long-event-type",
+                "first line of data\nsecond",
+                "a-long-identifier-1"
+            )
+        );
+        p.feed(b"data: x\n\n");
+        let Some(Ok(Item::Message(next))) = p.next() else {
+            panic!("no message")
+        };
+        assert_eq!(
+            (next.event_type.as_str(), next.last_event_id.as_str()),
+            ("message", "a-long-identifier-1")
+        );
+        assert_eq!(m.data, "first line of data\nsecond");
+    }
+
+    #[test]
+    fn a_single_data_line_is_shared_with_the_fed_text_not_copied() {
+        let mut p = Parser::new();
+        p.feed(b"data: a value longer than seven bytes\n\ndata: another value of some length\n\n");
+        let items: Vec<_> = p.by_ref().collect();
+        let frozen = p.frozen.clone().expect("lines were interpreted");
+        for item in &items {
+            let Ok(Item::Message(m)) = item else {
+                panic!("{item:?}")
+            };
+            assert!(m.data.is_in(&frozen), "{m:?}");
+        }
+        assert_eq!(items.len(), 2);
     }
 
     #[test]
