@@ -214,7 +214,7 @@ pub struct Parser {
     scanned: usize,
     /// Complete lines (it ends with a line end), shared with the messages sliced from it; what is
     /// not interpreted yet is `frozen[pos..]`. `None` while lent out to [`Parser::parse`].
-    frozen: Option<Arc<str>>,
+    frozen: Option<Arc<String>>,
     pos: usize,
     /// The current line exceeded the limit: drop bytes until its end.
     skipping_line: bool,
@@ -252,10 +252,17 @@ impl Field {
         }
     }
 
-    /// Sets the value to `value`, a slice of `frozen`.
+    /// Sets the value to `value`: a range when it is a slice of `frozen` (always, as called), a copy
+    /// otherwise.
     fn set(&mut self, frozen: &str, value: &str) {
-        let start = value.as_ptr().addr() - frozen.as_ptr().addr();
-        self.span = Some((start, start + value.len()));
+        let start = value.as_ptr().addr().wrapping_sub(frozen.as_ptr().addr());
+        if start <= frozen.len() && value.len() <= frozen.len() - start {
+            self.span = Some((start, start + value.len()));
+        } else {
+            self.span = None;
+            self.owned.clear();
+            self.owned.push_str(value);
+        }
     }
 
     /// Turns a range of `frozen` into a copy, before `frozen` goes.
@@ -275,7 +282,7 @@ impl Field {
     }
 
     /// The value as a [`Text`]: shared when it is a range of `frozen`, else one copy.
-    fn text(&self, frozen: &Arc<str>) -> Text {
+    fn text(&self, frozen: &Arc<String>) -> Text {
         match self.span {
             Some((start, end)) => Text::shared(frozen, start, end),
             None => Text::from(self.owned.as_str()),
@@ -442,6 +449,15 @@ impl Parser {
     /// Moves the complete lines of `pending` into a new `frozen`. `Ok(false)`: no complete line
     /// yet; an error when the unfinished line grew beyond the limit.
     fn refill(&mut self) -> Result<bool, LimitError> {
+        if self.pending_cr && !self.pending.is_empty() {
+            // `frozen` ended with a CR: the byte after it decides, before the unfinished line is
+            // measured or dropped.
+            self.pending_cr = false;
+            if self.pending.starts_with('\n') {
+                self.pending.drain(..1);
+                self.scanned = self.scanned.saturating_sub(1);
+            }
+        }
         let unscanned = &self.pending.as_bytes()[self.scanned..];
         let Some(last_end) = memchr::memrchr2(b'\r', b'\n', unscanned) else {
             self.scanned = self.pending.len();
@@ -458,13 +474,15 @@ impl Parser {
         };
         let cut = self.scanned + last_end + 1;
         self.release_frozen();
-        // One copy per chunk buys messages that share it instead of three allocations each.
-        self.frozen = Some(Arc::from(&self.pending[..cut]));
-        self.pending.drain(..cut);
+        // The complete lines move into the shared buffer as they are (no copy); only the unfinished
+        // last line is copied, into the next `pending`.
+        let tail = &self.pending[cut..];
+        let mut next =
+            String::with_capacity(self.pending.capacity().min(KEEP_CAPACITY).max(tail.len()));
+        next.push_str(tail);
+        self.pending.truncate(cut);
+        self.frozen = Some(Arc::new(std::mem::replace(&mut self.pending, next)));
         self.scanned = 0;
-        if self.pending.is_empty() && self.pending.capacity() > KEEP_CAPACITY {
-            self.pending = String::new();
-        }
         Ok(true)
     }
 
@@ -547,7 +565,7 @@ impl Parser {
         error
     }
 
-    fn process_line(&mut self, mut line: &str, frozen: &Arc<str>) -> Step {
+    fn process_line(&mut self, mut line: &str, frozen: &Arc<String>) -> Step {
         if self.at_stream_start {
             self.at_stream_start = false;
             if let Some(rest) = line.strip_prefix(BOM) {
@@ -615,7 +633,7 @@ impl Parser {
         None
     }
 
-    fn dispatch(&mut self, frozen: &Arc<str>) -> Option<Item> {
+    fn dispatch(&mut self, frozen: &Arc<String>) -> Option<Item> {
         if self.id_pending {
             self.last_event_id = self.id_buffer.text(frozen);
             self.id_pending = false;
@@ -789,6 +807,19 @@ data: ok
             assert!(m.data.is_in(&frozen), "{m:?}");
         }
         assert_eq!(items.len(), 2);
+    }
+
+    #[test]
+    fn a_cr_ending_a_chunk_then_an_overlong_line_fed_bytewise_ends_at_the_next_lf() {
+        let bytes = b"\revent\ndatadata";
+        let chunks: Vec<&[u8]> = bytes.chunks(1).collect();
+        let mut p = Parser::builder().max_line_length(1).build();
+        let mut errors = 0;
+        for c in chunks {
+            p.feed(c);
+            errors += p.by_ref().filter(Result::is_err).count();
+        }
+        assert_eq!(errors, 2);
     }
 
     #[test]

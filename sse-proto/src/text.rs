@@ -28,14 +28,14 @@ use std::sync::Arc;
 #[derive(Clone)]
 pub struct Text {
     /// `None`: the string is `word[..word[7]]`, at most [`INLINE`] bytes, valid UTF-8.
-    buf: Option<Arc<str>>,
+    buf: Option<Arc<String>>,
     /// With `buf`: the range `start..end` of it, as two little-endian `u32`s (character boundaries).
     word: [u8; 8],
 }
 
 /// Strings up to this many bytes are kept inline: copying them is cheaper than the atomic
 /// reference count updates of sharing, and typical ids (counters) and event types are this short.
-/// Keeping `Text` at 24 bytes matters as much: parsed items are moved several times on their way out.
+/// Keeping `Text` at 16 bytes matters as much: parsed items are moved several times on their way out.
 const INLINE: usize = 7;
 
 impl Text {
@@ -44,7 +44,7 @@ impl Text {
     // Inlined, the caller keeps the result in registers: out of line, it came back through memory
     // in 8-byte stores that the caller's 16-byte loads could not forward from (a stall per field).
     #[inline(always)]
-    pub(crate) fn shared(buf: &Arc<str>, start: usize, end: usize) -> Text {
+    pub(crate) fn shared(buf: &Arc<String>, start: usize, end: usize) -> Text {
         if end - start <= INLINE {
             return Text::inline(&buf[start..end]);
         }
@@ -63,7 +63,7 @@ impl Text {
     /// `s` in an allocation of its own.
     #[cold]
     fn copied(s: &str) -> Text {
-        let buf: Arc<str> = Arc::from(s);
+        let buf = Arc::new(s.to_owned());
         Text::shared(&buf, 0, s.len())
     }
 
@@ -83,7 +83,7 @@ impl Text {
     }
 
     /// Whether this is a slice of `buf`.
-    pub(crate) fn is_in(&self, buf: &Arc<str>) -> bool {
+    pub(crate) fn is_in(&self, buf: &Arc<String>) -> bool {
         self.buf.as_ref().is_some_and(|b| Arc::ptr_eq(b, buf))
     }
 
@@ -236,7 +236,7 @@ mod tests {
     #[test]
     fn a_shared_slice_reads_its_range_and_compares_by_content() {
         let long = "héllo, a value too long to be kept inline";
-        let buf: Arc<str> = Arc::from(format!("id: 7\ndata: {long}\n"));
+        let buf = Arc::new(format!("id: 7\ndata: {long}\n"));
         let t = Text::shared(&buf, 12, 12 + long.len());
         assert_eq!(t, long);
         assert!(t.is_in(&buf));
@@ -252,7 +252,7 @@ mod tests {
 
     #[test]
     fn short_values_are_copied_inline_up_to_the_limit() {
-        let buf: Arc<str> = Arc::from("é".repeat(20));
+        let buf = Arc::new("é".repeat(20));
         for end in (0..=40).step_by(2) {
             let t = Text::shared(&buf, 0, end);
             assert_eq!(t, &buf[..end]);
