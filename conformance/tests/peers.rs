@@ -254,7 +254,7 @@ async fn collect_messages(source: &mut EventSource, n: usize) -> (Vec<Value>, Ve
         while messages.len() < n {
             match source.next().await {
                 Some(Ok(Event::Message(m))) => messages.push(
-                    json!({"type": m.event_type, "data": m.data, "lastEventId": m.last_event_id}),
+                    json!({"type": m.event_type.as_str(), "data": m.data.as_str(), "lastEventId": m.last_event_id.as_str()}),
                 ),
                 Some(Ok(_)) => {}
                 Some(Err(e)) => {

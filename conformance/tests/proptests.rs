@@ -147,9 +147,9 @@ proptest! {
             }
             if let Some(data) = e.data() {
                 expected.push(Ok(Item::Message(sse_proto::Message {
-                    event_type: e.event().unwrap_or("message").to_owned(),
-                    data: data.to_owned(),
-                    last_event_id: last_id.clone(),
+                    event_type: e.event().unwrap_or("message").into(),
+                    data: data.into(),
+                    last_event_id: last_id.as_str().into(),
                 })));
             }
         }
@@ -167,8 +167,8 @@ proptest! {
         let want = data.replace("\r\n", "\n").replace('\r', "\n");
         prop_assert_eq!(items, vec![Ok(Item::Message(sse_proto::Message {
             event_type: "message".into(),
-            data: want,
-            last_event_id: String::new(),
+            data: want.as_str().into(),
+            last_event_id: Default::default(),
         }))]);
     }
 }

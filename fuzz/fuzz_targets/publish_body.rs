@@ -77,9 +77,9 @@ fuzz_target!(|input: &[u8]| {
             .event()
             .filter(|e| !e.is_empty())
             .unwrap_or("message")
-            .to_owned(),
-        data,
-        last_event_id: event.id().unwrap_or("").to_owned(),
+            .into(),
+        data: data.into(),
+        last_event_id: event.id().unwrap_or("").into(),
     }));
     assert_eq!(items, expected, "wire: {wire:?}");
 });

@@ -58,9 +58,9 @@ fuzz_target!(|spec: Spec| {
     }
     if let Some(data) = event.data() {
         expected.push(Item::Message(sse_proto::Message {
-            event_type: event.event().unwrap_or("message").to_owned(),
-            data: data.to_owned(),
-            last_event_id: event.id().unwrap_or("").to_owned(),
+            event_type: event.event().unwrap_or("message").into(),
+            data: data.into(),
+            last_event_id: event.id().unwrap_or("").into(),
         }));
     }
     assert_eq!(items, expected);

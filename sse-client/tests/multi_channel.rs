@@ -31,7 +31,7 @@ fn collect(mut source: EventSource) -> (mpsc::UnboundedReceiver<(String, String)
             match item {
                 Ok(Event::Message(m)) => {
                     let end = m.data == "end";
-                    let _ = tx.send((m.event_type, m.data));
+                    let _ = tx.send((m.event_type.to_string(), m.data.to_string()));
                     if end {
                         break;
                     }

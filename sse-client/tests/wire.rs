@@ -126,7 +126,7 @@ async fn comments_are_items_only_when_asked_for() {
             Event::Message(Message {
                 event_type: "message".into(),
                 data: "a\nb".into(),
-                last_event_id: String::new(),
+                last_event_id: Default::default(),
             }),
             Event::Comment(String::new()),
         ]

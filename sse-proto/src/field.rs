@@ -12,7 +12,8 @@ pub(crate) fn split_field(line: &str) -> (&str, &str) {
             let value = &line[colon + 1..];
             (&line[..colon], value.strip_prefix(' ').unwrap_or(value))
         }
-        None => (line, ""),
+        // The empty value is a slice of the line too, so the parser can keep it as a range.
+        None => (line, &line[line.len()..]),
     }
 }
 

@@ -15,6 +15,8 @@
 //! * [`Parser`]: incremental. [`Parser::feed`] any chunking of the stream, iterate to take ready items,
 //!   [`Parser::finish`] at end of stream. BOM, CR/LF/CRLF (also split across chunks), UTF-8 split across
 //!   chunks, invalid UTF-8 as U+FFFD, and [`Limits`] on line and event size.
+//! * [`Text`]: the fields of a parsed [`Message`], slices of the decoded input shared by reference
+//!   count (no allocation per event); they dereference to `&str`.
 //! * `stream` feature: [`EventStream`] adapts a `Stream` of byte chunks into a `Stream` of items.
 //!
 //! ```
@@ -49,6 +51,7 @@ mod limits;
 mod parser;
 #[cfg(feature = "stream")]
 mod stream;
+mod text;
 
 pub use encoder::{encode, encode_into, encoded_len};
 pub use error::{BoxError, Error};
@@ -57,3 +60,4 @@ pub use limits::Limits;
 pub use parser::{Item, Message, Parser, ParserBuilder};
 #[cfg(feature = "stream")]
 pub use stream::EventStream;
+pub use text::Text;

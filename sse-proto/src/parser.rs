@@ -1,31 +1,38 @@
 //! Bytes → items, following the WHATWG "event stream interpretation" rules line by line.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::decode::{decode_into, push_str_in_pieces};
 use crate::error::Error;
 use crate::field::split_field;
 use crate::limits::Limits;
+use crate::text::Text;
 
 /// A dispatched event, as a browser's `MessageEvent` would report it.
+///
+/// The fields are [`Text`]s: slices of the chunk the parser decoded them from, shared rather than
+/// copied. They dereference to `&str` and compare with string literals.
 ///
 /// ```
 /// let m = sse_proto::Message {
 ///     event_type: "message".into(),
 ///     data: "hi".into(),
-///     last_event_id: String::new(),
+///     last_event_id: Default::default(),
 /// };
 /// assert_eq!(m.data, "hi");
+/// assert_eq!(m.data.as_str(), "hi");
+/// assert!(m.last_event_id.is_empty());
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Message {
     /// The `event:` field of the event, or `message` when it had none.
-    pub event_type: String,
+    pub event_type: Text,
     /// The `data:` lines joined with LF.
-    pub data: String,
+    pub data: Text,
     /// The last event id in force when the event was dispatched (ids persist across events).
-    pub last_event_id: String,
+    pub last_event_id: Text,
 }
 
 /// What a [`Parser`] produces, in stream order.
@@ -137,19 +144,21 @@ impl ParserBuilder {
             limits: self.limits,
             comments: self.comments,
             ready: VecDeque::new(),
-            buf: String::new(),
+            pending: String::new(),
             utf8_tail: Vec::new(),
-            pos: 0,
             scanned: 0,
+            frozen: None,
+            pos: 0,
             skipping_line: false,
             pending_cr: false,
             at_stream_start: true,
             discarding_event: false,
-            data: String::new(),
-            event_type: String::new(),
-            id_buffer: String::new(),
+            data: Field::default(),
+            has_data: false,
+            event_type: Field::default(),
+            id_buffer: Field::default(),
             id_pending: false,
-            last_event_id: self.last_event_id,
+            last_event_id: Text::from(self.last_event_id),
         }
     }
 }
@@ -173,6 +182,8 @@ impl ParserBuilder {
 /// Memory stays bounded by the [`Limits`]: at most one partial line and one event's data are held, plus
 /// the items not taken yet. Fed bytes wait unparsed only up to the line limit (plus the last chunk):
 /// beyond that, `feed` interprets them at once.
+/// A taken [`Message`] is no copy: its fields are [`Text`] slices of the decoded text its lines came
+/// from, so it keeps that text (at most the complete lines of one refill) alive while it lives.
 ///
 /// ```
 /// use sse_proto::{Item, Parser};
@@ -194,29 +205,89 @@ pub struct Parser {
     /// Items interpreted ahead of `next()`: by [`Parser::finish`], or by `feed` when more than a line's
     /// worth of bytes waits unparsed. Taken before anything else.
     ready: VecDeque<Result<Item, LimitError>>,
-    /// The stream decoded: what was fed and not interpreted yet is `buf[pos..]`.
-    buf: String,
+    /// The stream decoded, after `frozen`: lines not moved to `frozen` yet, the last one unfinished.
+    pending: String,
     /// The start of a character the last chunk cut off (see [`decode_into`]).
     utf8_tail: Vec<u8>,
-    pos: usize,
-    /// `buf[pos..scanned]` holds no line end: the search resumes here, so a long line arriving in
+    /// `pending[..scanned]` holds no line end: the search resumes here, so a long line arriving in
     /// small chunks is scanned once.
     scanned: usize,
+    /// Complete lines (it ends with a line end), shared with the messages sliced from it; what is
+    /// not interpreted yet is `frozen[pos..]`. `None` while lent out to [`Parser::parse`].
+    frozen: Option<Arc<String>>,
+    pos: usize,
     /// The current line exceeded the limit: drop bytes until its end.
     skipping_line: bool,
-    /// The previous line ended with a CR that was the last byte fed: an LF right after it belongs to it.
+    /// The previous line ended with a CR that was the last byte of `frozen`: an LF right after it
+    /// belongs to it.
     pending_cr: bool,
     /// The next line is the first of the stream (it may start with a BOM).
     at_stream_start: bool,
     /// A limit was exceeded inside the current event: ignore lines up to the next blank line.
     discarding_event: bool,
-    data: String,
-    event_type: String,
-    /// The `id:` of the current event, when `id_pending`; otherwise the spec's last event id buffer
-    /// equals `last_event_id` and this is spare capacity.
-    id_buffer: String,
+    /// The data buffer without its final LF; `has_data` tells an empty buffer from one empty line.
+    data: Field,
+    has_data: bool,
+    event_type: Field,
+    /// The `id:` of the current event, when `id_pending`.
+    id_buffer: Field,
     id_pending: bool,
-    last_event_id: String,
+    last_event_id: Text,
+}
+
+/// A field value of the current event: a range of `frozen`, or a copy once it spans several lines
+/// or outlived its `frozen`.
+#[derive(Debug, Clone, Default)]
+struct Field {
+    span: Option<(usize, usize)>,
+    /// The value when `span` is `None`; keeps its capacity across events.
+    owned: String,
+}
+
+impl Field {
+    fn get<'a>(&'a self, frozen: &'a str) -> &'a str {
+        match self.span {
+            Some((start, end)) => &frozen[start..end],
+            None => &self.owned,
+        }
+    }
+
+    /// Sets the value to `value`: a range when it is a slice of `frozen` (always, as called), a copy
+    /// otherwise.
+    fn set(&mut self, frozen: &str, value: &str) {
+        let start = value.as_ptr().addr().wrapping_sub(frozen.as_ptr().addr());
+        if start <= frozen.len() && value.len() <= frozen.len() - start {
+            self.span = Some((start, start + value.len()));
+        } else {
+            self.span = None;
+            self.owned.clear();
+            self.owned.push_str(value);
+        }
+    }
+
+    /// Turns a range of `frozen` into a copy, before `frozen` goes.
+    fn detach(&mut self, frozen: &str) {
+        if let Some((start, end)) = self.span.take() {
+            self.owned.clear();
+            push_str_in_pieces(&mut self.owned, &frozen[start..end]);
+        }
+    }
+
+    fn clear(&mut self) {
+        self.span = None;
+        self.owned.clear();
+        if self.owned.capacity() > KEEP_CAPACITY {
+            self.owned = String::new();
+        }
+    }
+
+    /// The value as a [`Text`]: shared when it is a range of `frozen`, else one copy.
+    fn text(&self, frozen: &Arc<String>) -> Text {
+        match self.span {
+            Some((start, end)) => Text::shared(frozen, start, end),
+            None => Text::from(self.owned.as_str()),
+        }
+    }
 }
 
 /// Parser errors are only ever limit errors; keeping them `Clone` keeps the parser `Clone`.
@@ -309,23 +380,20 @@ impl Parser {
         if chunk.is_empty() {
             return;
         }
-        if self.pos == self.buf.len() {
-            self.release_buffer();
-        } else if self.pos >= self.buf.len() - self.pos {
-            // Moving the unfinished tail costs at most what was consumed since the last move, so a
-            // long line fed in small chunks stays linear.
-            self.buf.drain(..self.pos);
-            self.scanned -= self.pos;
-            self.pos = 0;
-        }
-        decode_into(&mut self.buf, &mut self.utf8_tail, chunk);
-        if self.buf.len() - self.pos > self.limits.max_line_length {
+        decode_into(&mut self.pending, &mut self.utf8_tail, chunk);
+        if self.unparsed() > self.limits.max_line_length {
             // A caller feeding without taking items: interpret now, so what is held stays bounded
             // by the line limit (an overlong line is dropped as it arrives) plus the ready items.
             while let Some(item) = self.parse() {
                 self.ready.push_back(item);
             }
         }
+    }
+
+    /// Bytes of decoded text fed and not interpreted yet.
+    fn unparsed(&self) -> usize {
+        let frozen = self.frozen.as_ref().map_or(0, |f| f.len() - self.pos);
+        frozen + self.pending.len()
     }
 
     /// Ends the stream: an unfinished line or event is discarded, as the spec requires, and the parser
@@ -344,7 +412,12 @@ impl Parser {
         while let Some(item) = self.parse() {
             self.ready.push_back(item);
         }
-        self.release_buffer();
+        self.release_frozen();
+        self.pending.clear();
+        if self.pending.capacity() > KEEP_CAPACITY {
+            self.pending = String::new();
+        }
+        self.scanned = 0;
         // A character cut off by the end of the stream is in the unfinished line: gone with it.
         self.utf8_tail.clear();
         self.skipping_line = false;
@@ -352,40 +425,97 @@ impl Parser {
         self.at_stream_start = true;
         self.discarding_event = false;
         self.data.clear();
+        self.has_data = false;
         self.event_type.clear();
+        self.id_buffer.clear();
         self.id_pending = false;
     }
 
-    fn release_buffer(&mut self) {
+    /// Drops `frozen` (all of it interpreted), first copying what still refers to it, so that
+    /// nothing the parser keeps holds a whole chunk alive.
+    fn release_frozen(&mut self) {
+        let Some(frozen) = self.frozen.take() else {
+            return;
+        };
         self.pos = 0;
-        self.scanned = 0;
-        if self.buf.capacity() > KEEP_CAPACITY {
-            self.buf = String::new();
-        } else {
-            self.buf.clear();
+        self.data.detach(&frozen);
+        self.event_type.detach(&frozen);
+        self.id_buffer.detach(&frozen);
+        if self.last_event_id.is_in(&frozen) {
+            self.last_event_id = Text::from(self.last_event_id.as_str());
         }
+    }
+
+    /// Moves the complete lines of `pending` into a new `frozen`. `Ok(false)`: no complete line
+    /// yet; an error when the unfinished line grew beyond the limit.
+    fn refill(&mut self) -> Result<bool, LimitError> {
+        if self.pending_cr && !self.pending.is_empty() {
+            // `frozen` ended with a CR: the byte after it decides, before the unfinished line is
+            // measured or dropped.
+            self.pending_cr = false;
+            if self.pending.starts_with('\n') {
+                self.pending.drain(..1);
+                self.scanned = self.scanned.saturating_sub(1);
+            }
+        }
+        let unscanned = &self.pending.as_bytes()[self.scanned..];
+        let Some(last_end) = memchr::memrchr2(b'\r', b'\n', unscanned) else {
+            self.scanned = self.pending.len();
+            if self.skipping_line {
+                self.pending.clear();
+                self.scanned = 0;
+            } else if self.pending.len() > self.limits.max_line_length {
+                self.pending.clear();
+                self.scanned = 0;
+                self.skipping_line = true;
+                return Err(self.line_too_long());
+            }
+            return Ok(false);
+        };
+        let cut = self.scanned + last_end + 1;
+        self.release_frozen();
+        // The complete lines move into the shared buffer as they are (no copy); only the unfinished
+        // last line is copied, into the next `pending`.
+        let tail = &self.pending[cut..];
+        let mut next =
+            String::with_capacity(self.pending.capacity().min(KEEP_CAPACITY).max(tail.len()));
+        next.push_str(tail);
+        self.pending.truncate(cut);
+        self.frozen = Some(Arc::new(std::mem::replace(&mut self.pending, next)));
+        self.scanned = 0;
+        Ok(true)
     }
 
     /// Interprets lines until one yields an item or the complete lines run out.
     fn parse(&mut self) -> Step {
-        // Lines borrow from the buffer while the rest of the parser changes: lend it out meanwhile.
-        let buf = std::mem::take(&mut self.buf);
-        let mut item = None;
-        while let Some(line) = self.take_line(&buf) {
-            item = match line {
-                Ok(line) => self.process_line(line),
-                Err(error) => Some(Err(error)),
-            };
-            if item.is_some() {
-                break;
+        loop {
+            if let Some(frozen) = self.frozen.take() {
+                // Lines borrow from `frozen` while the rest of the parser changes: lent out meanwhile.
+                let mut item = None;
+                while let Some(line) = self.take_line(&frozen) {
+                    item = match line {
+                        Ok(line) => self.process_line(line, &frozen),
+                        Err(error) => Some(Err(error)),
+                    };
+                    if item.is_some() {
+                        break;
+                    }
+                }
+                self.frozen = Some(frozen);
+                if item.is_some() {
+                    return item;
+                }
+            }
+            match self.refill() {
+                Ok(true) => {}
+                Ok(false) => return None,
+                Err(error) => return Some(Err(error)),
             }
         }
-        self.buf = buf;
-        item
     }
 
-    /// The next complete line of `buf` (which is `self.buf`, lent out), or its limit error; `None`
-    /// when more bytes are needed.
+    /// The next line of `frozen` (lent out by [`Parser::parse`]), or its limit error; `None` when
+    /// all of it is interpreted.
     fn take_line<'b>(&mut self, text: &'b str) -> Option<Result<&'b str, LimitError>> {
         let buf = text.as_bytes();
         loop {
@@ -394,22 +524,11 @@ impl Parser {
                 self.pending_cr = false;
                 if first == b'\n' {
                     self.pos += 1;
-                    self.scanned = self.pos;
                 }
             }
             let start = self.pos;
-            let Some(found) = find_line_end(&buf[self.scanned..]) else {
-                self.scanned = buf.len();
-                if self.skipping_line {
-                    self.pos = buf.len();
-                } else if buf.len() - start > self.limits.max_line_length {
-                    self.pos = buf.len();
-                    self.skipping_line = true;
-                    return Some(Err(self.line_too_long()));
-                }
-                return None;
-            };
-            let end = self.scanned + found;
+            // `frozen` ends with a line end: only an empty rest has none.
+            let end = start + find_line_end(buf.get(start..)?)?;
             self.pos = match (buf[end], buf.get(end + 1)) {
                 (b'\r', Some(b'\n')) => end + 2,
                 (b'\r', None) => {
@@ -418,7 +537,6 @@ impl Parser {
                 }
                 _ => end + 1,
             };
-            self.scanned = self.pos;
             if self.skipping_line {
                 // The rest of an overlong line, already reported: the next line is a new one.
                 self.skipping_line = false;
@@ -442,11 +560,12 @@ impl Parser {
     fn fail(&mut self, error: LimitError) -> LimitError {
         self.discarding_event = true;
         self.data.clear();
+        self.has_data = false;
         self.event_type.clear();
         error
     }
 
-    fn process_line(&mut self, mut line: &str) -> Step {
+    fn process_line(&mut self, mut line: &str, frozen: &Arc<String>) -> Step {
         if self.at_stream_start {
             self.at_stream_start = false;
             if let Some(rest) = line.strip_prefix(BOM) {
@@ -461,44 +580,21 @@ impl Parser {
             return None;
         }
         match line.as_bytes().first() {
-            None => self.dispatch().map(Ok),
+            None => self.dispatch(frozen).map(Ok),
             Some(b':') if self.comments => Some(Ok(Item::Comment(line[1..].to_owned()))),
             Some(b':') => None,
-            Some(_) => self.field(line),
+            Some(_) => self.field(line, frozen),
         }
     }
 
-    fn field(&mut self, line: &str) -> Step {
+    fn field(&mut self, line: &str, frozen: &str) -> Step {
         let (name, value) = split_field(line);
         match name {
-            "data" => {
-                if self.data.len() + value.len() + 1 > self.limits.max_event_size {
-                    if self.data.capacity() > KEEP_CAPACITY {
-                        self.data = String::new();
-                    }
-                    return Some(Err(
-                        self.fail(LimitError::EventTooLarge(self.limits.max_event_size))
-                    ));
-                }
-                if self.data.is_empty() {
-                    // One exact allocation, so the LF never forces a second one.
-                    self.data = String::with_capacity(value.len() + 1);
-                }
-                push_str_in_pieces(&mut self.data, value);
-                self.data.push('\n');
-            }
-            "event" => {
-                if self.event_type.capacity() == 0 {
-                    // Handed out with the last message: one exact allocation.
-                    self.event_type = value.to_owned();
-                } else {
-                    value.clone_into(&mut self.event_type);
-                }
-            }
+            "data" => return self.data_line(value, frozen),
+            "event" => self.event_type.set(frozen, value),
             // An id containing NUL is ignored whole.
             "id" if memchr::memchr(0, value.as_bytes()).is_none() => {
-                self.id_buffer.clear();
-                self.id_buffer.push_str(value);
+                self.id_buffer.set(frozen, value);
                 self.id_pending = true;
             }
             // Only an all-digit value counts; overlong values saturate instead of wrapping.
@@ -513,24 +609,48 @@ impl Parser {
         None
     }
 
-    fn dispatch(&mut self) -> Option<Item> {
-        if self.id_pending {
-            // Committing the new id by swapping saves a copy per event; the old id left in
-            // `id_buffer` is only reused capacity.
-            std::mem::swap(&mut self.last_event_id, &mut self.id_buffer);
-            self.id_pending = false;
+    fn data_line(&mut self, value: &str, frozen: &str) -> Step {
+        // The spec's buffer holds an LF after every line: count it as the limit always did.
+        let held = if self.has_data {
+            self.data.get(frozen).len() + 1
+        } else {
+            0
+        };
+        if held + value.len() + 1 > self.limits.max_event_size {
+            return Some(Err(
+                self.fail(LimitError::EventTooLarge(self.limits.max_event_size))
+            ));
         }
-        if self.data.is_empty() {
+        if !self.has_data {
+            // The common case, one data line: a range of `frozen`, no copy.
+            self.has_data = true;
+            self.data.set(frozen, value);
+            return None;
+        }
+        self.data.detach(frozen);
+        self.data.owned.push('\n');
+        push_str_in_pieces(&mut self.data.owned, value);
+        None
+    }
+
+    fn dispatch(&mut self, frozen: &Arc<String>) -> Option<Item> {
+        if self.id_pending {
+            self.last_event_id = self.id_buffer.text(frozen);
+            self.id_pending = false;
+            self.id_buffer.clear();
+        }
+        if !self.has_data {
             self.event_type.clear();
             return None;
         }
-        self.data.pop();
-        let event_type = if self.event_type.is_empty() {
-            String::from("message")
-        } else {
-            std::mem::take(&mut self.event_type)
+        let event_type = match self.event_type.get(frozen) {
+            "" => Text::inline("message"),
+            _ => self.event_type.text(frozen),
         };
-        let data = std::mem::take(&mut self.data);
+        let data = self.data.text(frozen);
+        self.data.clear();
+        self.has_data = false;
+        self.event_type.clear();
         Some(Item::Message(Message {
             event_type,
             data,
@@ -625,7 +745,7 @@ mod tests {
         );
         for _ in 0..1000 {
             p.feed(b"0123456789");
-            assert!(p.buf.len() - p.pos <= 16 + 10, "{} bytes held", p.buf.len());
+            assert!(p.unparsed() <= 16 + 10, "{} bytes held", p.unparsed());
         }
         p.feed(
             b"
@@ -639,6 +759,67 @@ data: ok
         assert!(matches!(&items[0], Ok(Item::Message(m)) if m.data == "first"));
         assert!(items[1].is_err());
         assert!(matches!(&items[2], Ok(Item::Message(m)) if m.data == "ok"));
+    }
+
+    #[test]
+    fn an_event_split_across_chunks_keeps_its_fields_and_the_id_persists() {
+        let mut p = Parser::new();
+        p.feed(b"id: a-long-identifier-1\nevent: a-long-event-type\ndata: first line of data\n");
+        assert!(p.next().is_none());
+        p.feed(b"data: second\n\n");
+        let Some(Ok(Item::Message(m))) = p.next() else {
+            panic!("no message")
+        };
+        let fields = (
+            m.event_type.as_str(),
+            m.data.as_str(),
+            m.last_event_id.as_str(),
+        );
+        assert_eq!(
+            fields,
+            (
+                "a-long-event-type",
+                "first line of data\nsecond",
+                "a-long-identifier-1"
+            )
+        );
+        p.feed(b"data: x\n\n");
+        let Some(Ok(Item::Message(next))) = p.next() else {
+            panic!("no message")
+        };
+        assert_eq!(
+            (next.event_type.as_str(), next.last_event_id.as_str()),
+            ("message", "a-long-identifier-1")
+        );
+        assert_eq!(m.data, "first line of data\nsecond");
+    }
+
+    #[test]
+    fn a_single_data_line_is_shared_with_the_fed_text_not_copied() {
+        let mut p = Parser::new();
+        p.feed(b"data: a value longer than seven bytes\n\ndata: another value of some length\n\n");
+        let items: Vec<_> = p.by_ref().collect();
+        let frozen = p.frozen.clone().expect("lines were interpreted");
+        for item in &items {
+            let Ok(Item::Message(m)) = item else {
+                panic!("{item:?}")
+            };
+            assert!(m.data.is_in(&frozen), "{m:?}");
+        }
+        assert_eq!(items.len(), 2);
+    }
+
+    #[test]
+    fn a_cr_ending_a_chunk_then_an_overlong_line_fed_bytewise_ends_at_the_next_lf() {
+        let bytes = b"\revent\ndatadata";
+        let chunks: Vec<&[u8]> = bytes.chunks(1).collect();
+        let mut p = Parser::builder().max_line_length(1).build();
+        let mut errors = 0;
+        for c in chunks {
+            p.feed(c);
+            errors += p.by_ref().filter(Result::is_err).count();
+        }
+        assert_eq!(errors, 2);
     }
 
     #[test]

@@ -109,7 +109,7 @@ async fn read_until_end(hub: &Hub, channel: &str, from: &str) -> Vec<(usize, Str
         if m.data == "end" {
             return got;
         }
-        got.push((m.data.parse().unwrap(), m.last_event_id));
+        got.push((m.data.parse().unwrap(), m.last_event_id.to_string()));
     }
 }
 

@@ -81,11 +81,17 @@ async fn nest_service_routes_relative_to_the_mount_point() {
     wait_for_subscriber(&hub, "news").await;
     let id = id_of(post(&url("/events/news"), "published").await).await;
     let m = reader.message().await.unwrap();
-    assert_eq!((m.last_event_id, m.data), (id, "published".to_owned()));
+    assert_eq!(
+        (m.last_event_id.as_str(), m.data.as_str()),
+        (id.as_str(), "published")
+    );
 
     let id = id_of(post(&url("/events"), "broadcast").await).await;
     let m = reader.message().await.unwrap();
-    assert_eq!((m.last_event_id, m.data), (id, "broadcast".to_owned()));
+    assert_eq!(
+        (m.last_event_id.as_str(), m.data.as_str()),
+        (id.as_str(), "broadcast")
+    );
 
     let mut spaced = Reader::open(&support::client(), &url("/events/a%20b"), None).await;
     wait_for_subscriber(&hub, "a b").await;

@@ -17,7 +17,11 @@ async fn take(reader: &mut Reader, n: usize) -> Vec<(String, String, String)> {
     let mut out = Vec::new();
     while out.len() < n {
         let m = reader.message().await.expect("the stream ended early");
-        out.push((m.last_event_id, m.event_type, m.data));
+        out.push((
+            m.last_event_id.to_string(),
+            m.event_type.to_string(),
+            m.data.to_string(),
+        ));
     }
     out
 }

@@ -190,7 +190,7 @@ async fn replay_resets_broadcasts_and_patterns_never_leak_ungranted_channels() {
             if m.data == end {
                 break;
             }
-            seen.push(m.data);
+            seen.push(m.data.to_string());
         }
         // The first pass's live events are in the window of the second pass's reset.
         let mut want: Vec<&str> = vec!["ok-1", "ok-2", "ok-all-1", "ok-3"];

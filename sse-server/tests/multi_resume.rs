@@ -262,8 +262,9 @@ fn read_into(
                 if m.last_event_id.len() > 256 {
                     s.failed = Some(format!("an id of {} bytes", m.last_event_id.len()));
                 }
-                last = Some(m.last_event_id.clone());
-                s.messages.push((m.last_event_id, m.data));
+                last = Some(String::from(&m.last_event_id));
+                s.messages
+                    .push((m.last_event_id.to_string(), m.data.to_string()));
             }
         }
     })
@@ -521,7 +522,13 @@ async fn a_channel_created_during_a_replay_is_followed(hubs: &Hubs, round: usize
     post(pub_node, &format!("/events/{pre}/a"), "end").await;
     let mut got = Vec::new();
     while got.last().map(String::as_str) != Some("end") {
-        got.push(sub.message().await.expect("stream ended early").data);
+        got.push(
+            sub.message()
+                .await
+                .expect("stream ended early")
+                .data
+                .to_string(),
+        );
     }
     let want: Vec<String> = (1..200)
         .map(|i| i.to_string())
@@ -561,7 +568,13 @@ async fn a_channel_created_while_disconnected_is_replayed(hubs: &Hubs, round: us
     let mut sub = Reader::open(&c, &url, Some(&last)).await;
     let mut got = Vec::new();
     while got.last().map(String::as_str) != Some("end") {
-        got.push(sub.message().await.expect("stream ended early").data);
+        got.push(
+            sub.message()
+                .await
+                .expect("stream ended early")
+                .data
+                .to_string(),
+        );
     }
     assert_eq!(got, ["while away", "nested", "end"], "round {round}");
 }

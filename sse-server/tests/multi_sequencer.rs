@@ -298,8 +298,8 @@ impl Seen {
                 m.last_event_id.len()
             );
             prop_assert!(!m.last_event_id.is_empty(), "an event without id");
-            self.last_id = Some(m.last_event_id.clone());
-            self.got.push((m.event_type, m.data));
+            self.last_id = Some(m.last_event_id.to_string());
+            self.got.push((m.event_type.into(), m.data.into()));
         }
         Ok(())
     }

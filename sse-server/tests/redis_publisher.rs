@@ -143,7 +143,7 @@ async fn python_redis_publisher_reaches_subscribers_with_the_documented_ids() {
         reader.message().await.unwrap(),
     ]
     .into_iter()
-    .map(|m| (m.last_event_id, m.data))
+    .map(|m| (m.last_event_id.to_string(), m.data.to_string()))
     .collect();
     assert_eq!(
         got,

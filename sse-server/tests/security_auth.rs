@@ -229,7 +229,7 @@ async fn a_subscriber_never_receives_events_of_channels_its_token_does_not_grant
     while seen.last().map(String::as_str) != Some("a3") {
         let m = sub.message().await.expect("stream ended early");
         if m.event_type == "message" {
-            seen.push(m.data);
+            seen.push(m.data.to_string());
         }
     }
     assert!(seen.iter().all(|d| !d.starts_with('b')), "{seen:?}");

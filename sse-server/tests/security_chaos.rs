@@ -102,7 +102,7 @@ async fn subscriber(seed: u64, addr: String, pauses: bool, ready: Arc<AtomicUsiz
                 {
                     let n: usize = m.data[..m.data.find(' ').unwrap()].parse().unwrap();
                     got.push(n);
-                    last_id = Some(m.last_event_id);
+                    last_id = Some(m.last_event_id.to_string());
                     budget -= 1;
                     if pauses && rng.random_bool(0.05) {
                         tokio::time::sleep(Duration::from_millis(rng.random_range(50..400))).await;

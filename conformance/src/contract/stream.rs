@@ -143,9 +143,13 @@ pub async fn run(spec: Spec, client: reqwest::Client, mut control: mpsc::Receive
             },
             item = source.next(), if !ended => match item {
                 Some(Ok(Event::Message(m))) => {
-                    let id = (!m.last_event_id.is_empty()).then_some(m.last_event_id);
+                    let id = (!m.last_event_id.is_empty()).then(|| m.last_event_id.as_str().to_owned());
                     report(Callback::Event {
-                        event: EventBody { event_type: m.event_type, data: m.data, id },
+                        event: EventBody {
+                            event_type: m.event_type.as_str().to_owned(),
+                            data: m.data.as_str().to_owned(),
+                            id,
+                        },
                     })
                     .await;
                 }

@@ -280,7 +280,13 @@ pub async fn next(source: &mut EventSource) -> Option<Result<Event, Error>> {
 pub async fn next_message(source: &mut EventSource) -> (String, String, String) {
     loop {
         match next(source).await {
-            Some(Ok(Event::Message(m))) => return (m.event_type, m.data, m.last_event_id),
+            Some(Ok(Event::Message(m))) => {
+                return (
+                    m.event_type.to_string(),
+                    m.data.to_string(),
+                    m.last_event_id.to_string(),
+                );
+            }
             Some(Ok(_)) => {}
             other => panic!("expected a message, got {other:?}"),
         }

@@ -500,7 +500,7 @@ pub(crate) fn reencode(
     if let Some(retry) = retry {
         b = b.retry(retry);
     }
-    b = b.id(id.map_or(message.last_event_id, str::to_owned));
+    b = b.id(id.map_or_else(|| message.last_event_id.as_str().to_owned(), str::to_owned));
     if !untyped {
         b = b.event(message.event_type);
     } else if tag {

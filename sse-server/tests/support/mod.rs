@@ -237,7 +237,7 @@ pub async fn read_resuming(
             };
             assert_ne!(m.event_type, "sse-reset", "reset resuming from {last}");
             got.push(m.data.parse::<usize>().unwrap());
-            last = m.last_event_id;
+            last = m.last_event_id.to_string();
             if got.len() == total {
                 break 'outer;
             }
