@@ -25,22 +25,37 @@ fn tls_client(http2: bool) -> reqwest::Client {
     builder.build().unwrap()
 }
 
-#[tokio::test]
-async fn events_flow_over_tls_with_http1_and_http2() {
+/// Serves a hub over TLS with `limits` on a free port; the closure stops it and checks it ended well.
+async fn start(limits: sse_server::Limits) -> (u16, impl AsyncFnOnce()) {
     let hub = Hub::builder().build();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = Server::new(hub.clone())
         .tls(sse_server::tls_acceptor(CERT, KEY).unwrap())
+        .limits(limits)
         .grace_period(Duration::from_secs(2));
     let task = tokio::spawn(server.serve(
         listener,
-        HubService::new(hub.clone()).publish_token(TOKEN),
+        HubService::new(hub).publish_token(TOKEN),
         async move {
             let _ = stopped.await;
         },
     ));
+    let stop = async move || {
+        let _ = stop.send(());
+        tokio::time::timeout(WAIT, task)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+    };
+    (port, stop)
+}
+
+#[tokio::test]
+async fn events_flow_over_tls_with_http1_and_http2() {
+    let (port, stop) = start(sse_server::Limits::default()).await;
     let url = format!("https://localhost:{port}/events/secure");
     let mut h1 = Reader::open(&tls_client(false), &url, None).await;
     let mut h2 = Reader::open(&tls_client(true), &url, None).await;
@@ -62,12 +77,7 @@ async fn events_flow_over_tls_with_http1_and_http2() {
         .send()
         .await;
     assert!(plain.is_err() || !plain.unwrap().status().is_success());
-    let _ = stop.send(());
-    tokio::time::timeout(WAIT, task)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    stop().await;
 }
 
 #[test]
@@ -86,21 +96,7 @@ fn unreadable_key_is_a_clear_error() {
 /// a broken handshake): HTTP/1.1 and HTTP/2 clients both get the 429 with its message.
 #[tokio::test]
 async fn over_the_limit_a_tls_client_reads_a_real_429() {
-    let hub = Hub::builder().build();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = Server::new(hub.clone())
-        .tls(sse_server::tls_acceptor(CERT, KEY).unwrap())
-        .limits(sse_server::Limits::default().max_connections_per_ip(1))
-        .grace_period(Duration::from_secs(2));
-    let task = tokio::spawn(server.serve(
-        listener,
-        HubService::new(hub.clone()).publish_token(TOKEN),
-        async move {
-            let _ = stopped.await;
-        },
-    ));
+    let (port, stop) = start(sse_server::Limits::default().max_connections_per_ip(1)).await;
     let url = format!("https://localhost:{port}/events/limited");
     let _held = Reader::open(&tls_client(false), &url, None).await;
     for http2 in [false, true] {
@@ -117,10 +113,5 @@ async fn over_the_limit_a_tls_client_reads_a_real_429() {
             "{body}"
         );
     }
-    let _ = stop.send(());
-    tokio::time::timeout(WAIT, task)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    stop().await;
 }
