@@ -98,6 +98,23 @@ pub(crate) struct Args {
     )]
     pub(crate) redis: Option<String>,
 
+    /// With --redis: when a publish is acknowledged. `primary`: once the Redis primary stored it (a
+    /// primary that dies before its replica copied it loses it); `replicated`: once a replica confirmed
+    /// it too (`WAIT 1 <--redis-wait-ms>`), else 503 (not acknowledged; the event may still appear).
+    #[arg(long, env = "SSE_REDIS_ACK", value_enum, default_value_t = RedisAck::Primary, requires = "redis")]
+    pub(crate) redis_ack: RedisAck,
+
+    /// With --redis-ack replicated: how long a publish waits for a replica to confirm it before it
+    /// answers 503.
+    #[arg(
+        long,
+        env = "SSE_REDIS_WAIT_MS",
+        default_value_t = 500,
+        value_name = "MS",
+        requires = "redis"
+    )]
+    pub(crate) redis_wait_ms: u64,
+
     /// Discard the store in --data-dir (its events and ids) and start fresh, e.g. after it was reported
     /// damaged.
     #[arg(long, env = "SSE_RESET_DATA_DIR", requires = "data_dir")]
@@ -199,6 +216,15 @@ pub(crate) enum Durability {
     Group,
     /// One commit and fsync per publish.
     PerPublish,
+}
+
+/// When a publish to Redis is acknowledged (--redis-ack).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum RedisAck {
+    /// Once the primary stored it.
+    Primary,
+    /// Once a replica confirmed it too.
+    Replicated,
 }
 
 /// How logs are written.

@@ -299,8 +299,11 @@ async fn connect(shared: &Shared, state: &State) -> ::redis::RedisResult<Multipl
     let config = AsyncConnectionConfig::new()
         .set_connection_timeout(Some(shared.timeout))
         .set_response_timeout(Some(BLOCK + shared.timeout));
-    let mut conn = shared
-        .client
+    let client = shared
+        .client()
+        .await
+        .map_err(|e| ::redis::RedisError::from(std::io::Error::other(e.to_string())))?;
+    let mut conn = client
         .get_multiplexed_async_connection_with_config(&config)
         .await?;
     let id: i64 = ::redis::cmd("CLIENT")

@@ -10,18 +10,29 @@ use ::redis::{Client, Value};
 use tokio::sync::OnceCell;
 
 use super::entry::{Entry, range};
+use super::sentinel::Primary;
 use crate::error::Error;
 use crate::position::Position;
 use crate::replay::retention::Retention;
 
 /// What the store and its feed both use.
 pub(super) struct Shared {
-    pub(super) client: Client,
+    pub(super) target: Target,
     pub(super) url: String,
     pub(super) prefix: String,
     pub(super) retention: Retention,
     pub(super) timeout: Duration,
+    /// `--redis-ack replicated`: how long `WAIT` waits for a replica (`None`: acknowledge on the primary).
+    pub(super) wait: Option<Duration>,
     pub(super) conn: OnceCell<ConnectionManager>,
+}
+
+/// How the primary is reached.
+pub(super) enum Target {
+    /// One address (`redis://`, `rediss://`); the connection reconnects to it by itself.
+    Direct(Client),
+    /// Whichever node the sentinels name (`redis+sentinel://`, `rediss+sentinel://`).
+    Sentinel(Primary),
 }
 
 pub(super) fn now_ms() -> u64 {
@@ -52,18 +63,45 @@ impl Shared {
         ))
     }
 
-    /// The shared multiplexed connection; it reconnects by itself after a failure.
+    /// The longest one command may take: the timeout, plus the `WAIT` of a replicated append.
+    pub(super) fn command_timeout(&self) -> Duration {
+        self.timeout + self.wait.unwrap_or_default()
+    }
+
+    /// A client for the primary (with Sentinel: the one the sentinels name now).
+    pub(super) async fn client(&self) -> Result<Client, Error> {
+        match &self.target {
+            Target::Direct(client) => Ok(client.clone()),
+            Target::Sentinel(p) => p
+                .sentinel
+                .primary(self.timeout)
+                .await
+                .map_err(|e| self.unavailable("find the primary", e)),
+        }
+    }
+
+    /// The shared multiplexed connection; it reconnects by itself after a failure (with Sentinel:
+    /// to the primary the sentinels name after the failure).
     pub(super) async fn conn(&self) -> Result<ConnectionManager, Error> {
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(self.timeout))
+            .set_response_timeout(Some(self.command_timeout()))
+            .set_min_delay(Duration::from_millis(50))
+            .set_max_delay(Duration::from_secs(1))
+            .set_number_of_retries(2);
+        let client = match &self.target {
+            Target::Direct(client) => client,
+            Target::Sentinel(p) => {
+                return p
+                    .conn(self.timeout, config)
+                    .await
+                    .map_err(|e| self.unavailable("find the primary", e));
+            }
+        };
         let conn = self
             .conn
             .get_or_try_init(|| async {
-                let config = ConnectionManagerConfig::new()
-                    .set_connection_timeout(Some(self.timeout))
-                    .set_response_timeout(Some(self.timeout))
-                    .set_min_delay(Duration::from_millis(50))
-                    .set_max_delay(Duration::from_secs(1))
-                    .set_number_of_retries(2);
-                ConnectionManager::new_lazy_with_config(self.client.clone(), config)
+                ConnectionManager::new_lazy_with_config(client.clone(), config)
             })
             .await
             .map_err(|e| self.unavailable("connect", e))?;
@@ -77,11 +115,17 @@ impl Shared {
         Fut: Future<Output = ::redis::RedisResult<T>>,
     {
         let conn = self.conn().await?;
-        match tokio::time::timeout(self.timeout, op(conn)).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(self.unavailable(what, e)),
-            Err(_) => Err(self.unavailable(what, "timed out")),
+        let why = match tokio::time::timeout(self.command_timeout(), op(conn)).await {
+            Ok(Ok(v)) => return Ok(v),
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => "timed out".to_owned(),
+        };
+        // A refused or lost connection, a timeout, READONLY from a demoted primary: with Sentinel,
+        // the next command asks which node is the primary now.
+        if let Target::Sentinel(p) = &self.target {
+            p.forget().await;
         }
+        Err(self.unavailable(what, why))
     }
 
     /// `XTRIM key MINID = <now - max_age>`, or nothing when the age bound is off.
