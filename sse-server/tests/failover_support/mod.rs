@@ -195,6 +195,25 @@ impl SentinelSet {
         }
     }
 
+    /// Starts the killed primary again (empty, on its port) as a replica of the promoted one, as a
+    /// repaired node rejoins: `--redis-ack replicated` needs a replica again.
+    pub async fn rejoin_old_primary(&mut self) {
+        assert!(self.primary.is_none(), "kill the primary first");
+        let mut args = server_args(self.primary_port);
+        args.extend([
+            "--replicaof".into(),
+            "127.0.0.1".into(),
+            self.replica_port.to_string(),
+        ]);
+        self.primary = Some(spawn(&args));
+        let old = self.primary_url();
+        wait_until(Duration::from_secs(30), "old primary in sync", || async {
+            let info: Option<String> = query(&old, redis::cmd("INFO").arg("replication")).await;
+            info.is_some_and(|i| i.contains("master_link_status:up"))
+        })
+        .await;
+    }
+
     /// Waits until the replica says it is the primary (the sentinels promoted it).
     pub async fn wait_promoted(&self) {
         let replica = self.replica_url();
