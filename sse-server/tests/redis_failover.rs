@@ -52,6 +52,7 @@ async fn publish_until_ok(c: &reqwest::Client, node: &Node, channel: &str, data:
             return json["id"].as_str().unwrap().to_owned();
         }
         assert_eq!(status, 503, "{json}");
+        eprintln!("publish_until_ok: {json}");
         assert!(
             tokio::time::Instant::now() < deadline,
             "publishing did not recover"
@@ -99,8 +100,12 @@ async fn a_subscriber_that_saw_an_event_lost_with_the_primary_resumes_with_the_n
     let (status, json) = try_publish(&c, &b, "orders", "refused").await;
     assert_eq!(status, 503, "{json}");
     set.wait_promoted().await;
+    // Resuming from the vanished id before anything newer exists: it is past everything the new
+    // primary has (stream and sequencer), yet a position, not an unknown id.
+    let mut early = Reader::open(&c, &b.url("/events/orders"), Some(&lost)).await;
     set.rejoin_old_primary().await;
     let after = publish_until_ok(&c, &b, "orders", "after").await;
+    assert_eq!(message(&mut early).await, (after.clone(), "after".into()));
     assert!(
         !stream_ids(&set.replica_url(), "sse:orders")
             .await

@@ -214,7 +214,7 @@ impl SentinelSet {
         .await;
     }
 
-    /// Waits until the replica says it is the primary (the sentinels promoted it).
+    /// Waits until the replica says it is the primary and every sentinel names it.
     pub async fn wait_promoted(&self) {
         let replica = self.replica_url();
         wait_until(Duration::from_secs(60), "replica promoted", || async {
@@ -223,6 +223,25 @@ impl SentinelSet {
                 .is_some_and(|v| v == redis::Value::BulkString(b"master".to_vec()))
         })
         .await;
+        let want = self.replica_port.to_string();
+        for port in &self.sentinel_ports {
+            let url = format!("redis://127.0.0.1:{port}");
+            wait_until(
+                Duration::from_secs(30),
+                "sentinels name the new primary",
+                || async {
+                    let addr: Option<Vec<String>> = query(
+                        &url,
+                        redis::cmd("SENTINEL")
+                            .arg("get-master-addr-by-name")
+                            .arg(MASTER),
+                    )
+                    .await;
+                    addr.is_some_and(|a| a.get(1) == Some(&want))
+                },
+            )
+            .await;
+        }
     }
 
     /// The pid of the replica, to stop and continue it.
