@@ -157,6 +157,8 @@ async fn publisher(
             200 => {
                 acked.push(json["id"].as_str().unwrap().to_owned());
                 count.fetch_add(1, Ordering::AcqRel);
+                // Continuous but bounded: about 200 publishes/s per publisher.
+                tokio::time::sleep(Duration::from_millis(5)).await;
             }
             503 => {
                 refused += 1;
@@ -195,7 +197,16 @@ async fn subscriber(nodes: [Arc<Node>; 2], stop: Arc<AtomicBool>) -> Vec<String>
 /// primary SIGKILLed once 30 publishes are acknowledged; runs until 30 more are after the failover.
 async fn kill_run(ack: &str) -> Outcome {
     let mut set = SentinelSet::start().await;
-    let flags = ["--redis-ack", ack, "--redis-wait-ms", "500"];
+    // A window no run fills: every event of the run stays replayable, so a missing one was lost,
+    // never trimmed.
+    let flags = [
+        "--redis-ack",
+        ack,
+        "--redis-wait-ms",
+        "500",
+        "--replay-events",
+        "1000000",
+    ];
     let nodes = [
         Arc::new(Node::start(&set.url(), &flags, &[]).await),
         Arc::new(Node::start(&set.url(), &flags, &[]).await),
