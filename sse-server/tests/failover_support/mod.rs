@@ -34,8 +34,14 @@ fn spawn(args: &[String]) -> Child {
         .expect("cannot start redis-server")
 }
 
-fn server_args(port: u16) -> Vec<String> {
+/// A server on `port` keeping its files in a fresh directory under `dir`: a replica writes the RDB
+/// of its full sync there (`dump.rdb`), and a later server started in the same directory would load it.
+fn server_args(port: u16, dir: &std::path::Path) -> Vec<String> {
+    let own = dir.join(format!("redis-{port}"));
+    std::fs::create_dir_all(&own).unwrap();
     [
+        "--dir",
+        &own.display().to_string(),
         "--port",
         &port.to_string(),
         "--bind",
@@ -92,7 +98,7 @@ pub struct SentinelSet {
     primary: Option<Child>,
     replica: Option<Child>,
     sentinels: Vec<Child>,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl SentinelSet {
@@ -100,8 +106,8 @@ impl SentinelSet {
         let dir = tempfile::tempdir().unwrap();
         let primary_port = free_port();
         let replica_port = free_port();
-        let primary = spawn(&server_args(primary_port));
-        let mut replica_args = server_args(replica_port);
+        let primary = spawn(&server_args(primary_port, dir.path()));
+        let mut replica_args = server_args(replica_port, dir.path());
         replica_args.extend([
             "--replicaof".into(),
             "127.0.0.1".into(),
@@ -138,10 +144,32 @@ impl SentinelSet {
             primary: Some(primary),
             replica: Some(replica),
             sentinels,
-            _dir: dir,
+            dir,
         };
         set.wait_ready().await;
+        set.assert_ours().await;
         set
+    }
+
+    /// Each port answers with the process this fixture started (`process_id` of `INFO server`), not
+    /// a stranger that took a port between `free_port` and the bind.
+    async fn assert_ours(&self) {
+        let mut expect = vec![
+            (self.primary_port, self.primary.as_ref().and_then(Child::id)),
+            (self.replica_port, self.replica.as_ref().and_then(Child::id)),
+        ];
+        for (port, child) in self.sentinel_ports.iter().zip(&self.sentinels) {
+            expect.push((*port, child.id()));
+        }
+        for (port, pid) in expect {
+            let url = format!("redis://127.0.0.1:{port}");
+            let info: String = query(&url, redis::cmd("INFO").arg("server")).await.unwrap();
+            let want = format!("process_id:{}\r", pid.unwrap());
+            assert!(
+                info.contains(&want),
+                "port {port} is not the redis-server started here"
+            );
+        }
     }
 
     /// Waits until the replica is in sync and every sentinel knows the replica and the two others
@@ -199,7 +227,8 @@ impl SentinelSet {
     /// repaired node rejoins: `--redis-ack replicated` needs a replica again.
     pub async fn rejoin_old_primary(&mut self) {
         assert!(self.primary.is_none(), "kill the primary first");
-        let mut args = server_args(self.primary_port);
+        // A fresh directory: the killed primary had no files worth keeping.
+        let mut args = server_args(self.primary_port, &self.dir.path().join("rejoined"));
         args.extend([
             "--replicaof".into(),
             "127.0.0.1".into(),
@@ -328,6 +357,7 @@ pub async fn stream_ids(url: &str, key: &str) -> Vec<String> {
 pub struct TlsRedis {
     pub port: u16,
     _child: Child,
+    _dir: tempfile::TempDir,
 }
 
 /// The test certificate (its own CA) and key.
@@ -338,7 +368,8 @@ pub fn fixture(name: &str) -> String {
 impl TlsRedis {
     pub async fn start() -> TlsRedis {
         let port = free_port();
-        let mut args = server_args(0);
+        let dir = tempfile::tempdir().unwrap();
+        let mut args = server_args(0, dir.path());
         args.extend(
             [
                 "--tls-port",
@@ -382,6 +413,7 @@ impl TlsRedis {
         TlsRedis {
             port,
             _child: child,
+            _dir: dir,
         }
     }
 
