@@ -1,7 +1,8 @@
 //! The floor under a TLS subscriber's memory: what rustls's `ServerConnection` keeps after the
-//! handshake and a request, measured with a counting allocator (the heap freed when it drops, plus
-//! its inline size). A lean TLS path could not make a subscriber cheaper than this plus a plaintext
-//! subscriber; `--nocapture` prints the figures.
+//! handshake and a request, and what the lean TLS path keeps instead (the negotiated AEAD's
+//! encrypter and decrypter, built from the keys taken out of rustls, `transport/record.rs`),
+//! measured with a counting allocator (the heap freed when it drops, plus its inline size).
+//! `--nocapture` prints the figures.
 #![cfg(feature = "tls")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)] // tests: panics report
 
@@ -81,10 +82,17 @@ fn connected_pair() -> (ClientConnection, ServerConnection) {
     (client, server)
 }
 
-/// The heap `server` frees when it drops.
-fn heap_of(server: ServerConnection) -> usize {
+/// The tests count every allocation of the process: one at a time.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The heap `value` frees when it drops.
+fn heap_of<T>(value: T) -> usize {
     let region = Region::new(GLOBAL);
-    drop(server);
+    drop(value);
     let stats = region.change();
     stats
         .bytes_deallocated
@@ -93,6 +101,7 @@ fn heap_of(server: ServerConnection) -> usize {
 
 #[test]
 fn a_tls_connection_after_its_handshake_costs_a_few_kib() {
+    let _serial = serial();
     let inline = std::mem::size_of::<ServerConnection>();
     let (_client, server) = connected_pair();
     let heap = heap_of(server);
@@ -100,19 +109,57 @@ fn a_tls_connection_after_its_handshake_costs_a_few_kib() {
 
     // A send buffer limit changes nothing once the buffer is empty; what stays is the record
     // layer's keys, the traffic state and the deframer's read buffer, which rustls 0.23 keeps at
-    // 4,096 B even when empty (msgs/deframer/buffers.rs, `prepare_read`). Only the unbuffered API
-    // (`UnbufferedServerConnection`, buffers owned by the caller) would let a lean TLS path free it
-    // while a subscriber idles.
+    // 4,096 B even when empty (msgs/deframer/buffers.rs, `prepare_read`). Hence the lean TLS
+    // path keeps none of it: it takes the keys out after the handshake (the next test).
     let (_client, mut server) = connected_pair();
     server.set_buffer_limit(Some(0));
     let limited = heap_of(server);
     println!("with set_buffer_limit(Some(0)): {limited} B heap");
 
-    // Measured: 1,168 B inline + 6,281 B heap. A lean TLS subscriber would cost this plus a
-    // plaintext one (3.6 KiB at 10k): about 11 KiB with this API, about 7 without the 4 KiB buffer.
+    // Measured: 1,168 B inline + 6,281 B heap. A lean TLS subscriber keeping this connection cost
+    // that plus a plaintext one (11.9 KiB at 10k); it now keeps only its keys (the test below).
     assert!(
         inline + heap <= 8 * 1024,
         "rustls keeps {} B per connection",
         inline + heap
     );
+}
+
+#[test]
+fn a_lean_tls_subscriber_keeps_only_its_keys_about_a_kib() {
+    let _serial = serial();
+    use tokio_rustls::rustls::ConnectionTrafficSecrets as Secrets;
+    use tokio_rustls::rustls::SupportedCipherSuite;
+
+    let (_client, server) = connected_pair();
+    let Some(SupportedCipherSuite::Tls13(suite)) = server.negotiated_cipher_suite() else {
+        panic!("TLS 1.3 expected");
+    };
+    // What `Records::from_connection` does (the tls acceptor allows extraction).
+    let secrets = server.dangerous_extract_secrets().unwrap();
+    let key_and_iv = |s| match s {
+        Secrets::Aes128Gcm { key, iv }
+        | Secrets::Aes256Gcm { key, iv }
+        | Secrets::Chacha20Poly1305 { key, iv } => (key, iv),
+        _ => panic!("unexpected suite"),
+    };
+    let (tx_key, tx_iv) = key_and_iv(secrets.tx.1);
+    let (rx_key, rx_iv) = key_and_iv(secrets.rx.1);
+    let region = Region::new(GLOBAL);
+    let keys = (
+        suite.aead_alg.encrypter(tx_key, tx_iv),
+        suite.aead_alg.decrypter(rx_key, rx_iv),
+    );
+    let built = region.change();
+    let heap = built
+        .bytes_allocated
+        .saturating_sub(built.bytes_deallocated);
+    let freed = heap_of(keys);
+    println!(
+        "{:?}: encrypter + decrypter {heap} B heap ({freed} B freed on drop)",
+        suite.common.suite
+    );
+    // Measured: 1,120 B (TLS13_AES_256_GCM_SHA384: ring's key schedules, both directions), against
+    // the 7,449 B of rustls's connection above.
+    assert!(heap > 0 && heap <= 2048, "the keys take {heap} B");
 }

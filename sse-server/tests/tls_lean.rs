@@ -1,7 +1,8 @@
 //! HTTP/1.1-over-TLS subscribers on the lean path (`transport/sealed.rs`): a real rustls client on
 //! real sockets. Events arrive whole, in order and once each, also when the socket is full (a
-//! flusher hands the unwritten ciphertext back), across a client's KeyUpdate, and after resuming;
-//! a client that closes is forgotten; HTTP/2 (ALPN) stays with hyper.
+//! flusher hands the unwritten ciphertext back), and after resuming (also after a client's
+//! KeyUpdate, which ends the stream); a client that closes is forgotten; HTTP/2 (ALPN) stays with
+//! hyper.
 #![cfg(feature = "tls")]
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
 
@@ -254,38 +255,46 @@ async fn a_full_socket_gets_the_rest_of_its_records_then_the_rest_of_the_events(
     server.stop().await;
 }
 
+/// A lean TLS subscriber keeps only its keys, not the secrets new keys derive from: a client's
+/// KeyUpdate ends the stream, and the client resumes with its Last-Event-ID and misses nothing.
 #[tokio::test]
-async fn a_key_update_while_lent_keeps_the_stream_readable() {
+async fn a_key_update_while_lent_ends_the_stream_and_a_resume_misses_nothing() {
     let server = Running::start(Hub::builder().build()).await;
     let mut sub = Subscriber::open(server.port, "/events/keys", None, None).await;
     sub.assert_lean();
     server.wait_subscribers("keys", 1).await;
-    for round in 0..3 {
-        server
-            .hub
-            .publish("keys", sse_proto::Event::message(format!("before {round}")))
-            .await
-            .unwrap();
-        sub.read_until(format!("data: before {round}\n\n").as_bytes())
-            .await;
-        // Lent to a flusher now. The client's KeyUpdate asks the server for one of its own.
-        sub.tls.get_mut().1.refresh_traffic_keys().unwrap();
-        sub.tls.flush().await.unwrap();
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        server
-            .hub
-            .publish("keys", sse_proto::Event::message(format!("after {round}")))
-            .await
-            .unwrap();
-        sub.read_until(format!("data: after {round}\n\n").as_bytes())
-            .await;
-    }
-    assert_eq!(
-        sub.data(),
-        [
-            "before 0", "after 0", "before 1", "after 1", "before 2", "after 2"
-        ]
-    );
+    let before = server
+        .hub
+        .publish("keys", sse_proto::Event::message("before"))
+        .await
+        .unwrap();
+    sub.read_until(b"data: before\n\n").await;
+    // Lent to a flusher now. The client's KeyUpdate asks the server for one of its own.
+    sub.tls.get_mut().1.refresh_traffic_keys().unwrap();
+    sub.tls.flush().await.unwrap();
+    server.wait_subscribers("keys", 0).await;
+    // The stream ends (with or without close_notify: the client sees an error or EOF).
+    let mut rest = Vec::new();
+    let ended = tokio::time::timeout(WAIT, sub.tls.read_to_end(&mut rest)).await;
+    assert!(ended.is_ok(), "the stream stayed open after a KeyUpdate");
+    assert_eq!(sub.data(), ["before"]);
+
+    server
+        .hub
+        .publish("keys", sse_proto::Event::message("missed"))
+        .await
+        .unwrap();
+    let mut sub = Subscriber::open(server.port, "/events/keys", Some(&before), None).await;
+    sub.assert_lean();
+    sub.read_until(b"data: missed\n\n").await;
+    server.wait_subscribers("keys", 1).await;
+    server
+        .hub
+        .publish("keys", sse_proto::Event::message("after"))
+        .await
+        .unwrap();
+    sub.read_until(b"data: after\n\n").await;
+    assert_eq!(sub.data(), ["missed", "after"]);
     server.stop().await;
 }
 

@@ -21,6 +21,7 @@ use bytes::Bytes;
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::time::Instant;
 
+use crate::hub::cursors::Seen;
 use crate::hub::lent::{Direct, Sink};
 use crate::hub::log::Log;
 use crate::hub::metrics::{Disconnect, Metrics};
@@ -29,11 +30,15 @@ use crate::hub::round::Round;
 use crate::position::Position;
 use crate::replay::StoredEvent;
 
+/// Where a [`Follower`] passes an event on: the channel its subscribers sit in, the position the
+/// frame carries (what subscribers skip by), the bytes to send there.
+pub(crate) type Deliver<'a> = dyn FnMut(&Arc<Channel>, Position, &Bytes) + 'a;
+
 /// A multi-channel stream following a channel (`hub/composite.rs`): offered each event of the
-/// channel in position order, it answers with the channel its subscribers sit in and the bytes to
-/// send there, or `None` when it already passed that position on (a broadcast).
+/// channel in position order (per sequencer), it passes it on through `deliver` at most once, or
+/// not at all when it already passed that position on (a broadcast).
 pub(crate) trait Follower: Send + Sync + std::fmt::Debug {
-    fn offer(&self, from: &str, event: &StoredEvent) -> Option<(Arc<Channel>, Bytes)>;
+    fn offer(&self, from: &str, event: &StoredEvent, deliver: &mut Deliver<'_>);
     /// The channel its subscribers sit in.
     fn stream(&self) -> Arc<Channel>;
 }
@@ -137,7 +142,7 @@ fn detach_locked(subs: &Subscribers, state: &mut QueueState) -> Option<Waker> {
         direct.until.get_or_insert(head);
         return None;
     }
-    let (cursor, seen_through) = (direct.cursor, direct.seen_through);
+    let (cursor, seen_through) = (direct.cursor, direct.seen_through.clone());
     let until = direct.until.unwrap_or(head);
     let unseen: Vec<Frame> = subs
         .log
@@ -364,7 +369,7 @@ impl Channel {
         rx: &QueueRx,
         sink: Arc<dyn Sink>,
         flusher: usize,
-        seen_through: Option<Position>,
+        seen_through: impl Into<Seen>,
     ) -> bool {
         let mut subs = self.lock();
         let head = subs.log.head();
@@ -380,7 +385,7 @@ impl Channel {
                 return false;
             }
             state.handback = None;
-            state.direct = Some(Box::new(Direct::new(sink, id, head, seen_through)));
+            state.direct = Some(Box::new(Direct::new(sink, id, head, seen_through.into())));
         }
         handle.direct = Some(flusher);
         let shard = subs.log.shard(flusher);
@@ -423,7 +428,11 @@ impl Channel {
         }
         let from = shard.done;
         // The events are shared `Bytes`: cloned once per round, not per subscriber.
-        let events: Vec<(Position, Bytes)> = subs.log.unseen(from, head, None).cloned().collect();
+        let events: Vec<(Position, Bytes)> = subs
+            .log
+            .unseen(from, head, Seen::Nothing)
+            .cloned()
+            .collect();
         let published = subs.log.times(from, head);
         let queues: Vec<Arc<Queue>> = subs
             .map

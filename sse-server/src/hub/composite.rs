@@ -11,6 +11,13 @@
 //! composite drops an event with the position and the bytes of the last one it passed on: a
 //! broadcast sits at one position in every channel, with the same bytes, so it goes out once; an
 //! event that only shares a position (an outside `XADD *` in a Redis stream) is never dropped.
+//!
+//! A store with several sequencers ([`ReplayStore::sequencers`] `> 1`, a Redis Cluster store) only
+//! orders positions within one sequencer. The composite then keeps one cursor per sequencer
+//! ([`Sequenced`]), drops what it passed on per sequencer, and every event it sends carries the whole
+//! vector as its id (`hub/cursors.rs`). A broadcast sits at one position *per sequencer* there: the
+//! composite passes it on once per sequencer among its followed channels it reached (two copies
+//! from different sequencers cannot be told apart from two publishes of the same bytes).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -20,10 +27,11 @@ use bytes::Bytes;
 use sse_proto::{Event, Item, Parser};
 
 use crate::error::Error;
-use crate::hub::channel::{Channel, Follower};
+use crate::hub::channel::{Channel, Deliver, Follower};
+use crate::hub::cursors::{self, Mark};
 use crate::hub::name::check_channel;
 use crate::position::Position;
-use crate::replay::StoredEvent;
+use crate::replay::{ReplayStore, StoredEvent};
 
 /// One entry of a multi-channel subscription. A composite's channel entries share their name with
 /// the channel in the hub's table (`Arc<str>`), so 64 entries cost 64 pointers, not 64 strings.
@@ -134,7 +142,7 @@ pub(crate) struct Composite {
     /// Sorted; exactly sized.
     pub(crate) entries: Box<[Entry]>,
     /// `?event-type=channel`: an event without a type gets `event: <its channel>`.
-    tag: bool,
+    pub(crate) tag: bool,
     /// Publisher ids become the event's position (several channels' custom ids cannot be placed).
     ids: bool,
     /// The subscribers' side: queues, log, rounds.
@@ -146,6 +154,107 @@ pub(crate) struct Composite {
     pub(crate) attached: tokio::sync::OnceCell<()>,
     /// Pattern watches of a shared store's live feed made for it (undone when it is released).
     pub(crate) watching: std::sync::atomic::AtomicUsize,
+    /// Per-sequencer cursors, with a store of several sequencers (`None` with one).
+    pub(crate) sequenced: Option<Sequenced>,
+}
+
+/// A composite's cursors over a store with several sequencers (see the module docs).
+#[derive(Debug)]
+pub(crate) struct Sequenced {
+    pub(crate) store: Arc<dyn ReplayStore>,
+    /// Which sequencers hold a channel it follows (every one, with a pattern).
+    followed: Box<[bool]>,
+    /// Names no channel can have, one per followed sequencer when there are patterns: replaying
+    /// them tells whether a whole window of that sequencer was dropped after a cursor.
+    pub(crate) probes: Box<[String]>,
+    state: Mutex<Cursors>,
+    /// Woken whenever a cursor moves (a resume may wait for one, see [`Composite::catch_up`]).
+    moved: tokio::sync::Notify,
+}
+
+#[derive(Debug)]
+struct Cursors {
+    /// Per sequencer: set once its cursor starts from the position the store issued
+    /// ([`Composite::seed`]); an event offered before is older than that (stored), and dropped.
+    seeded: Box<[bool]>,
+    /// Set once every cursor is seeded: only then are events passed on (before, an id would carry
+    /// a cursor not seeded yet; the subscribers waiting for the seed replay them or never had them).
+    complete: bool,
+    /// Per sequencer: everything followed up to here was passed on.
+    marks: Box<[Mark]>,
+    /// Per sequencer: the bytes passed on at its mark (empty at a seeded mark).
+    sent: Box<[Vec<Bytes>]>,
+}
+
+impl Sequenced {
+    fn new(store: &Arc<dyn ReplayStore>, entries: &[Entry]) -> Sequenced {
+        let n = store.sequencers();
+        let patterns = entries.iter().any(|e| matches!(e, Entry::Pattern(_)));
+        let mut followed = vec![patterns; n];
+        for e in entries {
+            if let Entry::Channel(name) = e
+                && let Some(f) = followed.get_mut(store.sequencer(name))
+            {
+                *f = true;
+            }
+        }
+        let probes = match patterns {
+            true => probes(store.as_ref(), n),
+            false => Vec::new(),
+        };
+        let marks = followed
+            .iter()
+            .map(|&f| if f { Mark::Nothing } else { Mark::Unfollowed })
+            .collect();
+        Sequenced {
+            store: store.clone(),
+            followed: followed.into_boxed_slice(),
+            probes: probes.into_boxed_slice(),
+            moved: tokio::sync::Notify::new(),
+            state: Mutex::new(Cursors {
+                seeded: vec![false; n].into_boxed_slice(),
+                complete: false,
+                marks,
+                sent: vec![Vec::new(); n].into_boxed_slice(),
+            }),
+        }
+    }
+
+    /// How many sequencers the store has.
+    pub(crate) fn len(&self) -> usize {
+        self.followed.len()
+    }
+
+    /// The sequencers holding a followed channel.
+    pub(crate) fn followed(&self) -> impl Iterator<Item = usize> + '_ {
+        self.followed
+            .iter()
+            .enumerate()
+            .filter_map(|(k, &f)| f.then_some(k))
+    }
+
+    /// Whether sequencer `k` holds a followed channel.
+    pub(crate) fn follows(&self, k: usize) -> bool {
+        self.followed.get(k).copied().unwrap_or(false)
+    }
+}
+
+/// One channel name no channel can have (it starts with NUL) per sequencer, found by trying a
+/// bounded number of names; a sequencer none of them maps to gets no probe.
+fn probes(store: &dyn ReplayStore, n: usize) -> Vec<String> {
+    let mut found: Vec<Option<String>> = vec![None; n];
+    let mut left = n;
+    for i in 0..n.saturating_mul(64) {
+        let name = format!("\u{0}{i}");
+        if let Some(slot @ None) = found.get_mut(store.sequencer(&name)) {
+            *slot = Some(name);
+            left -= 1;
+            if left == 0 {
+                break;
+            }
+        }
+    }
+    found.into_iter().flatten().collect()
 }
 
 impl fmt::Debug for Composite {
@@ -186,7 +295,145 @@ impl Composite {
             last: Mutex::new(None),
             attached: tokio::sync::OnceCell::new(),
             watching: std::sync::atomic::AtomicUsize::new(0),
+            sequenced: None,
         }
+    }
+
+    /// With a store of several sequencers, keeps per-sequencer cursors (see the module docs).
+    pub(crate) fn sequenced(mut self, store: &Arc<dyn ReplayStore>) -> Composite {
+        if store.sequencers() > 1 {
+            self.sequenced = Some(Sequenced::new(store, &self.entries));
+        }
+        self
+    }
+
+    /// Starts the per-sequencer cursors from the positions the store has issued, once the composite
+    /// follows every channel: what it was offered before is older (dropped: it is stored, and
+    /// replayed to who resumes), and every followed event newer than that reaches it. No-op with one
+    /// sequencer.
+    pub(crate) async fn seed(&self) -> Result<(), Error> {
+        let Some(s) = &self.sequenced else {
+            return Ok(());
+        };
+        for k in s.followed() {
+            let issued = s.store.issued_by(k).await?;
+            // Marked seeded together with the read (an event offered before was issued before).
+            let mut state = lock(&s.state);
+            let state = &mut *state;
+            if let (Some(mark), Some(sent), Some(seeded)) = (
+                state.marks.get_mut(k),
+                state.sent.get_mut(k),
+                state.seeded.get_mut(k),
+            ) {
+                *mark = mark.later(issued.map_or(Mark::Nothing, Mark::At));
+                sent.clear();
+                *seeded = true;
+            }
+        }
+        lock(&s.state).complete = true;
+        Ok(())
+    }
+
+    /// The cursors now: every followed event at or before its sequencer's mark was passed on or is
+    /// older than the seed (and stored), every later one will be offered.
+    pub(crate) fn marks(&self) -> Option<Box<[Mark]>> {
+        self.sequenced
+            .as_ref()
+            .map(|s| lock(&s.state).marks.clone())
+    }
+
+    /// Moves sequencer `k`'s cursor up to `to` — a resuming client's cursor, ahead of this composite
+    /// when this node's live feed of `k` is behind the node the client came from — once the
+    /// composite has passed on `pending` (the last followed event at or before `to`), so that the ids
+    /// it sends from then on do not say less than that client has. Other subscribers lose nothing:
+    /// no followed event lies between. `to` must be a position the store issued. Waits until
+    /// `deadline` at most; `false` when it could not (the ids then lag until the feed passes `to`).
+    pub(crate) async fn catch_up(
+        &self,
+        k: usize,
+        to: Position,
+        pending: Option<Position>,
+        deadline: tokio::time::Instant,
+    ) -> bool {
+        let Some(s) = &self.sequenced else {
+            return false;
+        };
+        loop {
+            let moved = s.moved.notified();
+            tokio::pin!(moved);
+            moved.as_mut().enable();
+            {
+                let mut state = lock(&s.state);
+                let state = &mut *state;
+                let (Some(mark), Some(sent)) = (state.marks.get_mut(k), state.sent.get_mut(k))
+                else {
+                    return false;
+                };
+                if *mark >= Mark::At(to) {
+                    return true;
+                }
+                if pending.is_none_or(|p| *mark >= Mark::At(p)) {
+                    *mark = Mark::At(to);
+                    sent.clear();
+                    return true;
+                }
+            }
+            if tokio::time::timeout_at(deadline, moved).await.is_err() {
+                return false;
+            }
+        }
+    }
+
+    /// [`Follower::offer`] with per-sequencer cursors: drops what its sequencer's cursor covers,
+    /// moves the cursor, and passes the event on with the vector as its id, under the cursors' lock
+    /// so that the ids reach subscribers in the order they grow.
+    fn offer_sequenced(
+        &self,
+        s: &Sequenced,
+        from: &str,
+        event: &StoredEvent,
+        deliver: &mut Deliver<'_>,
+    ) {
+        let k = s.store.sequencer(from);
+        let mut state = lock(&s.state);
+        let state = &mut *state;
+        let (Some(mark), Some(sent), Some(seeded)) = (
+            state.marks.get_mut(k),
+            state.sent.get_mut(k),
+            state.seeded.get(k).copied(),
+        ) else {
+            tracing::warn!(
+                channel = from,
+                sequencer = k,
+                "the store named a sequencer it does not have; event not passed on"
+            );
+            return;
+        };
+        if !seeded {
+            return;
+        }
+        match *mark {
+            Mark::At(at) if event.position < at => return,
+            Mark::At(at) if event.position == at => {
+                if sent.is_empty() || sent.contains(&event.bytes) {
+                    return;
+                }
+                sent.push(event.bytes.clone());
+            }
+            _ => {
+                *mark = Mark::At(event.position);
+                sent.clear();
+                sent.push(event.bytes.clone());
+            }
+        }
+        s.moved.notify_waiters();
+        if !state.complete {
+            return;
+        }
+        let id = cursors::encode(&state.marks);
+        let bytes =
+            reencode(from, event, Some(&id), self.tag).unwrap_or_else(|| event.bytes.clone());
+        deliver(&self.channel, cursors::pack(k, event.position), &bytes);
     }
 
     /// Whether `channel` is followed.
@@ -215,16 +462,22 @@ impl Composite {
         if !custom && !self.tag {
             return event.bytes.clone();
         }
-        match reencode(from, event, custom, self.tag) {
+        let id = custom.then(|| event.position.to_string());
+        match reencode(from, event, id.as_deref(), self.tag) {
             Some(bytes) => bytes,
             None => event.bytes.clone(),
         }
     }
 }
 
-/// Parses `event`'s bytes back (with [`sse_proto::Parser`]) and encodes them again with the position
-/// as id (`custom`) and `event: <from>` when it has no type (`tag`). `None` when nothing changes.
-fn reencode(from: &str, event: &StoredEvent, custom: bool, tag: bool) -> Option<Bytes> {
+/// Parses `event`'s bytes back (with [`sse_proto::Parser`]) and encodes them again with `id` as id
+/// (when given) and `event: <from>` when it has no type (`tag`). `None` when nothing changes.
+pub(crate) fn reencode(
+    from: &str,
+    event: &StoredEvent,
+    id: Option<&str>,
+    tag: bool,
+) -> Option<Bytes> {
     let mut parser = Parser::builder().comments(true).build();
     parser.feed(&event.bytes);
     let (mut comments, mut retry, mut message) = (Vec::new(), None, None);
@@ -237,7 +490,7 @@ fn reencode(from: &str, event: &StoredEvent, custom: bool, tag: bool) -> Option<
     }
     let message = message?;
     let untyped = message.event_type == "message";
-    if !custom && !untyped {
+    if id.is_none() && !(untyped && tag) {
         return None;
     }
     let mut b = Event::builder().data(message.data);
@@ -247,11 +500,7 @@ fn reencode(from: &str, event: &StoredEvent, custom: bool, tag: bool) -> Option<
     if let Some(retry) = retry {
         b = b.retry(retry);
     }
-    b = b.id(if custom {
-        event.position.to_string()
-    } else {
-        message.last_event_id
-    });
+    b = b.id(id.map_or(message.last_event_id, str::to_owned));
     if !untyped {
         b = b.event(message.event_type);
     } else if tag {
@@ -261,13 +510,16 @@ fn reencode(from: &str, event: &StoredEvent, custom: bool, tag: bool) -> Option<
 }
 
 impl Follower for Composite {
-    fn offer(&self, from: &str, event: &StoredEvent) -> Option<(Arc<Channel>, Bytes)> {
+    fn offer(&self, from: &str, event: &StoredEvent, deliver: &mut Deliver<'_>) {
+        if let Some(s) = &self.sequenced {
+            return self.offer_sequenced(s, from, event, deliver);
+        }
         {
             let mut last = lock(&self.last);
             match &mut *last {
                 Some((at, sent)) if *at == event.position => {
                     if sent.contains(&event.bytes) {
-                        return None;
+                        return;
                     }
                     // Another event at the same position (an outside `XADD *`): not a duplicate.
                     sent.push(event.bytes.clone());
@@ -275,7 +527,7 @@ impl Follower for Composite {
                 _ => *last = Some((event.position, vec![event.bytes.clone()])),
             }
         }
-        Some((self.channel.clone(), self.render(from, event)))
+        deliver(&self.channel, event.position, &self.render(from, event));
     }
 
     fn stream(&self) -> Arc<Channel> {
@@ -414,6 +666,13 @@ mod tests {
         assert!(index.by_prefix.is_empty());
     }
 
+    /// What `c` passes on for `event` of `from`: the frame's position and bytes.
+    fn offer(c: &Composite, from: &str, event: &StoredEvent) -> Option<(Position, Bytes)> {
+        let mut out = None;
+        c.offer(from, event, &mut |_, p, b| out = Some((p, b.clone())));
+        out
+    }
+
     #[test]
     fn broadcasts_and_older_positions_are_offered_once() {
         let c = Composite::new(
@@ -422,13 +681,13 @@ mod tests {
             false,
         );
         let e = stored(5, Event::message("x"));
-        assert!(c.offer("a", &e).is_some());
-        assert!(c.offer("b", &e).is_none());
+        assert!(offer(&c, "a", &e).is_some());
+        assert!(offer(&c, "b", &e).is_none());
         // Another event at the same position (an outside `XADD *` in Redis) is not a copy.
         let other = stored(5, Event::message("y"));
-        assert!(c.offer("b", &other).is_some());
-        assert!(c.offer("a", &e).is_none() && c.offer("b", &other).is_none());
-        let (_, bytes) = c.offer("b", &stored(6, Event::message("z"))).unwrap();
+        assert!(offer(&c, "b", &other).is_some());
+        assert!(offer(&c, "a", &e).is_none() && offer(&c, "b", &other).is_none());
+        let (_, bytes) = offer(&c, "b", &stored(6, Event::message("z"))).unwrap();
         assert_eq!(&bytes[..], b"id: 1-6\ndata: z\n\n");
     }
 

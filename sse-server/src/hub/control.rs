@@ -43,6 +43,11 @@ pub(crate) fn retry(after: Duration) -> Result<Bytes, Error> {
 /// id is the position just before the window, so a client that reconnects at once resumes from the
 /// start of the window.
 pub(crate) fn reset(reset: &Reset, last_event_id: &str) -> Result<Bytes, Error> {
+    reset_at(reset, last_event_id, reset.floor.to_string())
+}
+
+/// [`reset`] with `id` as its id instead of the floor (a multi-channel stream's cursor vector).
+pub(crate) fn reset_at(reset: &Reset, last_event_id: &str, id: String) -> Result<Bytes, Error> {
     let data = serde_json::json!({
         "reason": reset.reason.as_str(),
         "lastEventId": last_event_id,
@@ -50,7 +55,7 @@ pub(crate) fn reset(reset: &Reset, last_event_id: &str) -> Result<Bytes, Error> 
     });
     let event = Event::builder()
         .event(RESET_EVENT)
-        .id(reset.floor.to_string())
+        .id(id)
         .data(data.to_string())
         .build()?;
     Ok(sse_proto::encode(&event))

@@ -256,7 +256,9 @@ impl Hub {
 
     /// Publishes `event` on every channel that has subscribers or history, at one position in all of
     /// them (so a multi-channel subscriber receives it once, and resumes after it exactly), with the
-    /// event's own id or that position's. Returns the id.
+    /// event's own id or that position's. Returns the id. With a store of several sequencers it is one
+    /// position per sequencer (a multi-channel subscriber receives it once per sequencer among its
+    /// channels), and the id returned is the first group's.
     ///
     /// ```
     /// # tokio::runtime::Runtime::new()?.block_on(async {
@@ -324,6 +326,9 @@ impl Hub {
             held.push(ch.publish.lock().await);
         }
         let _hub_order = self.inner.order.lock().await;
+        if self.inner.store.sequencers() > 1 {
+            return self.broadcast_sequenced(names, channels, event, at).await;
+        }
         let stored = self.inner.store.append_all(names, event).await?;
         bump(&self.inner.metrics.published);
         for ch in channels {
@@ -333,6 +338,52 @@ impl Hub {
             self.inner.offer(&ch.name, &ch.followers(), &stored, at);
         }
         Ok(stored.id.to_string())
+    }
+
+    /// [`broadcast_to`](Hub::broadcast_to) for a store with several sequencers and no live feed, its
+    /// locks held: one `append_all` per sequencer (a position is one sequencer's), each fanned out
+    /// to its own channels. Returns the first id.
+    async fn broadcast_sequenced(
+        &self,
+        names: &[String],
+        channels: &[Arc<Channel>],
+        event: Event,
+        at: Instant,
+    ) -> Result<String, Error> {
+        let store = &self.inner.store;
+        if names.is_empty() {
+            let stored = store.append_all(names, event).await?;
+            bump(&self.inner.metrics.published);
+            return Ok(stored.id.to_string());
+        }
+        // (sequencer, index) pairs, grouped by sequencer.
+        let mut keyed: Vec<(usize, usize)> = names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| (store.sequencer(name), i))
+            .collect();
+        keyed.sort_unstable();
+        let mut first = None;
+        for group in keyed.chunk_by(|a, b| a.0 == b.0) {
+            let group_names: Vec<String> = group.iter().map(|&(_, i)| names[i].clone()).collect();
+            let stored = store.append_all(&group_names, event.clone()).await?;
+            for &(_, i) in group {
+                let ch = &channels[i];
+                self.inner.rounds.fan_out(
+                    ch,
+                    stored.position,
+                    &stored.bytes,
+                    at,
+                    &self.inner.metrics,
+                );
+                self.inner.offer(&ch.name, &ch.followers(), &stored, at);
+            }
+            first.get_or_insert(stored.id);
+        }
+        bump(&self.inner.metrics.published);
+        first
+            .map(|id| id.to_string())
+            .ok_or_else(|| Error::Store("a broadcast needs at least one channel".to_owned()))
     }
 
     /// Subscribes to `channel`, resuming after `last_event_id` when given (see the type docs for the

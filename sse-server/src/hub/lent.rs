@@ -11,7 +11,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tokio::time::Instant;
 
-use crate::position::Position;
+use crate::hub::cursors::Seen;
 
 /// Where a flusher writes: a subscriber's socket, without waiting.
 pub(crate) trait Sink: Send + Sync {
@@ -36,7 +36,7 @@ pub(crate) struct Direct {
     /// The next log sequence it has not been written.
     pub(crate) cursor: u64,
     /// Live events at or before this were replayed already.
-    pub(crate) seen_through: Option<Position>,
+    pub(crate) seen_through: Seen,
     /// A flusher is writing (outside every lock, so that publishers never wait for a syscall).
     pub(crate) writing: bool,
     /// The socket must go back to the task once the write in progress ends.
@@ -53,12 +53,7 @@ pub(crate) struct Direct {
 
 impl Direct {
     /// A subscriber lending `sink`, starting at log sequence `cursor`.
-    pub(crate) fn new(
-        sink: Arc<dyn Sink>,
-        id: u64,
-        cursor: u64,
-        seen_through: Option<Position>,
-    ) -> Direct {
+    pub(crate) fn new(sink: Arc<dyn Sink>, id: u64, cursor: u64, seen_through: Seen) -> Direct {
         Direct {
             sink,
             id,

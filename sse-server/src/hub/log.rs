@@ -10,6 +10,7 @@ use std::collections::VecDeque;
 use bytes::Bytes;
 use tokio::time::Instant;
 
+use crate::hub::cursors::Seen;
 use crate::hub::queue::KEEP_CAPACITY;
 use crate::position::Position;
 
@@ -133,13 +134,13 @@ impl Log {
         &self,
         from: u64,
         until: u64,
-        seen_through: Option<Position>,
+        seen_through: Seen,
     ) -> impl Iterator<Item = &(Position, Bytes)> {
         let len = self.entries.len();
         let start = (from.saturating_sub(self.base) as usize).min(len);
         let end = (until.saturating_sub(self.base) as usize).clamp(start, len);
         self.entries
             .range(start..end)
-            .filter(move |(p, _)| seen_through.is_none_or(|s| *p > s))
+            .filter(move |(p, _)| !seen_through.covers(*p))
     }
 }

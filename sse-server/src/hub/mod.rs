@@ -9,6 +9,7 @@ pub(crate) mod channel;
 pub(crate) mod composite;
 pub(crate) mod config;
 pub(crate) mod control;
+pub(crate) mod cursors;
 pub(crate) mod expiry;
 pub(crate) mod handle;
 pub(crate) mod hooks;

@@ -1,5 +1,6 @@
 //! [`Hub::subscribe_many`]: one stream for several channels and `prefix/*` patterns, through a shared
-//! composite (`hub/composite.rs`), resumed by one hub-wide position.
+//! composite (`hub/composite.rs`), resumed by one hub-wide position — or, with a store of several
+//! sequencers, by one cursor per sequencer (`hub/cursors.rs`).
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -57,7 +58,10 @@ impl Hub {
     /// stream are hub positions, totally ordered across channels, so one `Last-Event-ID` resumes every
     /// channel with no gap and no duplicate (a publisher's own id is replaced by the position when the
     /// stream follows more than one channel). An id the hub cannot place in some followed channel
-    /// gets the `sse-reset` event first. At most
+    /// gets the `sse-reset` event first. With a store of several sequencers
+    /// ([`ReplayStore::sequencers`](crate::replay::ReplayStore::sequencers), a Redis Cluster), ids are
+    /// one cursor per sequencer (`v…`, about 150 bytes with 16 sequencers), each channel keeps its
+    /// order and a broadcast arrives once per sequencer holding a followed channel it reached. At most
     /// [`max_channels_per_subscription`](crate::hub::builder::HubBuilder::max_channels_per_subscription)
     /// entries; an empty list, too many or an invalid entry is [`Error::InvalidSubscription`] or
     /// [`Error::InvalidChannel`].
@@ -158,7 +162,8 @@ impl Hub {
 
 /// Makes `c` follow every channel of the table it matches (channels made later find it in the
 /// index), each under the channel's publish lock so that no publish is half way between its append
-/// and its fan-out meanwhile; with a shared store, watches its named channels.
+/// and its fan-out meanwhile; with a shared store, watches its named channels. With several
+/// sequencers, its cursors then start from what the store issued ([`Composite::seed`]).
 async fn attach(inner: &Inner, c: &Arc<Composite>) -> Result<(), Error> {
     let targets: Vec<Arc<Channel>> = inner
         .registry()
@@ -186,7 +191,7 @@ async fn attach(inner: &Inner, c: &Arc<Composite>) -> Result<(), Error> {
             }
         }
     }
-    Ok(())
+    c.seed().await
 }
 
 #[cfg(test)]

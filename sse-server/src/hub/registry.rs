@@ -148,7 +148,7 @@ impl Inner {
                 }
             }
         }
-        let c = Arc::new(Composite::new(key.clone(), entries, tag));
+        let c = Arc::new(Composite::new(key.clone(), entries, tag).sequenced(&self.store));
         reg.index.insert(&c);
         reg.composites.insert(key, c.clone());
         let id = c.channel.add(handle);
@@ -247,10 +247,9 @@ impl Inner {
         at: Instant,
     ) {
         for f in followers {
-            if let Some((ch, bytes)) = f.offer(from, stored) {
-                self.rounds
-                    .fan_out(&ch, stored.position, &bytes, at, &self.metrics);
-            }
+            f.offer(from, stored, &mut |ch, position, bytes| {
+                self.rounds.fan_out(ch, position, bytes, at, &self.metrics);
+            });
         }
     }
 

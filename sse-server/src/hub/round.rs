@@ -105,11 +105,11 @@ impl Round {
             return None;
         }
         let skip = direct.cursor.saturating_sub(self.from) as usize;
-        let seen_through = direct.seen_through;
+        let seen_through = direct.seen_through.clone();
         direct.writing = true;
         let sink = direct.sink.clone();
         drop(state);
-        let pending = if skip == 0 && seen_through.is_none() {
+        let pending = if skip == 0 && seen_through.is_nothing() {
             Pending::All
         } else {
             Pending::Own(
@@ -117,7 +117,7 @@ impl Round {
                     .get(skip..)
                     .unwrap_or_default()
                     .iter()
-                    .filter(|(p, _)| seen_through.is_none_or(|s| *p > s))
+                    .filter(|(p, _)| !seen_through.covers(*p))
                     .map(|(_, b)| b)
                     .collect(),
             )

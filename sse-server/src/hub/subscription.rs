@@ -14,13 +14,13 @@ use tokio::time::{Instant, Sleep};
 
 use crate::hub::channel::Channel;
 use crate::hub::control;
+use crate::hub::cursors::Seen;
 use crate::hub::expiry::Expiry;
 use crate::hub::lent::Sink;
 use crate::hub::metrics::{Disconnect, Transport};
 use crate::hub::queue::{Frame, QueueRx};
 use crate::hub::registry::Inner;
 use crate::hub::rounds::Spawn;
-use crate::position::Position;
 
 /// One subscriber's stream of encoded `text/event-stream` bytes: the `retry:` hint, a welcome event, an
 /// `sse-reset` event and replayed events (when resuming), then live events and heartbeat comments.
@@ -44,7 +44,7 @@ pub struct Subscription {
     rx: QueueRx,
     kicked: Arc<AtomicBool>,
     /// Live events at or before this position were already replayed (or seen by the client).
-    seen_through: Option<Position>,
+    seen_through: Seen,
     heartbeat: Option<(Duration, Pin<Box<Sleep>>)>,
     /// When bytes last went out: the heartbeat timer is moved lazily, when it fires, not per event
     /// (resetting a timer costs a timer-wheel update), and the clock is read once per batch (`touched`
@@ -110,14 +110,14 @@ impl Subscription {
         kicked: Arc<AtomicBool>,
         guard: Guard,
         prelude: VecDeque<Bytes>,
-        seen_through: Option<Position>,
+        seen_through: impl Into<Seen>,
         heartbeat: Option<Duration>,
     ) -> Self {
         Subscription {
             prelude,
             rx,
             kicked,
-            seen_through,
+            seen_through: seen_through.into(),
             heartbeat: heartbeat.map(|d| (d, Box::pin(tokio::time::sleep(d)))),
             last_sent: Instant::now(),
             touched: false,
@@ -205,9 +205,13 @@ impl Subscription {
         let Some(flusher) = self.guard.hub.rounds.pick(self.guard.id, spawn) else {
             return false;
         };
-        self.guard
-            .channel
-            .enter_direct(self.guard.id, &self.rx, sink, flusher, self.seen_through)
+        self.guard.channel.enter_direct(
+            self.guard.id,
+            &self.rx,
+            sink,
+            flusher,
+            self.seen_through.clone(),
+        )
     }
 
     /// While a flusher has the socket: ready when the task must take it back (a heartbeat or expiry
@@ -265,7 +269,7 @@ impl Stream for Subscription {
         loop {
             match this.rx.poll_recv(cx) {
                 Poll::Ready(Some(Frame::Event(position, bytes))) => {
-                    if this.seen_through.is_some_and(|seen| position <= seen) {
+                    if this.seen_through.covers(position) {
                         continue;
                     }
                     this.unreported += 1;

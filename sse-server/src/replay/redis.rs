@@ -1,5 +1,6 @@
 //! The Redis replay store: one Redis Stream per channel, shared by every node of a cluster.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,24 +15,37 @@ use super::stored::{self, StoredEvent};
 use crate::error::Error;
 use crate::position::Position;
 
+mod connect;
 mod entry;
 mod feed;
 mod sentinel;
 mod shared;
 
+use connect::{Options, SHAPES, Target};
 use entry::{deleted_through, pairs, range, text};
 use feed::Feed;
-use sentinel::{Primary, Sentinel};
-use shared::{Shared, Target, now_ms};
+use shared::{Shared, now_ms};
 
-/// The append script: one sequencer for every channel (`KEYS[1]`, a hash of the last `ms` and the
-/// counter `n`), so an event's entry id `<ms>-<n>` is the same in every stream it goes to (a broadcast)
-/// and ids of all streams compare in sequencer order. `ms` is Redis's clock, never going back (the
-/// last `ms` is kept), so retention by age (`MINID`) keeps working. A stream that did not exist is
-/// announced in `KEYS[2]` at that id, for the live feeds following patterns.
-/// `KEYS[3..]`: the streams; `ARGV`: MAXLEN, MINID cutoff (0: none), PEXPIRE ms (0: none), the number
-/// of field arguments, the fields, then the channel names of the streams.
+/// The append script: one sequencer for every channel of a bucket (`KEYS[1]`, a hash of the last `ms`
+/// and the counter `n`; one server has one bucket), so an event's entry id `<ms>-<n>` is the same in
+/// every stream it goes to (a broadcast) and ids of all streams of the bucket compare in sequencer
+/// order. `ms` is Redis's clock, never going back (the last `ms` is kept), so retention by age
+/// (`MINID`) keeps working. A stream that did not exist is announced in `KEYS[2]` at that id, for the
+/// live feeds following patterns.
+///
+/// Tokens (when `ARGV[4]`, the ms to remember one, is not 0): `KEYS[3]` maps the append's token
+/// (`ARGV[5]`) to its id and `KEYS[4]` orders the tokens by time, so a client that retries the script
+/// after a lost answer gets the first id back instead of a second entry. They are two long-lived keys
+/// rather than one key per token because, during a slot migration, a script naming a key that does
+/// not exist (yet) next to keys that do is refused (`TRYAGAIN`).
+///
+/// `KEYS[5..]`: the streams; `ARGV`: MAXLEN, MINID cutoff (0: none), PEXPIRE ms (0: none), token ms,
+/// token, the number of field arguments, the fields, then the channel names of the streams.
 const APPEND: &str = r"
+if ARGV[4] ~= '0' then
+  local seen = redis.call('HGET', KEYS[3], ARGV[5])
+  if seen then return seen end
+end
 local t = redis.call('TIME')
 local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local last = tonumber(redis.call('HGET', KEYS[1], 'ms') or '0')
@@ -39,12 +53,12 @@ if ms < last then ms = last end
 redis.call('HSET', KEYS[1], 'ms', string.format('%d', ms))
 local n = redis.call('HINCRBY', KEYS[1], 'n', 1)
 local id = string.format('%d-%d', ms, n)
-local nf = tonumber(ARGV[4])
+local nf = tonumber(ARGV[6])
 local fields = {}
-for i = 1, nf do fields[i] = ARGV[4 + i] end
+for i = 1, nf do fields[i] = ARGV[6 + i] end
 local created = {}
-for k = 3, #KEYS do
-  if redis.call('EXISTS', KEYS[k]) == 0 then created[#created + 1] = ARGV[4 + nf + k - 2] end
+for k = 5, #KEYS do
+  if redis.call('EXISTS', KEYS[k]) == 0 then created[#created + 1] = ARGV[6 + nf + k - 4] end
   redis.call('XADD', KEYS[k], 'MAXLEN', '=', ARGV[1], id, unpack(fields))
   if ARGV[2] ~= '0' then redis.call('XTRIM', KEYS[k], 'MINID', '=', ARGV[2]) end
   if ARGV[3] ~= '0' then redis.call('PEXPIRE', KEYS[k], ARGV[3]) end
@@ -52,8 +66,21 @@ end
 if #created > 0 then
   redis.call('XADD', KEYS[2], 'MAXLEN', '~', 10000, id, 'n', table.concat(created, '\n'))
 end
+if ARGV[4] ~= '0' then
+  local old = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', ms - tonumber(ARGV[4]), 'LIMIT', 0, 100)
+  if #old > 0 then
+    redis.call('HDEL', KEYS[3], unpack(old))
+    redis.call('ZREM', KEYS[4], unpack(old))
+  end
+  redis.call('HSET', KEYS[3], ARGV[5], id)
+  redis.call('ZADD', KEYS[4], ms, ARGV[5])
+end
 return id
 ";
+
+/// How long a cluster append's token is remembered, at least: longer than the cluster client goes on
+/// retrying one command (bounded by the store's timeout).
+const TOKEN_MIN: Duration = Duration::from_secs(30);
 
 /// Fewest entries a stream keeps, whatever the replay window: the per-node read loops read the live
 /// events from the stream itself, so it must hold at least what a loop may lag behind.
@@ -214,28 +241,32 @@ impl RedisStoreBuilder {
     /// assert!(sse_server::RedisStore::builder("http://nope").build().is_err());
     /// ```
     pub fn build(self) -> Result<RedisStore, Error> {
-        let invalid = |why: String| {
+        let wait = (self.ack == RedisAck::Replicated).then_some(self.wait);
+        let opts = Options {
+            timeout: self.timeout,
+            command: self.timeout + wait.unwrap_or_default(),
+            root_ca: self.root_ca.as_deref(),
+        };
+        let target = Target::open(&self.url, &opts).map_err(|e| {
             Error::Store(format!(
-                "invalid Redis URL {:?} ({why}); write it as redis://[user:password@]host:port[/db], \
-                 rediss://… for TLS, or redis+sentinel://HOST:PORT[,HOST:PORT...]/MASTER_NAME \
-                 (rediss+sentinel://… for TLS)",
+                "invalid Redis URL {:?} ({e}); write it as {SHAPES}",
                 redact(&self.url)
             ))
-        };
-        let target = match Sentinel::parse(&self.url).map_err(&invalid)? {
-            Some(s) => Target::Sentinel(Primary::new(s.with_root_ca(self.root_ca.clone()))),
-            None => Target::Direct(
-                sentinel::open(&self.url, self.root_ca.as_deref())
-                    .map_err(|e| invalid(e.to_string()))?,
-            ),
-        };
+        })?;
+        if target.is_cluster() && self.prefix.contains(['{', '}']) {
+            return Err(Error::Store(format!(
+                "the key prefix {:?} contains {{ or }}, which would change the hash slot of the \
+                 keys in a Redis Cluster; choose a prefix without braces",
+                self.prefix
+            )));
+        }
         let shared = Arc::new(Shared {
             target,
             url: redact(&self.url),
             prefix: self.prefix,
             retention: self.retention,
             timeout: self.timeout,
-            wait: (self.ack == RedisAck::Replicated).then_some(self.wait),
+            wait,
             conn: OnceCell::new(),
         });
         Ok(RedisStore {
@@ -314,14 +345,16 @@ impl RedisStore {
             .await
     }
 
-    /// Appends `event` to every channel of `channels` at one position, assigned by [`APPEND`]: the
-    /// hub-wide sequencer, so positions of all channels are totally ordered.
+    /// Appends `event` to every channel of `channels`, one [`APPEND`] script per bucket: at one
+    /// position of the bucket's sequencer, so positions of the channels of one bucket are totally
+    /// ordered. When the channels span several buckets (a cluster), each bucket's copy has its own
+    /// position and the event carries one minted id everywhere (unless it has its own).
     async fn append_all_now<S: AsRef<str>>(
         &self,
         channels: &[S],
         event: Event,
     ) -> Result<StoredEvent, Error> {
-        let custom = event.id().map(str::to_owned);
+        let mut custom = event.id().map(str::to_owned);
         if let Some(id) = &custom
             && id.parse::<Position>().is_ok()
         {
@@ -333,7 +366,42 @@ impl RedisStore {
                 ),
             ));
         }
+        let mut groups: BTreeMap<usize, Vec<&str>> = BTreeMap::new();
+        for c in channels {
+            let c = c.as_ref();
+            groups.entry(self.shared.bucket(c)).or_default().push(c);
+        }
+        if groups.len() > 1 && custom.is_none() {
+            custom = Some(self.mint_id().await?);
+        }
         let parts = entry::split(&event)?;
+        let mut first = None;
+        for (b, group) in groups {
+            // A cluster client retries a command whose answer it lost: the token makes that harmless.
+            let token = if self.shared.buckets() > 1 {
+                format!("{:032x}", rand::random::<u128>())
+            } else {
+                String::new()
+            };
+            let stored = self
+                .append_bucket(b, &group, &parts, custom.as_deref(), &token)
+                .await?;
+            first.get_or_insert(stored);
+        }
+        first.ok_or_else(|| Error::Store("a broadcast needs at least one channel".to_owned()))
+    }
+
+    /// Runs [`APPEND`] for the channels of bucket `b` (all in one slot in a cluster). A second run
+    /// with the same non-empty `token` (within [`TOKEN_MIN`]) returns the first one's position and
+    /// stores nothing.
+    async fn append_bucket(
+        &self,
+        b: usize,
+        channels: &[&str],
+        parts: &entry::Split,
+        custom: Option<&str>,
+        token: &str,
+    ) -> Result<StoredEvent, Error> {
         let retention = self.shared.retention;
         let age = retention.age().as_millis() as u64;
         let mut fields: Vec<&[u8]> = Vec::with_capacity(6);
@@ -341,16 +409,23 @@ impl RedisStore {
             fields.extend([&b"h"[..], &parts.head[..]]);
         }
         fields.extend([&b"t"[..], &parts.tail[..]]);
-        if let Some(id) = &custom {
+        if let Some(id) = custom {
             fields.extend([&b"c"[..], id.as_bytes()]);
         }
+        let token_ms = if token.is_empty() {
+            0
+        } else {
+            TOKEN_MIN.max(self.shared.timeout * 5).as_millis() as u64
+        };
         let mut cmd = ::redis::cmd("EVAL");
         cmd.arg(APPEND)
-            .arg(2 + channels.len())
-            .arg(self.shared.sequencer())
-            .arg(self.shared.created());
+            .arg(4 + channels.len())
+            .arg(self.shared.sequencer(b))
+            .arg(self.shared.created(b))
+            .arg(self.shared.tokens(b))
+            .arg(self.shared.token_times(b));
         for c in channels {
-            cmd.arg(self.shared.key(c.as_ref()));
+            cmd.arg(self.shared.key(c));
         }
         let cutoff = if age > 0 {
             now_ms().saturating_sub(age).max(1)
@@ -360,12 +435,14 @@ impl RedisStore {
         cmd.arg(retention.events().max(MIN_STREAM_LEN))
             .arg(cutoff)
             .arg(age)
+            .arg(token_ms)
+            .arg(token)
             .arg(fields.len());
         for f in &fields {
             cmd.arg(*f);
         }
         for c in channels {
-            cmd.arg(c.as_ref());
+            cmd.arg(*c);
         }
         let entry_id = self.eval_append(cmd).await?;
         let position: Position = entry_id.parse().map_err(|_| {
@@ -373,7 +450,7 @@ impl RedisStore {
                 "Redis answered the append script with {entry_id:?}, not a stream id"
             ))
         })?;
-        Ok(stored::stamp_encoded(position, custom.as_deref(), |id| {
+        Ok(stored::stamp_encoded(position, custom, |id| {
             entry::join(&parts.head, id, &parts.tail)
         }))
     }
@@ -421,20 +498,9 @@ impl RedisStore {
         Ok(secs * 1000 + micros / 1000)
     }
 
-    /// The last minor position the sequencer issued (0 before the first).
-    async fn issued_through(&self) -> Result<u64, Error> {
-        let key = self.shared.sequencer();
-        let n: Option<u64> = self
-            .shared
-            .run("HGET", |mut c| async move {
-                ::redis::cmd("HGET")
-                    .arg(key)
-                    .arg("n")
-                    .query_async(&mut c)
-                    .await
-            })
-            .await?;
-        Ok(n.unwrap_or(0))
+    /// The last minor position bucket `b`'s sequencer issued (0 before the first).
+    async fn issued_through(&self, b: usize) -> Result<u64, Error> {
+        Ok(self.shared.sequenced(b).await?.minor())
     }
 
     /// Trims by age, then reads the window's bounds (`None`: no such stream).
@@ -549,7 +615,7 @@ impl RedisStore {
             // future of Redis's clock is unknown.
             Ok(p)
                 if p > info.last_generated
-                    && p.minor() > self.issued_through().await?
+                    && p.minor() > self.issued_through(self.shared.bucket(channel)).await?
                     && p.major() > self.redis_now_ms().await? =>
             {
                 Err(ResetReason::Unknown)
@@ -641,8 +707,35 @@ impl ReplayStore for RedisStore {
         Box::pin(self.channels_now())
     }
 
+    /// One server: its one sequencer. A cluster has no store-wide order (one sequencer per bucket):
+    /// `None`, see [`issued_by`](ReplayStore::issued_by).
     fn issued(&self) -> BoxFuture<'_, Result<Option<Position>, Error>> {
-        Box::pin(async move { self.shared.sequenced().await.map(Some) })
+        Box::pin(async move {
+            if self.shared.buckets() > 1 {
+                return Ok(None);
+            }
+            self.shared.sequenced(0).await.map(Some)
+        })
+    }
+
+    /// 1 on one server; [`BUCKETS`](shared::BUCKETS) (16) in a Redis Cluster.
+    fn sequencers(&self) -> usize {
+        self.shared.buckets()
+    }
+
+    /// The channel's bucket.
+    fn sequencer(&self, channel: &str) -> usize {
+        self.shared.bucket(channel)
+    }
+
+    /// The bucket's sequencer (`None` for a bucket that does not exist).
+    fn issued_by(&self, sequencer: usize) -> BoxFuture<'_, Result<Option<Position>, Error>> {
+        Box::pin(async move {
+            if sequencer >= self.shared.buckets() {
+                return Ok(None);
+            }
+            self.shared.sequenced(sequencer).await.map(Some)
+        })
     }
 
     fn live(&self) -> Option<Arc<dyn LiveFeed>> {
@@ -669,6 +762,131 @@ mod tests {
         assert_eq!(before(Position::new(5, 0)), Position::new(4, u64::MAX));
         assert_eq!(before(Position::new(5, 2)), Position::new(5, 1));
         assert_eq!(glob_escape("a*b?[c]"), "a\\*b\\?\\[c\\]");
+    }
+
+    #[test]
+    fn cluster_urls_need_a_prefix_without_braces_and_bad_urls_name_the_shapes() {
+        let url = "redis+cluster://127.0.0.1:7000,127.0.0.1:7001";
+        let store = RedisStore::builder(url).build().unwrap();
+        assert_eq!(store.sequencers(), shared::BUCKETS);
+        assert_eq!(store.sequencer("news"), shared::bucket_of("news"));
+        let err = RedisStore::builder(url)
+            .key_prefix("a{b}:")
+            .build()
+            .unwrap_err();
+        assert!(err.to_string().contains("without braces"), "{err}");
+        let err = RedisStore::builder("http://:pw@h").build().unwrap_err();
+        assert!(err.to_string().contains("redis+cluster://"), "{err}");
+        assert!(!err.to_string().contains("pw"), "{err}");
+        let plain = RedisStore::builder("redis://127.0.0.1").build().unwrap();
+        assert_eq!((plain.sequencers(), plain.sequencer("news")), (1, 0));
+    }
+
+    #[test]
+    fn buckets_are_stable() {
+        // The key layout: these must never change (they would move every channel).
+        assert_eq!(shared::bucket_of(""), 0x811c_9dc5 % 16);
+        let spread: std::collections::BTreeSet<usize> = (0..64)
+            .map(|i| shared::bucket_of(&format!("c{i}")))
+            .collect();
+        assert_eq!(spread.len(), shared::BUCKETS);
+    }
+
+    /// A `redis-server` on a free loopback port, killed on drop (`None`: not installed, and
+    /// SSE_REQUIRE_REDIS is not 1).
+    struct Server(std::process::Child, u16);
+
+    impl Server {
+        #[allow(clippy::print_stderr)] // the SKIPPED line CI counts
+        fn start() -> Option<Server> {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .unwrap()
+                .port();
+            let child = std::process::Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--save", "", "--appendonly", "no"])
+                .stdout(std::process::Stdio::null())
+                .spawn();
+            match child {
+                Ok(c) => Some(Server(c, port)),
+                Err(e) => {
+                    assert_ne!(
+                        std::env::var("SSE_REQUIRE_REDIS").as_deref(),
+                        Ok("1"),
+                        "redis-server is missing but SSE_REQUIRE_REDIS=1: {e}"
+                    );
+                    eprintln!("SKIPPED: redis-server not installed (append tokens)");
+                    None
+                }
+            }
+        }
+    }
+
+    impl Drop for Server {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    #[tokio::test]
+    async fn an_append_retried_with_its_token_is_stored_once() {
+        let Some(server) = Server::start() else {
+            return;
+        };
+        let store = RedisStore::builder(format!("redis://127.0.0.1:{}", server.1))
+            .build()
+            .unwrap();
+        for _ in 0..100 {
+            if store.ping().await.is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let parts = entry::split(&Event::message("x")).unwrap();
+        let append = |token| store.append_bucket(0, &["a"], &parts, None, token);
+        let first = append("t1").await.unwrap();
+        let again = append("t1").await.unwrap();
+        let other = append("t2").await.unwrap();
+        assert_eq!(again.position, first.position);
+        assert!(other.position > first.position);
+        let r = store.replay("a", "0-0").await.unwrap();
+        let positions: Vec<Position> = r.events.iter().map(|e| e.position).collect();
+        assert_eq!(positions, [first.position, other.position]);
+    }
+
+    #[tokio::test]
+    async fn a_single_server_keeps_the_untagged_layout_and_one_sequencer() {
+        let Some(server) = Server::start() else {
+            return;
+        };
+        let url = format!("redis://127.0.0.1:{}", server.1);
+        let store = RedisStore::builder(url.as_str()).build().unwrap();
+        for _ in 0..100 {
+            if store.ping().await.is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let a = store.append("a", Event::message("x")).await.unwrap();
+        let both = ["a".to_owned(), "b".to_owned()];
+        let ab = store.append_all(&both, Event::message("y")).await.unwrap();
+        assert_eq!(ab.position.minor(), a.position.minor() + 1, "one sequencer");
+        assert_eq!(ab.id.to_string(), ab.position.to_string(), "no minted id");
+        assert_eq!(store.issued().await.unwrap(), Some(ab.position));
+        let mut conn = ::redis::Client::open(url)
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        let mut keys: Vec<String> = ::redis::cmd("KEYS")
+            .arg("*")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        keys.sort();
+        assert_eq!(keys, ["sse:\0created", "sse:\0seq", "sse:a", "sse:b"]);
     }
 
     #[test]

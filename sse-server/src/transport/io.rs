@@ -363,9 +363,9 @@ impl<T: AsyncRead + Unpin> Rewind<T> {
         &self.prefix
     }
 
-    /// The stream after the bytes read first.
-    pub(crate) fn inner(&self) -> &T {
-        &self.inner
+    /// The stream after the bytes read first, to change.
+    pub(crate) fn inner_mut(&mut self) -> &mut T {
+        &mut self.inner
     }
 }
 

@@ -8,6 +8,8 @@ pub(crate) mod idle;
 pub(crate) mod io;
 pub(crate) mod limits;
 #[cfg(feature = "tls")]
+pub(crate) mod record;
+#[cfg(feature = "tls")]
 pub(crate) mod sealed;
 pub(crate) mod server;
 #[cfg(feature = "tls")]

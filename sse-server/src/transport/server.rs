@@ -91,6 +91,9 @@ impl Server {
 
     #[cfg(feature = "tls")]
     /// Terminates TLS with `acceptor` (see [`tls_acceptor`](crate::transport::tls::tls_acceptor)).
+    /// Its config is copied with `enable_secret_extraction` on: a subscriber on the lean HTTP/1.1
+    /// path keeps only its traffic keys, taken out of rustls after the handshake (they never leave
+    /// the process).
     ///
     /// ```no_run
     /// let acceptor = sse_server::tls_acceptor("cert.pem", "key.pem")?;
@@ -98,7 +101,11 @@ impl Server {
     /// # Ok::<(), sse_server::Error>(())
     /// ```
     pub fn tls(mut self, acceptor: tokio_rustls::TlsAcceptor) -> Self {
-        self.tls = Some(acceptor);
+        let mut config = acceptor.config().as_ref().clone();
+        // A lean TLS subscriber keeps only its keys (`transport/record.rs`), taken out of rustls
+        // after the handshake; the keys never leave the process.
+        config.enable_secret_extraction = true;
+        self.tls = Some(tokio_rustls::TlsAcceptor::from(Arc::new(config)));
         self
     }
 
@@ -652,16 +659,21 @@ type TlsStream = Rewind<tokio_rustls::server::TlsStream<Graceful>>;
 // The stream goes back by value once per connection, inside the connection's boxed future.
 #[allow(clippy::result_large_err)]
 fn lean_tls<S>(
-    stream: TlsStream,
+    mut stream: TlsStream,
     shared: &Shared<S>,
     peer: std::net::SocketAddr,
 ) -> Result<Option<(crate::transport::h1::conn::Admitted, Sealed)>, TlsStream> {
     let Some(_) = &shared.fast else {
         return Err(stream);
     };
-    let (_, tls) = stream.inner().get_ref();
+    let (_, tls) = stream.inner_mut().get_mut();
     if tls.alpn_protocol().is_some_and(|p| p != b"http/1.1") || tls.wants_write() {
         return Err(stream);
+    }
+    // Only the keys are kept (`Sealed`): nothing rustls received may be left unread.
+    match tls.process_new_packets() {
+        Ok(state) if state.plaintext_bytes_to_read() == 0 && !state.peer_has_closed() => {}
+        _ => return Err(stream),
     }
     let Some((request, head_len)) = crate::transport::h1::head::parse_head(stream.prefix()) else {
         return Err(stream);
@@ -683,9 +695,17 @@ fn lean_tls<S>(
     let (_, tls_stream) = stream.into_parts();
     let (graceful, tls) = tls_stream.into_inner();
     // `None` cannot happen (a `Graceful` holds its socket until dropped); the connection ends.
-    Ok(graceful
-        .into_inner()
-        .map(|tcp| (admitted, Sealed::new(tcp, tls))))
+    let Some(tcp) = graceful.into_inner() else {
+        return Ok(None);
+    };
+    match Sealed::new(tcp, tls) {
+        Ok(sealed) => Ok(Some((admitted, sealed))),
+        Err(e) => {
+            // The acceptor's config does not allow taking the keys out (see `Server::tls`).
+            tracing::warn!(%peer, error = %e, "cannot keep a TLS subscriber's keys; closing it");
+            Ok(None)
+        }
+    }
 }
 
 #[cfg(test)]

@@ -46,5 +46,7 @@ pub fn tls_acceptor(cert: impl AsRef<Path>, key: impl AsRef<Path>) -> Result<Tls
         .with_single_cert(certs, key)
         .map_err(|e| Error::Tls(format!("the certificate and key do not fit together: {e}")))?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    // A lean TLS subscriber keeps only its keys (`transport/record.rs`), taken out of rustls.
+    config.enable_secret_extraction = true;
     Ok(TlsAcceptor::from(Arc::new(config)))
 }

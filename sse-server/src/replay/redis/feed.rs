@@ -1,4 +1,7 @@
-//! The per-node read loop: one `XREAD BLOCK` over the streams of the channels with local subscribers.
+//! The per-node read loops: one per bucket (one on a single server, one per cluster bucket), each an
+//! `XREAD BLOCK` over the streams of its bucket's channels with local subscribers, on its own
+//! connection (in a cluster, to the node that owns the bucket's slot: a `MOVED` names it, and the loop
+//! reconnects there, so slot migrations and failovers are followed).
 //!
 //! Each watched channel has a cursor, a concrete entry id (never `$`, which would lose what arrives
 //! between two reads). A new watch starts at the stream's newest entry and interrupts the blocked read
@@ -12,10 +15,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use ::redis::aio::MultiplexedConnection;
-use ::redis::{AsyncConnectionConfig, Value};
+use ::redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+use ::redis::{AsyncConnectionConfig, ErrorKind, RedisError, ServerErrorKind, Value};
 use rand::Rng;
 use tokio::sync::{Notify, watch};
 
+use super::connect::Conn;
 use super::entry::{self, deleted_through};
 use super::shared::Shared;
 use crate::error::Error;
@@ -31,18 +36,24 @@ const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
 pub(crate) struct Feed {
     shared: Arc<Shared>,
-    state: Arc<State>,
+    /// One per bucket, each with its own read loop.
+    states: Vec<Arc<State>>,
 }
 
 impl fmt::Debug for Feed {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let watched: usize = self.states.iter().map(|s| s.lock().map.len()).sum();
         f.debug_struct("RedisFeed")
-            .field("watched", &self.state.lock().map.len())
+            .field("watched", &watched)
             .finish_non_exhaustive()
     }
 }
 
+/// One bucket's watched channels and read loop.
 struct State {
+    bucket: usize,
+    /// The node (`host:port`) that owns the bucket's slot, as the last `MOVED` said (cluster only).
+    node: Mutex<Option<String>>,
     watched: Mutex<Watched>,
     /// Serialises cursor resolution, so a second watch of a channel waits for the first.
     resolve: tokio::sync::Mutex<()>,
@@ -54,8 +65,8 @@ struct State {
     wanted: AtomicU64,
     /// The generation of the watched set the loop's current read covers.
     covered: watch::Sender<u64>,
-    /// `CLIENT ID` of the loop's connection, for `CLIENT UNBLOCK`.
-    reader: Mutex<Option<i64>>,
+    /// `CLIENT ID` of the loop's connection, and its node in a cluster, for `CLIENT UNBLOCK`.
+    reader: Mutex<Option<(i64, Option<String>)>>,
 }
 
 #[derive(Default)]
@@ -87,6 +98,22 @@ struct Cursor {
 }
 
 impl State {
+    fn new(bucket: usize) -> State {
+        State {
+            bucket,
+            node: Mutex::new(None),
+            watched: Mutex::new(Watched::default()),
+            resolve: tokio::sync::Mutex::new(()),
+            sink: Mutex::new(None),
+            started: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+            wake: Notify::new(),
+            wanted: AtomicU64::new(0),
+            covered: watch::Sender::new(0),
+            reader: Mutex::new(None),
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, Watched> {
         self.watched.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -94,39 +121,35 @@ impl State {
 
 impl Feed {
     pub(crate) fn new(shared: Arc<Shared>) -> Self {
-        Feed {
-            shared,
-            state: Arc::new(State {
-                watched: Mutex::new(Watched::default()),
-                resolve: tokio::sync::Mutex::new(()),
-                sink: Mutex::new(None),
-                started: AtomicBool::new(false),
-                closed: AtomicBool::new(false),
-                wake: Notify::new(),
-                wanted: AtomicU64::new(0),
-                covered: watch::Sender::new(0),
-                reader: Mutex::new(None),
-            }),
-        }
+        let states = (0..shared.buckets())
+            .map(|bucket| Arc::new(State::new(bucket)))
+            .collect();
+        Feed { shared, states }
     }
 
-    fn start(&self) {
-        if !self.state.started.swap(true, Ordering::AcqRel) {
-            tokio::spawn(run(self.shared.clone(), self.state.clone()));
+    /// The state of `channel`'s bucket.
+    fn state(&self, channel: &str) -> &Arc<State> {
+        &self.states[self.shared.bucket(channel) % self.states.len()]
+    }
+
+    fn start(&self, state: &Arc<State>) {
+        if !state.started.swap(true, Ordering::AcqRel) {
+            tokio::spawn(run(self.shared.clone(), state.clone()));
         }
     }
 
     async fn watch_now(&self, channel: &str) -> Result<(), Error> {
-        self.start();
+        let state = self.state(channel);
+        self.start(state);
         let generation = {
-            let _one_at_a_time = self.state.resolve.lock().await;
-            if let Some(c) = self.state.lock().map.get_mut(channel) {
+            let _one_at_a_time = state.resolve.lock().await;
+            if let Some(c) = state.lock().map.get_mut(channel) {
                 c.named = true;
                 return Ok(());
             }
             let last = self.shared.last_entry(&self.shared.key(channel)).await?;
             let at = last.map_or_else(Position::default, |e| e.position);
-            let mut w = self.state.lock();
+            let mut w = state.lock();
             w.next_token += 1;
             let token = w.next_token;
             w.map.insert(
@@ -137,39 +160,59 @@ impl Feed {
                     named: true,
                 },
             );
-            self.state.wanted.fetch_add(1, Ordering::AcqRel) + 1
+            state.wanted.fetch_add(1, Ordering::AcqRel) + 1
         };
-        self.state.wake.notify_one();
-        self.nudge(generation).await;
+        state.wake.notify_one();
+        self.nudge(state, generation).await;
         Ok(())
     }
 
-    /// Follows every channel under `prefix` (with its `/`): the existing streams from their newest
-    /// entry, and streams created later from their first (announced by the append script).
+    /// Follows every channel under `prefix` (with its `/`), in every bucket: the existing streams
+    /// from their newest entry, and streams created later from their first (announced by the append
+    /// script in their bucket's created stream).
     async fn watch_prefix_now(&self, prefix: &str) -> Result<(), Error> {
-        self.start();
+        for state in &self.states {
+            self.start(state);
+        }
+        // The announcements after each sequencer's position now, then the streams already there: a
+        // stream is found one way or the other (or both; a watch is kept once).
+        let mut from = Vec::with_capacity(self.states.len());
+        for state in &self.states {
+            from.push(self.shared.sequenced(state.bucket).await?);
+        }
+        let mut existing: Vec<Vec<(String, Position)>> = vec![Vec::new(); self.states.len()];
+        for channel in self.shared.streams_under(prefix).await? {
+            let last = self.shared.last_entry(&self.shared.key(&channel)).await?;
+            let at = last.map_or_else(Position::default, |e| e.position);
+            existing[self.shared.bucket(&channel) % self.states.len()].push((channel, at));
+        }
+        for ((state, from), existing) in self.states.iter().zip(from).zip(existing) {
+            self.watch_prefix_in(state, prefix, from, existing).await;
+        }
+        Ok(())
+    }
+
+    /// Installs a resolved prefix watch in one bucket.
+    async fn watch_prefix_in(
+        &self,
+        state: &State,
+        prefix: &str,
+        from: Position,
+        existing: Vec<(String, Position)>,
+    ) {
         let generation = {
-            let _one_at_a_time = self.state.resolve.lock().await;
-            if let Some(n) = self.state.lock().prefixes.get_mut(prefix) {
+            let _one_at_a_time = state.resolve.lock().await;
+            let mut w = state.lock();
+            if let Some(n) = w.prefixes.get_mut(prefix) {
                 *n += 1;
-                return Ok(());
+                return;
             }
-            // The announcements after the sequencer's position now, then the streams already there:
-            // a stream is found one way or the other (or both; a watch is kept once).
-            let from = self.shared.sequenced().await?;
-            let existing = self.shared.streams_under(prefix).await?;
-            let mut resolved = Vec::with_capacity(existing.len());
-            for channel in existing {
-                let last = self.shared.last_entry(&self.shared.key(&channel)).await?;
-                resolved.push((channel, last.map_or_else(Position::default, |e| e.position)));
-            }
-            let mut w = self.state.lock();
             if w.prefixes.is_empty() {
                 w.created = from;
             }
             w.created = w.created.min(from);
             w.prefixes.insert(prefix.to_owned(), 1);
-            for (channel, at) in resolved {
+            for (channel, at) in existing {
                 w.next_token += 1;
                 let token = w.next_token;
                 w.map.entry(channel).or_insert(Cursor {
@@ -178,32 +221,29 @@ impl Feed {
                     named: false,
                 });
             }
-            self.state.wanted.fetch_add(1, Ordering::AcqRel) + 1
+            state.wanted.fetch_add(1, Ordering::AcqRel) + 1
         };
-        self.state.wake.notify_one();
-        self.nudge(generation).await;
-        Ok(())
+        state.wake.notify_one();
+        self.nudge(state, generation).await;
     }
 
-    /// Gets the loop to issue a read that covers `generation` (bounded: the cursor is what makes
-    /// delivery complete; this only makes it prompt).
-    async fn nudge(&self, generation: u64) {
-        let mut covered = self.state.covered.subscribe();
+    /// Gets `state`'s loop to issue a read that covers `generation` (bounded: the cursor is what
+    /// makes delivery complete; this only makes it prompt).
+    async fn nudge(&self, state: &State, generation: u64) {
+        let mut covered = state.covered.subscribe();
         for _ in 0..50 {
             if *covered.borrow_and_update() >= generation {
                 return;
             }
-            let reader = *self.state.reader.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(id) = reader {
-                let _: Result<i64, Error> = self
+            let reader = state
+                .reader
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            if let Some((id, node)) = reader {
+                let _: Result<Value, Error> = self
                     .shared
-                    .run("CLIENT UNBLOCK", |mut c| async move {
-                        ::redis::cmd("CLIENT")
-                            .arg("UNBLOCK")
-                            .arg(id)
-                            .query_async(&mut c)
-                            .await
-                    })
+                    .run("CLIENT UNBLOCK", |c| unblock(c, id, node))
                     .await;
             }
             let _ = tokio::time::timeout(Duration::from_millis(20), covered.changed()).await;
@@ -211,16 +251,41 @@ impl Feed {
     }
 }
 
+/// `CLIENT UNBLOCK id`, sent to the reader's node (`node`, in a cluster).
+async fn unblock(mut c: Conn, id: i64, node: Option<String>) -> ::redis::RedisResult<Value> {
+    let mut cmd = ::redis::cmd("CLIENT");
+    cmd.arg("UNBLOCK").arg(id);
+    let at = node.as_deref().and_then(|n| n.rsplit_once(':'));
+    match (&mut c, at) {
+        (Conn::Cluster(cc), Some((host, port))) => {
+            let Ok(port) = port.parse() else {
+                return Ok(Value::Nil);
+            };
+            let to = SingleNodeRoutingInfo::ByAddress {
+                host: host.to_owned(),
+                port,
+            };
+            cc.route_command(cmd, RoutingInfo::SingleNode(to)).await
+        }
+        (Conn::Cluster(_), None) => Ok(Value::Nil),
+        _ => cmd.query_async(&mut c).await,
+    }
+}
+
 impl Drop for Feed {
     fn drop(&mut self) {
-        self.state.closed.store(true, Ordering::Release);
-        self.state.wake.notify_one();
+        for state in &self.states {
+            state.closed.store(true, Ordering::Release);
+            state.wake.notify_one();
+        }
     }
 }
 
 impl LiveFeed for Feed {
     fn attach(&self, sink: LiveSink) {
-        *self.state.sink.lock().unwrap_or_else(|p| p.into_inner()) = Some(sink);
+        for state in &self.states {
+            *state.sink.lock().unwrap_or_else(|p| p.into_inner()) = Some(sink.clone());
+        }
     }
 
     fn watch<'a>(&'a self, channel: &'a str) -> BoxFuture<'a, Result<(), Error>> {
@@ -228,7 +293,8 @@ impl LiveFeed for Feed {
     }
 
     fn unwatch(&self, channel: &str) {
-        let mut w = self.state.lock();
+        let state = self.state(channel);
+        let mut w = state.lock();
         let keep = w.under_prefix(channel);
         let changed = match w.map.get_mut(channel) {
             Some(c) if keep => std::mem::replace(&mut c.named, false),
@@ -236,7 +302,7 @@ impl LiveFeed for Feed {
             None => false,
         };
         if changed {
-            self.state.wanted.fetch_add(1, Ordering::AcqRel);
+            state.wanted.fetch_add(1, Ordering::AcqRel);
         }
     }
 
@@ -245,23 +311,60 @@ impl LiveFeed for Feed {
     }
 
     fn unwatch_prefix(&self, prefix: &str) {
-        let mut w = self.state.lock();
-        match w.prefixes.get_mut(prefix) {
-            Some(n) if *n > 1 => *n -= 1,
-            Some(_) => {
-                w.prefixes.remove(prefix);
-                let gone: Vec<String> = w
-                    .map
-                    .iter()
-                    .filter(|(k, c)| !c.named && !w.under_prefix(k))
-                    .map(|(k, _)| k.clone())
-                    .collect();
-                for k in gone {
-                    w.map.remove(&k);
-                }
-                self.state.wanted.fetch_add(1, Ordering::AcqRel);
+        for state in &self.states {
+            unwatch_prefix_in(state, prefix);
+        }
+    }
+}
+
+fn unwatch_prefix_in(state: &State, prefix: &str) {
+    let mut w = state.lock();
+    match w.prefixes.get_mut(prefix) {
+        Some(n) if *n > 1 => *n -= 1,
+        Some(_) => {
+            w.prefixes.remove(prefix);
+            let gone: Vec<String> = w
+                .map
+                .iter()
+                .filter(|(k, c)| !c.named && !w.under_prefix(k))
+                .map(|(k, _)| k.clone())
+                .collect();
+            for k in gone {
+                w.map.remove(&k);
             }
-            None => {}
+            state.wanted.fetch_add(1, Ordering::AcqRel);
+        }
+        None => {}
+    }
+}
+
+/// Why a read loop stopped reading.
+enum Lost {
+    /// The bucket's slot is served by this other node (`host:port`): reconnect there.
+    Moved(String),
+    /// The slot is being migrated and the keys are on this importing node (`host:port`): read there,
+    /// each command after `ASKING`.
+    Ask(String),
+    /// The slot is being migrated and its keys are split between two nodes (`TRYAGAIN`): read
+    /// again shortly.
+    Migrating,
+    /// Redis failed; reconnect with backoff.
+    Down(String),
+}
+
+impl From<RedisError> for Lost {
+    fn from(e: RedisError) -> Lost {
+        match e.kind() {
+            ErrorKind::Server(ServerErrorKind::Moved) => match e.redirect_node() {
+                Some((node, _)) => Lost::Moved(node.to_owned()),
+                None => Lost::Down(e.to_string()),
+            },
+            ErrorKind::Server(ServerErrorKind::Ask) => match e.redirect_node() {
+                Some((node, _)) => Lost::Ask(node.to_owned()),
+                None => Lost::Migrating,
+            },
+            ErrorKind::Server(ServerErrorKind::TryAgain) => Lost::Migrating,
+            _ => Lost::Down(e.to_string()),
         }
     }
 }
@@ -269,14 +372,18 @@ impl LiveFeed for Feed {
 async fn run(shared: Arc<Shared>, state: Arc<State>) {
     let mut backoff = MIN_BACKOFF;
     let mut down = false;
+    let mut attempt = 0usize;
     while !state.closed.load(Ordering::Acquire) {
-        let conn = match connect(&shared, &state).await {
+        let conn = match connect(&shared, &state, attempt).await {
             Ok(conn) => conn,
             Err(e) => {
                 if !down {
-                    tracing::warn!(redis = %shared.url, error = %e, "live feed lost Redis; reconnecting with backoff");
+                    tracing::warn!(redis = %shared.url, bucket = state.bucket, error = %e, "live feed lost Redis; reconnecting with backoff");
                     down = true;
                 }
+                // The node may be gone (failover): start over from the seeds.
+                *state.node.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                attempt += 1;
                 let jitter = rand::rng().random_range(0..=backoff.as_millis() as u64 / 2);
                 tokio::time::sleep(backoff + Duration::from_millis(jitter)).await;
                 backoff = (backoff * 2).min(MAX_BACKOFF);
@@ -284,42 +391,58 @@ async fn run(shared: Arc<Shared>, state: Arc<State>) {
             }
         };
         if std::mem::take(&mut down) {
-            tracing::info!(redis = %shared.url, "live feed reconnected to Redis; resuming from its cursors");
+            tracing::info!(redis = %shared.url, bucket = state.bucket, "live feed reconnected to Redis; resuming from its cursors");
         }
         backoff = MIN_BACKOFF;
-        if let Err(e) = read(&shared, &state, conn).await {
-            tracing::warn!(redis = %shared.url, error = %e, "live feed lost Redis; reconnecting with backoff");
-            down = true;
+        match read(&shared, &state, conn).await {
+            Ok(()) => {}
+            Err(Lost::Moved(node)) => {
+                tracing::debug!(bucket = state.bucket, %node, "live feed follows its slot to another node");
+                *state.node.lock().unwrap_or_else(|p| p.into_inner()) = Some(node);
+                // Bounded: a slot map in flux (failover) must not make this spin.
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            Err(Lost::Ask(_) | Lost::Migrating) => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(Lost::Down(e)) => {
+                tracing::warn!(redis = %shared.url, bucket = state.bucket, error = %e, "live feed lost Redis; reconnecting with backoff");
+                *state.node.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                attempt += 1;
+                down = true;
+            }
         }
         *state.reader.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 }
 
-async fn connect(shared: &Shared, state: &State) -> ::redis::RedisResult<MultiplexedConnection> {
-    let config = AsyncConnectionConfig::new()
-        .set_connection_timeout(Some(shared.timeout))
-        .set_response_timeout(Some(BLOCK + shared.timeout));
-    let client = shared
-        .client()
-        .await
-        .map_err(|e| ::redis::RedisError::from(std::io::Error::other(e.to_string())))?;
-    let mut conn = client
-        .get_multiplexed_async_connection_with_config(&config)
+async fn connect(
+    shared: &Shared,
+    state: &State,
+    attempt: usize,
+) -> ::redis::RedisResult<MultiplexedConnection> {
+    let config = reader_config(shared);
+    let node = state.node.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let (mut conn, node) = shared
+        .target
+        .reader(node.as_deref(), attempt, &config, shared.timeout)
         .await?;
     let id: i64 = ::redis::cmd("CLIENT")
         .arg("ID")
         .query_async(&mut conn)
         .await?;
-    *state.reader.lock().unwrap_or_else(|p| p.into_inner()) = Some(id);
+    *state.reader.lock().unwrap_or_else(|p| p.into_inner()) = Some((id, node));
     Ok(conn)
 }
 
-/// Reads until the store closes (`Ok`) or Redis fails (`Err`).
-async fn read(
-    shared: &Shared,
-    state: &State,
-    mut conn: MultiplexedConnection,
-) -> Result<(), String> {
+/// Reads until the store closes (`Ok`) or the connection cannot serve the bucket (`Err`).
+///
+/// While the bucket's slot is being migrated and its keys already sit on the importing node, the
+/// owner answers `ASK`: the loop then reads there once (no `BLOCK`, after `ASKING`), and goes back
+/// to the owner, until the owner answers `MOVED` (the move is done) or serves the read again.
+async fn read(shared: &Shared, state: &State, mut conn: MultiplexedConnection) -> Result<(), Lost> {
+    let mut importing: Option<(String, MultiplexedConnection)> = None;
+    let mut ask: Option<String> = None;
     loop {
         if state.closed.load(Ordering::Acquire) {
             return Ok(());
@@ -335,35 +458,59 @@ async fn read(
             let _ = tokio::time::timeout(BLOCK, state.wake.notified()).await;
             continue;
         }
-        let mut cmd = ::redis::cmd("XREAD");
-        cmd.arg("COUNT")
-            .arg(BATCH)
-            .arg("BLOCK")
-            .arg(BLOCK.as_millis() as u64)
-            .arg("STREAMS");
-        for (channel, _) in &snapshot {
-            cmd.arg(shared.key(channel));
+        let cmd = xread(shared, state, &snapshot, created, ask.is_none());
+        let asking = ask.is_some();
+        let target: &mut MultiplexedConnection = match ask.take() {
+            None => &mut conn,
+            Some(node) => {
+                if importing.as_ref().is_none_or(|(n, _)| *n != node) {
+                    let config = reader_config(shared);
+                    let c = shared
+                        .target
+                        .reader(Some(&node), 0, &config, shared.timeout)
+                        .await?
+                        .0;
+                    importing = Some((node, c));
+                }
+                match importing.as_mut() {
+                    Some((_, c)) => c,
+                    None => continue,
+                }
+            }
+        };
+        let reply = match query(shared, target, cmd, asking).await {
+            Ok(v) => v,
+            Err(Lost::Ask(node)) if !asking => {
+                ask = Some(node);
+                continue;
+            }
+            Err(Lost::Ask(_) | Lost::Migrating) => {
+                // The keys are split between the two nodes for a moment: the migration goes on.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+            Err(lost) => return Err(lost),
+        };
+        if asking {
+            // Not blocking there: give the importing node's new events a moment to arrive.
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        if created.is_some() {
-            cmd.arg(shared.created());
-        }
-        for (_, cursor) in &snapshot {
-            cmd.arg(cursor.at.to_string());
-        }
-        if let Some(at) = created {
-            cmd.arg(at.to_string());
-        }
-        let reply: Value =
-            match tokio::time::timeout(BLOCK + shared.timeout, cmd.query_async(&mut conn)).await {
-                Ok(Ok(v)) => v,
-                Ok(Err(e)) => return Err(e.to_string()),
-                Err(_) => return Err("XREAD timed out".into()),
-            };
         let deliveries = merge(shared, state, &snapshot, created, &reply);
         if deliveries.is_empty() {
             continue;
         }
-        let gaps = trimmed_past_cursors(shared, &mut conn, &snapshot, &deliveries).await?;
+        let on = match (asking, importing.as_mut()) {
+            (true, Some((_, c))) => c,
+            _ => &mut conn,
+        };
+        let gaps = match trimmed_past_cursors(shared, on, &snapshot, &deliveries, asking).await {
+            Ok(gaps) => gaps,
+            Err(lost) => {
+                // Nothing was handed on: read it again from where this read started.
+                rewind(state, &snapshot);
+                return Err(lost);
+            }
+        };
         let sink = state.sink.lock().unwrap_or_else(|p| p.into_inner()).clone();
         if let Some(sink) = sink {
             for channel in &gaps {
@@ -376,11 +523,83 @@ async fn read(
     }
 }
 
-/// What one read delivers, in position order across streams (so every composite receives events in
-/// the hub-wide order): never past the last entry of a stream whose read hit `COUNT` (the next read
-/// may bring lower positions of it), nor up to a newly created stream under a watched prefix, which
-/// is watched from there on (its first events come with the next read, before anything later).
-/// Advances the cursors to what is delivered.
+/// `XREAD` of the bucket's watched streams (and its created stream while a prefix is watched) from
+/// their cursors, blocking when `block`.
+fn xread(
+    shared: &Shared,
+    state: &State,
+    snapshot: &[(String, Cursor)],
+    created: Option<Position>,
+    block: bool,
+) -> ::redis::Cmd {
+    let mut cmd = ::redis::cmd("XREAD");
+    cmd.arg("COUNT").arg(BATCH);
+    if block {
+        cmd.arg("BLOCK").arg(BLOCK.as_millis() as u64);
+    }
+    cmd.arg("STREAMS");
+    for (channel, _) in snapshot {
+        cmd.arg(shared.key(channel));
+    }
+    if created.is_some() {
+        cmd.arg(shared.created(state.bucket));
+    }
+    for (_, cursor) in snapshot {
+        cmd.arg(cursor.at.to_string());
+    }
+    if let Some(at) = created {
+        cmd.arg(at.to_string());
+    }
+    cmd
+}
+
+/// Runs `cmd` within the timeout (plus the block), after `ASKING` when `asking`.
+async fn query(
+    shared: &Shared,
+    conn: &mut MultiplexedConnection,
+    cmd: ::redis::Cmd,
+    asking: bool,
+) -> Result<Value, Lost> {
+    let answer = if asking {
+        let mut pipe = ::redis::pipe();
+        pipe.cmd("ASKING").ignore().add_command(cmd);
+        let run = pipe.query_async::<(Value,)>(conn);
+        match tokio::time::timeout(shared.timeout, run).await {
+            Ok(r) => r.map(|(v,)| v),
+            Err(_) => return Err(Lost::Down("XREAD timed out".into())),
+        }
+    } else {
+        match tokio::time::timeout(BLOCK + shared.timeout, cmd.query_async(conn)).await {
+            Ok(r) => r,
+            Err(_) => return Err(Lost::Down("XREAD timed out".into())),
+        }
+    };
+    answer.map_err(Lost::from)
+}
+
+fn reader_config(shared: &Shared) -> AsyncConnectionConfig {
+    AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(shared.timeout))
+        .set_response_timeout(Some(BLOCK + shared.timeout))
+}
+
+/// Puts the cursors of a read that delivered nothing back where the read started.
+fn rewind(state: &State, snapshot: &[(String, Cursor)]) {
+    let mut w = state.lock();
+    for (channel, before) in snapshot {
+        if let Some(c) = w.map.get_mut(channel)
+            && c.token == before.token
+        {
+            c.at = before.at;
+        }
+    }
+}
+
+/// What one read delivers, in position order across the bucket's streams (so every composite receives
+/// each sequencer's events in its order): never past the last entry of a stream whose read hit `COUNT`
+/// (the next read may bring lower positions of it), nor up to a newly created stream under a watched
+/// prefix, which is watched from there on (its first events come with the next read, before anything
+/// later). Advances the cursors to what is delivered.
 fn merge(
     shared: &Shared,
     state: &State,
@@ -390,7 +609,7 @@ fn merge(
 ) -> Vec<(String, entry::Entry)> {
     let per_key = entry::read(reply);
     let announced = match created {
-        Some(_) => entry::announced(reply, &shared.created()),
+        Some(_) => entry::announced(reply, &shared.created(state.bucket)),
         None => Vec::new(),
     };
     let mut stop: Option<Position> = None;
@@ -445,7 +664,7 @@ fn merge(
     }
     let mut deliveries = Vec::new();
     for (key, entries) in per_key {
-        let Some(channel) = key.strip_prefix(&shared.prefix) else {
+        let Some(channel) = shared.channel_of(state.bucket, &key) else {
             continue;
         };
         let Some(cursor) = w.map.get_mut(channel) else {
@@ -476,18 +695,22 @@ async fn trimmed_past_cursors(
     conn: &mut MultiplexedConnection,
     snapshot: &[(String, Cursor)],
     deliveries: &[(String, entry::Entry)],
-) -> Result<Vec<String>, String> {
+    asking: bool,
+) -> Result<Vec<String>, Lost> {
     let mut channels: Vec<&str> = deliveries.iter().map(|(c, _)| c.as_str()).collect();
     channels.dedup();
     let mut pipe = ::redis::pipe();
     for channel in &channels {
+        if asking {
+            pipe.cmd("ASKING").ignore();
+        }
         pipe.cmd("XINFO").arg("STREAM").arg(shared.key(channel));
     }
     let infos: Vec<Value> = match tokio::time::timeout(shared.timeout, pipe.query_async(conn)).await
     {
         Ok(Ok(v)) => v,
-        Ok(Err(e)) => return Err(e.to_string()),
-        Err(_) => return Err("XINFO timed out".into()),
+        Ok(Err(e)) => return Err(Lost::from(e)),
+        Err(_) => return Err(Lost::Down("XINFO timed out".into())),
     };
     let mut gaps = Vec::new();
     for (channel, info) in channels.iter().zip(&infos) {

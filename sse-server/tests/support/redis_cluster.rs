@@ -1,0 +1,328 @@
+//! A real Redis Cluster on loopback: 3 primaries and 3 replicas (`redis-server --cluster-enabled yes`,
+//! joined by `redis-cli --cluster create`), each node in its own temp dir, every process killed (by
+//! pid, SIGKILL) when the [`RedisCluster`] drops. Include it with
+//! `#[path = "support/redis_cluster.rs"] mod redis_cluster;`.
+#![allow(dead_code)]
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::process::{Child, Command};
+
+/// Upper bound for one wait (cluster creation, a slot change taking effect).
+pub const WAIT: Duration = Duration::from_secs(30);
+
+/// `false` (after a loud SKIPPED line) when redis-server or redis-cli is missing, unless
+/// SSE_REQUIRE_REDIS=1, which makes it fail instead.
+pub fn cluster_tools_available(test: &str) -> bool {
+    ["redis-server", "redis-cli"].iter().all(|tool| {
+        crate::support::tool_available(
+            tool,
+            "--version",
+            "SSE_REQUIRE_REDIS",
+            "apt-get install redis-server (it ships redis-cli)",
+            test,
+        )
+    })
+}
+
+/// A free loopback port whose cluster-bus port (+10000) is free too.
+fn free_port_pair() -> u16 {
+    for _ in 0..1000 {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        if port < 55_000 && std::net::TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port pair for a cluster node");
+}
+
+/// One cluster node.
+pub struct ClusterNode {
+    pub port: u16,
+    child: Option<Child>,
+}
+
+/// A slot migration in progress (see [`RedisCluster::begin_migration`]).
+pub struct Migration {
+    pub slot: u16,
+    pub from: u16,
+    pub to: u16,
+    from_id: String,
+    to_id: String,
+}
+
+pub struct RedisCluster {
+    pub nodes: Vec<ClusterNode>,
+    _dir: tempfile::TempDir,
+}
+
+impl RedisCluster {
+    /// Starts 6 nodes and joins them into 3 primaries with one replica each; returns once every
+    /// node says `cluster_state:ok` and knows all 16384 slots.
+    pub async fn start() -> RedisCluster {
+        let dir = tempfile::tempdir().unwrap();
+        let mut nodes = Vec::new();
+        for _ in 0..6 {
+            let port = free_port_pair();
+            let node_dir = dir.path().join(port.to_string());
+            std::fs::create_dir_all(&node_dir).unwrap();
+            let child = Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args([
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                ])
+                .args(["--cluster-node-timeout", "2000"])
+                .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
+                .args(["--loglevel", "warning"])
+                .arg("--dir")
+                .arg(&node_dir)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .kill_on_drop(true)
+                .spawn()
+                .expect("cannot start redis-server");
+            nodes.push(ClusterNode {
+                port,
+                child: Some(child),
+            });
+        }
+        let cluster = RedisCluster { nodes, _dir: dir };
+        for n in &cluster.nodes {
+            cluster.wait_for(n.port, "PING", "PONG").await;
+        }
+        let mut create = Command::new("redis-cli");
+        create.arg("--cluster").arg("create");
+        for n in &cluster.nodes {
+            create.arg(format!("127.0.0.1:{}", n.port));
+        }
+        let out = tokio::time::timeout(
+            WAIT,
+            create
+                .args(["--cluster-replicas", "1", "--cluster-yes"])
+                .stdin(Stdio::null())
+                .output(),
+        )
+        .await
+        .expect("redis-cli --cluster create timed out")
+        .unwrap();
+        assert!(
+            out.status.success(),
+            "redis-cli --cluster create failed: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        for n in &cluster.nodes {
+            cluster
+                .wait_for(n.port, "CLUSTER INFO", "cluster_state:ok")
+                .await;
+            cluster
+                .wait_for(n.port, "CLUSTER INFO", "cluster_slots_ok:16384")
+                .await;
+        }
+        cluster
+    }
+
+    /// `redis+cluster://` with the first three nodes as seeds.
+    pub fn url(&self) -> String {
+        let seeds: Vec<String> = self.nodes[..3]
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect();
+        format!("redis+cluster://{}", seeds.join(","))
+    }
+
+    /// A plain connection to the node on `port`.
+    pub async fn conn(&self, port: u16) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(format!("redis://127.0.0.1:{port}"))
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap()
+    }
+
+    /// `redis-cli -p PORT ARGS…` (split on spaces): its standard output.
+    pub async fn cli(&self, port: u16, args: &str) -> String {
+        let out = Command::new("redis-cli")
+            .args(["-p", &port.to_string()])
+            .args(args.split(' '))
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    async fn wait_for(&self, port: u16, args: &str, expect: &str) {
+        tokio::time::timeout(WAIT, async {
+            loop {
+                if self.cli(port, args).await.contains(expect) {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("node {port}: `{args}` never said {expect:?}"));
+    }
+
+    /// The ports of the current primaries.
+    pub async fn primaries(&self) -> Vec<u16> {
+        let mut out = Vec::new();
+        for n in &self.nodes {
+            if self.cli(n.port, "ROLE").await.starts_with("master") {
+                out.push(n.port);
+            }
+        }
+        out
+    }
+
+    /// The slot of a key with hash tag `tag`.
+    pub async fn slot(&self, tag: &str) -> u16 {
+        let port = self.nodes[0].port;
+        let s = self.cli(port, &format!("CLUSTER KEYSLOT {{{tag}}}")).await;
+        s.trim().parse().unwrap()
+    }
+
+    /// The port of the primary serving `slot` (asking every primary which slots it serves).
+    pub async fn owner(&self, slot: u16) -> u16 {
+        let mut conn = self.conn(self.nodes[0].port).await;
+        let v: Vec<(u16, u16, (String, u16))> = redis::cmd("CLUSTER")
+            .arg("SLOTS")
+            .query_async::<Vec<redis::Value>>(&mut conn)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|range| {
+                let items: Vec<redis::Value> = redis::from_redis_value(range).unwrap();
+                let start: u16 = redis::from_redis_value(items[0].clone()).unwrap();
+                let end: u16 = redis::from_redis_value(items[1].clone()).unwrap();
+                let node: Vec<redis::Value> = redis::from_redis_value(items[2].clone()).unwrap();
+                let host: String = redis::from_redis_value(node[0].clone()).unwrap();
+                let port: u16 = redis::from_redis_value(node[1].clone()).unwrap();
+                (start, end, (host, port))
+            })
+            .collect();
+        v.into_iter()
+            .find(|(s, e, _)| (*s..=*e).contains(&slot))
+            .map(|(_, _, (_, p))| p)
+            .expect("slot not served")
+    }
+
+    /// Moves `slot` from its primary to the primary on `to`, the way `redis-cli --cluster reshard`
+    /// does (IMPORTING/MIGRATING, MIGRATE of every key, SETSLOT NODE on every primary), with `pause`
+    /// between the steps so traffic meets each state of the migration.
+    pub async fn migrate_slot(&self, slot: u16, to: u16, pause: Duration) {
+        let m = self.begin_migration(slot, to).await;
+        tokio::time::sleep(pause).await;
+        self.move_keys(&m).await;
+        tokio::time::sleep(pause).await;
+        self.finish_migration(&m).await;
+    }
+
+    /// Marks `slot` IMPORTING on `to` and MIGRATING on its primary (no key moves yet).
+    pub async fn begin_migration(&self, slot: u16, to: u16) -> Migration {
+        let from = self.owner(slot).await;
+        assert_ne!(from, to, "slot {slot} is already on {to}");
+        let m = Migration {
+            slot,
+            from,
+            to,
+            from_id: self.cli(from, "CLUSTER MYID").await.trim().to_owned(),
+            to_id: self.cli(to, "CLUSTER MYID").await.trim().to_owned(),
+        };
+        let mut dst = self.conn(to).await;
+        let _: () = redis::cmd("CLUSTER")
+            .arg("SETSLOT")
+            .arg(slot)
+            .arg("IMPORTING")
+            .arg(&m.from_id)
+            .query_async(&mut dst)
+            .await
+            .unwrap();
+        let mut src = self.conn(from).await;
+        let _: () = redis::cmd("CLUSTER")
+            .arg("SETSLOT")
+            .arg(slot)
+            .arg("MIGRATING")
+            .arg(&m.to_id)
+            .query_async(&mut src)
+            .await
+            .unwrap();
+        m
+    }
+
+    /// MIGRATEs every key of the slot to the importing node (the slot stays MIGRATING).
+    pub async fn move_keys(&self, m: &Migration) {
+        let mut src = self.conn(m.from).await;
+        loop {
+            let keys: Vec<Vec<u8>> = redis::cmd("CLUSTER")
+                .arg("GETKEYSINSLOT")
+                .arg(m.slot)
+                .arg(100)
+                .query_async(&mut src)
+                .await
+                .unwrap();
+            if keys.is_empty() {
+                return;
+            }
+            let _: redis::Value = redis::cmd("MIGRATE")
+                .arg("127.0.0.1")
+                .arg(m.to)
+                .arg("")
+                .arg(0)
+                .arg(5000)
+                .arg("KEYS")
+                .arg(keys)
+                .query_async(&mut src)
+                .await
+                .unwrap();
+        }
+    }
+
+    /// Gives the slot to the importing node on every primary, and waits until it is served there.
+    pub async fn finish_migration(&self, m: &Migration) {
+        for port in self.primaries().await {
+            let mut c = self.conn(port).await;
+            let _: () = redis::cmd("CLUSTER")
+                .arg("SETSLOT")
+                .arg(m.slot)
+                .arg("NODE")
+                .arg(&m.to_id)
+                .query_async(&mut c)
+                .await
+                .unwrap();
+        }
+        tokio::time::timeout(WAIT, async {
+            while self.owner(m.slot).await != m.to {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+        .await
+        .expect("the slot move never took effect");
+    }
+
+    /// The keys (raw) stored on the node on `port` under `pattern`.
+    pub async fn keys(&self, port: u16, pattern: &str) -> Vec<Vec<u8>> {
+        let mut c = self.conn(port).await;
+        redis::cmd("KEYS")
+            .arg(pattern)
+            .query_async(&mut c)
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        for n in &mut self.nodes {
+            if let Some(mut child) = n.child.take() {
+                let _ = child.start_kill();
+            }
+        }
+    }
+}
