@@ -146,8 +146,10 @@ struct Outcome {
     refused: usize,
     /// Acknowledged, but not in the stream of the promoted replica.
     lost: Vec<String>,
-    /// Per subscriber, the ids received, in order.
-    received: Vec<Vec<String>>,
+    /// Per subscriber, the events received (id, data), in order.
+    received: Vec<Vec<(String, String)>>,
+    /// Per publisher, how many publishes it attempted.
+    attempts: Vec<usize>,
 }
 
 /// Publishes as fast as it can through `node` until `stop`, counting acknowledgements in `count`:
@@ -157,7 +159,7 @@ async fn publisher(
     name: usize,
     stop: Arc<AtomicBool>,
     count: Arc<AtomicUsize>,
-) -> (Vec<String>, usize) {
+) -> (Vec<String>, usize, usize) {
     let c = client();
     let (mut acked, mut refused) = (Vec::new(), 0);
     let mut i = 0;
@@ -178,24 +180,28 @@ async fn publisher(
             other => panic!("publish answered {other}: {json}"),
         }
     }
-    (acked, refused)
+    (acked, refused, i)
 }
 
 /// Reads `orders` until `stop`, resuming with Last-Event-ID (on the other node) if the stream ends.
-async fn subscriber(nodes: [Arc<Node>; 2], stop: Arc<AtomicBool>) -> Vec<String> {
+async fn subscriber(nodes: [Arc<Node>; 2], stop: Arc<AtomicBool>) -> Vec<(String, String)> {
     let c = client();
-    let mut got: Vec<String> = Vec::new();
+    let mut got: Vec<(String, String)> = Vec::new();
     let mut turn = 0;
     while !stop.load(Ordering::Acquire) {
         let url = nodes[turn % 2].url("/events/orders");
         turn += 1;
-        let mut reader = Reader::open(&c, &url, got.last().map(String::as_str)).await;
+        if turn > 1 {
+            eprintln!("subscriber reconnects to {url} after {:?}", got.last());
+        }
+        let last = got.last().map(|(id, _)| id.as_str());
+        let mut reader = Reader::open(&c, &url, last).await;
         while !stop.load(Ordering::Acquire) {
             match reader.next_within(Duration::from_millis(300)).await {
                 Err(()) | Ok(Some(Item::Comment(_) | Item::Retry(_))) => {}
                 Ok(Some(Item::Message(m))) => {
                     assert_ne!(m.event_type, "sse-reset", "reset: {}", m.data);
-                    got.push(m.last_event_id);
+                    got.push((m.last_event_id, m.data));
                 }
                 Ok(None) => break,
             }
@@ -260,11 +266,12 @@ async fn kill_run(ack: &str) -> Outcome {
     .await;
     let replica = set.replica_url();
     stop_pubs.store(true, Ordering::Release);
-    let (mut acked, mut refused) = (Vec::new(), 0);
+    let (mut acked, mut refused, mut attempts) = (Vec::new(), 0, Vec::new());
     for p in pubs {
-        let (a, r) = p.await.unwrap();
+        let (a, r, n) = p.await.unwrap();
         acked.extend(a);
         refused += r;
+        attempts.push(n);
     }
     acked.sort_by_key(|id| position(id));
     let stored: HashSet<String> = stream_ids(&replica, "sse:orders")
@@ -286,7 +293,7 @@ async fn kill_run(ack: &str) -> Outcome {
     }
     for got in &received {
         assert!(
-            got.contains(&last_stored),
+            got.iter().any(|(id, _)| *id == last_stored),
             "a subscriber did not get the last event"
         );
     }
@@ -295,12 +302,11 @@ async fn kill_run(ack: &str) -> Outcome {
         refused,
         lost,
         received,
+        attempts,
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "fails intermittently (about 1 run in 3): one subscriber misses one acknowledged event \
-            near the kill although it is in the promoted replica's stream; not yet diagnosed"]
 async fn sigkill_of_the_primary_mid_publish_loses_no_replicated_acknowledged_event() {
     if !redis_available("sentinel kill test") {
         return;
@@ -314,14 +320,19 @@ async fn sigkill_of_the_primary_mid_publish_loses_no_replicated_acknowledged_eve
     );
     assert!(run.refused > 0, "publishes during the failover answer 503");
     assert_eq!(run.lost, Vec::<String>::new(), "acknowledged then lost");
+    // In order, each once, only what was published ...
+    assert_delivered_once_in_order(&run);
     for got in &run.received {
-        // In order, each once (positions strictly increase) ...
-        for w in got.windows(2) {
-            assert!(position(&w[0]) < position(&w[1]), "order/duplicate: {w:?}");
-        }
         // ... and every acknowledged event among them.
-        let seen: HashSet<&String> = got.iter().collect();
+        let seen: HashSet<&String> = got.iter().map(|(id, _)| id).collect();
         let missing: Vec<&String> = run.acked.iter().filter(|id| !seen.contains(id)).collect();
+        if let Some(m) = missing.first() {
+            let at = got.partition_point(|(id, _)| position(id) < position(m));
+            eprintln!(
+                "missing {m}; received around it: {:?}",
+                &got[at.saturating_sub(5)..(at + 5).min(got.len())]
+            );
+        }
         assert!(
             missing.is_empty(),
             "acknowledged but not delivered: {missing:?}"
@@ -329,23 +340,42 @@ async fn sigkill_of_the_primary_mid_publish_loses_no_replicated_acknowledged_eve
     }
 }
 
-/// The loss window of `--redis-ack primary` (reported, not asserted): `cargo test -p sse-server
-/// --test redis_failover -- --ignored --nocapture`.
+/// `--redis-ack primary` under the same kill: an acknowledged event may be lost (the loss window,
+/// measured and printed here, not asserted: it depends on timing), but what is delivered is still
+/// each event once, in order, and only published events. Run with `--nocapture` to see the count.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "a measurement: run with --ignored --nocapture"]
-async fn measure_the_loss_window_of_primary_acknowledgement() {
+async fn sigkill_with_primary_acknowledgement_delivers_in_order_once_and_reports_the_loss_window() {
     if !redis_available("loss window") {
         return;
     }
-    for round in 0..3 {
-        let run = kill_run("primary").await;
-        eprintln!(
-            "LOSS WINDOW run {round}: --redis-ack primary: {} acknowledged, {} refused with 503, {} \
-             acknowledged then lost",
-            run.acked.len(),
-            run.refused,
-            run.lost.len()
-        );
+    let run = kill_run("primary").await;
+    eprintln!(
+        "LOSS WINDOW: --redis-ack primary: {} acknowledged, {} refused with 503, {} acknowledged \
+         then lost",
+        run.acked.len(),
+        run.refused,
+        run.lost.len()
+    );
+    assert_delivered_once_in_order(&run);
+}
+
+/// Each subscriber got events in order, each once (positions strictly increase), and only events
+/// some publisher sent (`<publisher>-<attempt>`, an attempt that was made).
+fn assert_delivered_once_in_order(run: &Outcome) {
+    for got in &run.received {
+        for w in got.windows(2) {
+            assert!(
+                position(&w[0].0) < position(&w[1].0),
+                "order/duplicate: {w:?}"
+            );
+        }
+        for (id, data) in got {
+            let published = data
+                .split_once('-')
+                .and_then(|(p, i)| Some((p.parse::<usize>().ok()?, i.parse::<usize>().ok()?)))
+                .is_some_and(|(p, i)| run.attempts.get(p).is_some_and(|n| i < *n));
+            assert!(published, "{id} {data:?} was never published");
+        }
     }
 }
 

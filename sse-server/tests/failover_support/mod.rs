@@ -303,7 +303,10 @@ impl Node {
             .args(["--publish-token", TOKEN, "--no-demo"])
             .args(["--heartbeat", "1"])
             .args(extra)
-            .env("RUST_LOG", "warn");
+            .env(
+                "RUST_LOG",
+                std::env::var("SSE_TEST_NODE_LOG").unwrap_or_else(|_| "warn".into()),
+            );
         for (k, v) in env {
             cmd.env(k, v);
         }

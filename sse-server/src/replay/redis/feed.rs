@@ -506,7 +506,10 @@ async fn read(shared: &Shared, state: &State, mut conn: MultiplexedConnection) -
         let gaps = match trimmed_past_cursors(shared, on, &snapshot, &deliveries, asking).await {
             Ok(gaps) => gaps,
             Err(lost) => {
-                // Nothing was handed on: read it again from where this read started.
+                // Nothing was handed on: read it again from where this read started. Without this,
+                // a primary killed between the XREAD answer and this XINFO (a failover) would leave
+                // the cursors past events no subscriber got, and the loop would resume after them
+                // on the promoted replica: acknowledged events missing from open streams.
                 rewind(state, &snapshot);
                 return Err(lost);
             }
