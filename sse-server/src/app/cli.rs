@@ -90,6 +90,8 @@ pub(crate) struct Args {
     /// Keep the replay window in Redis (one Redis Stream per channel) and share channels with every
     /// sse-server started with the same URL: a cluster behind any load balancer, where an event
     /// published on one node reaches subscribers on all of them and Last-Event-ID resumes on any.
+    /// redis://host:port[/db], rediss://… (TLS), redis+cluster://HOST:PORT[,HOST:PORT...] (rediss+cluster://),
+    /// redis+sentinel://HOST:PORT[,HOST:PORT...]/MASTER_NAME (rediss+sentinel://).
     #[arg(
         long,
         env = "SSE_REDIS",

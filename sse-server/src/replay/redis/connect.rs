@@ -105,10 +105,7 @@ impl Target {
                 root_cert: Some(pem.to_vec()),
             });
         }
-        let client = builder.build().map_err(|e| match scheme {
-            "rediss" => format!("TLS to the cluster is not available ({e})"),
-            _ => e.to_string(),
-        })?;
+        let client = builder.build().map_err(|e| e.to_string())?;
         Ok(Target::Cluster {
             client: Box::new(client),
             seeds,
