@@ -54,6 +54,10 @@ fn server_args(port: u16, dir: &std::path::Path) -> Vec<String> {
         "no",
         "--loglevel",
         "warning",
+        // A replica loads the primary's data from the socket, not through a file: a full sync
+        // does not depend on free disk space (a full disk once stalled the rejoin for 30 s).
+        "--repl-diskless-load",
+        "on-empty-db",
     ]
     .map(str::to_owned)
     .to_vec()
@@ -297,6 +301,8 @@ pub struct Node {
 
 impl Node {
     /// Starts `sse-server --redis URL` plus `extra` flags, on an ephemeral port with 1 s heartbeats.
+    /// Its log filter is `SSE_TEST_NODE_LOG` when set (e.g. `warn,sse_server::replay::redis=debug`;
+    /// every line but INFO is echoed), else `warn`.
     pub async fn start(redis_url: &str, extra: &[&str], env: &[(&str, &str)]) -> Node {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_sse-server"));
         cmd.args(["--listen", "127.0.0.1:0", "--redis", redis_url])
