@@ -123,7 +123,7 @@ pub use replay::{
 #[cfg(feature = "durable")]
 pub use replay::{CommitMode, DurableStore, DurableStoreBuilder, STORE_FILE};
 #[cfg(feature = "redis")]
-pub use replay::{RedisStore, RedisStoreBuilder};
+pub use replay::{RedisAck, RedisStore, RedisStoreBuilder};
 /// The protocol crate this hub encodes with, re-exported so versions match.
 pub use sse_proto;
 pub use transport::limits::Limits;

@@ -24,7 +24,7 @@ mod unavailable;
 mod window;
 
 #[cfg(feature = "redis")]
-pub use self::redis::{RedisStore, RedisStoreBuilder};
+pub use self::redis::{RedisAck, RedisStore, RedisStoreBuilder};
 #[cfg(feature = "durable")]
 pub use durable::{CommitMode, DurableStore, DurableStoreBuilder, STORE_FILE};
 pub use memory::MemoryStore;

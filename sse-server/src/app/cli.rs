@@ -90,6 +90,8 @@ pub(crate) struct Args {
     /// Keep the replay window in Redis (one Redis Stream per channel) and share channels with every
     /// sse-server started with the same URL: a cluster behind any load balancer, where an event
     /// published on one node reaches subscribers on all of them and Last-Event-ID resumes on any.
+    /// redis://host:port[/db], rediss://… (TLS), redis+cluster://HOST:PORT[,HOST:PORT...] (rediss+cluster://),
+    /// redis+sentinel://HOST:PORT[,HOST:PORT...]/MASTER_NAME (rediss+sentinel://).
     #[arg(
         long,
         env = "SSE_REDIS",
@@ -97,6 +99,23 @@ pub(crate) struct Args {
         conflicts_with = "data_dir"
     )]
     pub(crate) redis: Option<String>,
+
+    /// With --redis: when a publish is acknowledged. `primary`: once the Redis primary stored it (a
+    /// primary that dies before its replica copied it loses it); `replicated`: once a replica confirmed
+    /// it too (`WAIT 1 <--redis-wait-ms>`), else 503 (not acknowledged; the event may still appear).
+    #[arg(long, env = "SSE_REDIS_ACK", value_enum, default_value_t = RedisAck::Primary, requires = "redis")]
+    pub(crate) redis_ack: RedisAck,
+
+    /// With --redis-ack replicated: how long a publish waits for a replica to confirm it before it
+    /// answers 503.
+    #[arg(
+        long,
+        env = "SSE_REDIS_WAIT_MS",
+        default_value_t = 500,
+        value_name = "MS",
+        requires = "redis"
+    )]
+    pub(crate) redis_wait_ms: u64,
 
     /// Discard the store in --data-dir (its events and ids) and start fresh, e.g. after it was reported
     /// damaged.
@@ -199,6 +218,15 @@ pub(crate) enum Durability {
     Group,
     /// One commit and fsync per publish.
     PerPublish,
+}
+
+/// When a publish to Redis is acknowledged (--redis-ack).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum RedisAck {
+    /// Once the primary stored it.
+    Primary,
+    /// Once a replica confirmed it too.
+    Replicated,
 }
 
 /// How logs are written.

@@ -94,14 +94,14 @@ async fn build_hub(args: &Args) -> Result<Hub, Error> {
     args.security.auth()?;
     if let Some(url) = &args.redis {
         // Start anyway when Redis is down (nodes may start first): publishes answer 503 until it is up.
-        let probe = sse_server::RedisStore::builder(url.clone()).build()?;
-        match probe.ping().await {
-            Ok(()) => tracing::info!(redis = %probe.url(), "replay store: redis"),
+        let store = redis_store(args, url)?;
+        match store.ping().await {
+            Ok(()) => tracing::info!(redis = %store.url(), "replay store: redis"),
             Err(e) => {
                 tracing::warn!(error = %e, "Redis is not reachable yet; retrying in the background")
             }
         }
-        builder = builder.redis(url.clone());
+        builder = builder.store(std::sync::Arc::new(store));
     }
     if let Some(dir) = &args.data_dir {
         let mode = match args.durability {
@@ -122,6 +122,23 @@ async fn build_hub(args: &Args) -> Result<Hub, Error> {
         builder = builder.header(name.clone(), value.clone());
     }
     builder.try_build()
+}
+
+/// The `--redis` store with the `--replay-*` window and `--redis-ack`/`--redis-wait-ms`.
+fn redis_store(args: &Args, url: &str) -> Result<sse_server::RedisStore, Error> {
+    let retention = sse_server::Retention::default()
+        .max_events(args.replay_events)
+        .max_bytes(args.replay_bytes)
+        .max_age(Duration::from_secs(args.replay_age));
+    let ack = match args.redis_ack {
+        cli::RedisAck::Primary => sse_server::RedisAck::Primary,
+        cli::RedisAck::Replicated => sse_server::RedisAck::Replicated,
+    };
+    sse_server::RedisStore::builder(url)
+        .retention(retention)
+        .ack(ack)
+        .wait(Duration::from_millis(args.redis_wait_ms))
+        .build()
 }
 
 /// Binds `--listen` with a listen backlog of `backlog` (`--listen-backlog`; tokio's own `bind`

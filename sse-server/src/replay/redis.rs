@@ -18,9 +18,10 @@ use crate::position::Position;
 mod connect;
 mod entry;
 mod feed;
+mod sentinel;
 mod shared;
 
-use connect::{SHAPES, Target};
+use connect::{Options, SHAPES, Target};
 use entry::{deleted_through, pairs, range, text};
 use feed::Feed;
 use shared::{Shared, now_ms};
@@ -85,6 +86,29 @@ const TOKEN_MIN: Duration = Duration::from_secs(30);
 /// events from the stream itself, so it must hold at least what a loop may lag behind.
 pub(crate) const MIN_STREAM_LEN: usize = 100;
 
+/// When a publish is acknowledged (`--redis-ack`).
+///
+/// ```
+/// let store = sse_server::RedisStore::builder("redis://127.0.0.1:6379")
+///     .ack(sse_server::RedisAck::Replicated)
+///     .build()?;
+/// # drop(store);
+/// # Ok::<(), sse_server::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RedisAck {
+    /// Once the primary stored the event (a primary that dies before its replica copied it loses it).
+    #[default]
+    Primary,
+    /// Once a replica confirmed it too (`WAIT 1 <wait>` after the append); no replica in time
+    /// answers 503, and the event may still appear (it is on the primary, and may reach a replica).
+    Replicated,
+}
+
+/// Default of [`RedisStoreBuilder::wait`]: long enough for a replica on a healthy network (a
+/// replica acknowledges within a round trip), short enough that a publisher soon learns it is gone.
+pub(crate) const DEFAULT_WAIT: Duration = Duration::from_millis(500);
+
 /// The Redis replay store: each channel is a Redis Stream (`<prefix><channel>`), so several `sse-server`
 /// nodes share one ordered log and one replay window, and fan out from it (see [`LiveFeed`]).
 ///
@@ -143,6 +167,9 @@ pub struct RedisStoreBuilder {
     prefix: String,
     retention: Retention,
     timeout: Duration,
+    ack: RedisAck,
+    wait: Duration,
+    root_ca: Option<Vec<u8>>,
 }
 
 impl RedisStoreBuilder {
@@ -176,13 +203,51 @@ impl RedisStoreBuilder {
         self
     }
 
+    /// When a publish is acknowledged (default [`RedisAck::Primary`]).
+    ///
+    /// ```
+    /// let _ = sse_server::RedisStore::builder("redis://127.0.0.1").ack(sse_server::RedisAck::Replicated);
+    /// ```
+    pub fn ack(mut self, ack: RedisAck) -> Self {
+        self.ack = ack;
+        self
+    }
+
+    /// With [`RedisAck::Replicated`]: how long a publish waits for a replica to confirm it (default
+    /// 500 ms; at least 1 ms) before it answers 503.
+    ///
+    /// ```
+    /// let _ = sse_server::RedisStore::builder("redis://127.0.0.1").wait(std::time::Duration::from_millis(200));
+    /// ```
+    pub fn wait(mut self, wait: Duration) -> Self {
+        self.wait = wait.max(Duration::from_millis(1));
+        self
+    }
+
+    /// For `rediss://`: trust these CA certificates (PEM) instead of the system's roots (which
+    /// `SSL_CERT_FILE` may also point at a private CA's file).
+    ///
+    /// ```
+    /// let _ = sse_server::RedisStore::builder("rediss://127.0.0.1:6380").tls_root_ca(b"-----BEGIN CERTIFICATE-----\n".to_vec());
+    /// ```
+    pub fn tls_root_ca(mut self, pem: Vec<u8>) -> Self {
+        self.root_ca = Some(pem);
+        self
+    }
+
     /// Checks the URL and builds the store (no connection is made yet).
     ///
     /// ```
     /// assert!(sse_server::RedisStore::builder("http://nope").build().is_err());
     /// ```
     pub fn build(self) -> Result<RedisStore, Error> {
-        let target = Target::open(&self.url, self.timeout).map_err(|e| {
+        let wait = (self.ack == RedisAck::Replicated).then_some(self.wait);
+        let opts = Options {
+            timeout: self.timeout,
+            command: self.timeout + wait.unwrap_or_default(),
+            root_ca: self.root_ca.as_deref(),
+        };
+        let target = Target::open(&self.url, &opts).map_err(|e| {
             Error::Store(format!(
                 "invalid Redis URL {:?} ({e}); write it as {SHAPES}",
                 redact(&self.url)
@@ -201,6 +266,7 @@ impl RedisStoreBuilder {
             prefix: self.prefix,
             retention: self.retention,
             timeout: self.timeout,
+            wait,
             conn: OnceCell::new(),
         });
         Ok(RedisStore {
@@ -238,6 +304,9 @@ impl RedisStore {
             prefix: "sse:".into(),
             retention: Retention::default(),
             timeout: Duration::from_secs(2),
+            ack: RedisAck::Primary,
+            wait: DEFAULT_WAIT,
+            root_ca: None,
         }
     }
 
@@ -375,10 +444,7 @@ impl RedisStore {
         for c in channels {
             cmd.arg(*c);
         }
-        let entry_id: String = self
-            .shared
-            .run("EVAL", |mut c| async move { cmd.query_async(&mut c).await })
-            .await?;
+        let entry_id = self.eval_append(cmd).await?;
         let position: Position = entry_id.parse().map_err(|_| {
             Error::Store(format!(
                 "Redis answered the append script with {entry_id:?}, not a stream id"
@@ -387,6 +453,49 @@ impl RedisStore {
         Ok(stored::stamp_encoded(position, custom, |id| {
             entry::join(&parts.head, id, &parts.tail)
         }))
+    }
+
+    /// Runs the append script; with [`RedisAck::Replicated`], `WAIT 1 <wait>` right after it on the
+    /// same connection (one pipeline), so the replica count is of this very write.
+    async fn eval_append(&self, cmd: ::redis::Cmd) -> Result<String, Error> {
+        let Some(wait) = self.shared.wait else {
+            return self
+                .shared
+                .run("EVAL", |mut c| async move { cmd.query_async(&mut c).await })
+                .await;
+        };
+        let mut pipe = ::redis::pipe();
+        pipe.add_command(cmd)
+            .cmd("WAIT")
+            .arg(1)
+            .arg(wait.as_millis() as u64);
+        let (entry_id, replicas): (String, u64) = self
+            .shared
+            .run("EVAL+WAIT", |mut c| async move {
+                pipe.query_async(&mut c).await
+            })
+            .await?;
+        if replicas == 0 {
+            return Err(Error::Store(format!(
+                "not acknowledged: no replica of Redis at {} confirmed event {entry_id} within {} ms \
+                 (--redis-ack replicated); the event may still appear: retry with the same content \
+                 only if a duplicate is acceptable",
+                self.shared.url,
+                wait.as_millis()
+            )));
+        }
+        Ok(entry_id)
+    }
+
+    /// Redis's clock (`TIME`), in ms: what the append script stamps ids with.
+    async fn redis_now_ms(&self) -> Result<u64, Error> {
+        let (secs, micros): (u64, u64) = self
+            .shared
+            .run("TIME", |mut c| async move {
+                ::redis::cmd("TIME").query_async(&mut c).await
+            })
+            .await?;
+        Ok(secs * 1000 + micros / 1000)
     }
 
     /// The last minor position bucket `b`'s sequencer issued (0 before the first).
@@ -500,9 +609,14 @@ impl RedisStore {
         };
         let placed = match last_event_id.parse::<Position>() {
             // Positions are hub-wide: an id of another channel is known when the sequencer issued it.
+            // One past what this Redis issued may still be a position: the append of a primary that
+            // died before its replica copied it (a subscriber may have seen it; the next surviving
+            // event comes after it, since the new primary's clock has moved on). Only an id from the
+            // future of Redis's clock is unknown.
             Ok(p)
                 if p > info.last_generated
-                    && p.minor() > self.issued_through(self.shared.bucket(channel)).await? =>
+                    && p.minor() > self.issued_through(self.shared.bucket(channel)).await?
+                    && p.major() > self.redis_now_ms().await? =>
             {
                 Err(ResetReason::Unknown)
             }

@@ -58,6 +58,29 @@ pub struct RedisCluster {
     _dir: tempfile::TempDir,
 }
 
+/// Starts one cluster node on `port`, keeping its files (`nodes.conf`) in `dir`.
+fn spawn_node(port: u16, dir: &std::path::Path) -> Child {
+    Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args([
+            "--cluster-enabled",
+            "yes",
+            "--cluster-config-file",
+            "nodes.conf",
+        ])
+        .args(["--cluster-node-timeout", "2000"])
+        .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
+        .args(["--loglevel", "warning"])
+        .arg("--dir")
+        .arg(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("cannot start redis-server")
+}
+
 impl RedisCluster {
     /// Starts 6 nodes and joins them into 3 primaries with one replica each; returns once every
     /// node says `cluster_state:ok` and knows all 16384 slots.
@@ -68,25 +91,7 @@ impl RedisCluster {
             let port = free_port_pair();
             let node_dir = dir.path().join(port.to_string());
             std::fs::create_dir_all(&node_dir).unwrap();
-            let child = Command::new("redis-server")
-                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-                .args([
-                    "--cluster-enabled",
-                    "yes",
-                    "--cluster-config-file",
-                    "nodes.conf",
-                ])
-                .args(["--cluster-node-timeout", "2000"])
-                .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
-                .args(["--loglevel", "warning"])
-                .arg("--dir")
-                .arg(&node_dir)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .kill_on_drop(true)
-                .spawn()
-                .expect("cannot start redis-server");
+            let child = spawn_node(port, &node_dir);
             nodes.push(ClusterNode {
                 port,
                 child: Some(child),
@@ -188,9 +193,39 @@ impl RedisCluster {
         s.trim().parse().unwrap()
     }
 
-    /// The port of the primary serving `slot` (asking every primary which slots it serves).
+    /// SIGKILLs the node on `port` (a crash: nothing saved, its replica takes over after
+    /// `cluster-node-timeout`).
+    pub async fn kill(&mut self, port: u16) {
+        let node = self.nodes.iter_mut().find(|n| n.port == port).unwrap();
+        if let Some(mut child) = node.child.take() {
+            child.kill().await.unwrap();
+        }
+    }
+
+    /// Starts the killed node on `port` again with its `nodes.conf`: it rejoins the cluster (as a
+    /// replica of whoever took over its slots) and waits until it says `cluster_state:ok`.
+    pub async fn restart(&mut self, port: u16) {
+        let dir = self._dir.path().join(port.to_string());
+        let node = self.nodes.iter_mut().find(|n| n.port == port).unwrap();
+        assert!(node.child.is_none(), "kill node {port} first");
+        node.child = Some(spawn_node(port, &dir));
+        self.wait_for(port, "PING", "PONG").await;
+        self.wait_for(port, "CLUSTER INFO", "cluster_state:ok")
+            .await;
+    }
+
+    /// Waits until every running node says `cluster_state:ok` (after a failover).
+    pub async fn wait_ok(&self) {
+        for n in self.nodes.iter().filter(|n| n.child.is_some()) {
+            self.wait_for(n.port, "CLUSTER INFO", "cluster_state:ok")
+                .await;
+        }
+    }
+
+    /// The port of the primary serving `slot` (asking a running node which node serves what).
     pub async fn owner(&self, slot: u16) -> u16 {
-        let mut conn = self.conn(self.nodes[0].port).await;
+        let live = self.nodes.iter().find(|n| n.child.is_some()).unwrap();
+        let mut conn = self.conn(live.port).await;
         let v: Vec<(u16, u16, (String, u16))> = redis::cmd("CLUSTER")
             .arg("SLOTS")
             .query_async::<Vec<redis::Value>>(&mut conn)

@@ -2,7 +2,11 @@
 //! one shared connection every command runs on ([`Conn`]), and a dedicated connection for a live-feed
 //! read loop, whose `XREAD BLOCK` must not hold up anyone else's commands.
 //!
-//! * `redis://…` ([`Target::Single`]): one server; today's key layout, one sequencer.
+//! * `redis://…`, `rediss://…` ([`Target::Single`]): one server; today's key layout, one sequencer.
+//! * `redis+sentinel://h:p[,h:p…]/MASTER`, `rediss+sentinel://…` ([`Target::Sentinel`]): the primary
+//!   the sentinels name, found again after a failover; one server's key layout. The shared connection
+//!   is dropped on any error (see [`Primary::forget`]) and a read loop asks the sentinels on every
+//!   connect.
 //! * `redis+cluster://h:p[,h:p…]`, `rediss+cluster://…` ([`Target::Cluster`]): a Redis Cluster. The shared connection is the
 //!   `redis` crate's cluster connection, which routes each command by its key's hash slot and follows
 //!   `MOVED`/`ASK` redirections and slot-map changes by itself. A read loop connects to the node that
@@ -15,16 +19,32 @@ use ::redis::aio::{
 };
 use ::redis::cluster::{ClusterClient, ClusterClientBuilder};
 use ::redis::cluster_async::ClusterConnection;
-use ::redis::{AsyncConnectionConfig, Client, Cmd, Pipeline, RedisFuture, Value};
+use ::redis::{AsyncConnectionConfig, Client, Cmd, Pipeline, RedisFuture, TlsCertificates, Value};
+
+use super::sentinel::{self, Primary, Sentinel};
 
 /// The URL shapes the store accepts, for error messages.
-pub(super) const SHAPES: &str = "redis://[user:password@]host:port[/db] or \
-     redis+cluster://[user:password@]host:port[,host:port...] (rediss+cluster:// for TLS)";
+pub(super) const SHAPES: &str = "redis://[user:password@]host:port[/db] (rediss:// for TLS), \
+     redis+cluster://[user:password@]host:port[,host:port...] (rediss+cluster:// for TLS), or \
+     redis+sentinel://[user:password@]HOST:PORT[,HOST:PORT...]/MASTER_NAME[/DB] \
+     (rediss+sentinel:// for TLS)";
+
+/// How the store talks to Redis: the timeouts and, for TLS, the CA to trust.
+pub(super) struct Options<'a> {
+    /// Connecting, and any command but a replicated append.
+    pub(super) timeout: Duration,
+    /// The longest a command may take (the timeout plus the `WAIT` of a replicated append).
+    pub(super) command: Duration,
+    /// PEM CA certificates trusted instead of the system roots for `rediss…` URLs.
+    pub(super) root_ca: Option<&'a [u8]>,
+}
 
 /// Where the store's Redis is.
 pub(super) enum Target {
-    /// One server (`redis://`).
+    /// One server (`redis://`, `rediss://`).
     Single(Client),
+    /// Whichever server the sentinels name (`redis+sentinel://`, `rediss+sentinel://`).
+    Sentinel(Box<Primary>),
     /// A Redis Cluster (`redis+cluster://`, `rediss+cluster://` with TLS): the client, and one
     /// `redis://` (`rediss://`) URL per seed node (credentials included) from which a read loop starts
     /// looking for its slot's owner.
@@ -33,17 +53,23 @@ pub(super) enum Target {
         seeds: Vec<String>,
         /// `redis[s]://[user:password@]`, to build the URL of a node a `MOVED` names.
         base: String,
+        /// PEM CA certificates trusted for `rediss+cluster://` instead of the system roots.
+        root_ca: Option<Vec<u8>>,
     },
 }
 
 impl Target {
     /// Parses `url` (see [`SHAPES`]); no connection is made.
-    pub(super) fn open(url: &str, timeout: Duration) -> Result<Target, String> {
+    pub(super) fn open(url: &str, opts: &Options<'_>) -> Result<Target, String> {
+        if let Some(s) = Sentinel::parse(url)? {
+            let s = s.with_root_ca(opts.root_ca.map(<[u8]>::to_vec));
+            return Ok(Target::Sentinel(Box::new(Primary::new(s))));
+        }
         let (scheme, rest) = match url.split_once("://") {
             Some(("redis+cluster", rest)) => ("redis", rest),
             Some(("rediss+cluster", rest)) => ("rediss", rest),
             _ => {
-                return Client::open(url)
+                return sentinel::open(url, opts.root_ca)
                     .map(Target::Single)
                     .map_err(|e| e.to_string());
             }
@@ -66,22 +92,25 @@ impl Target {
                     .into(),
             );
         }
-        let client = ClusterClientBuilder::new(seeds.clone())
-            .connection_timeout(timeout)
-            .response_timeout(timeout)
-            .overall_response_timeout(Some(timeout))
+        let mut builder = ClusterClientBuilder::new(seeds.clone())
+            .connection_timeout(opts.timeout)
+            .response_timeout(opts.command)
+            .overall_response_timeout(Some(opts.command))
             .retries(6)
             .min_retry_wait(20)
-            .max_retry_wait(500)
-            .build()
-            .map_err(|e| match scheme {
-                "rediss" => format!("TLS to the cluster is not available ({e})"),
-                _ => e.to_string(),
-            })?;
+            .max_retry_wait(500);
+        if let (Some(pem), "rediss") = (opts.root_ca, scheme) {
+            builder = builder.certs(TlsCertificates {
+                client_tls: None,
+                root_cert: Some(pem.to_vec()),
+            });
+        }
+        let client = builder.build().map_err(|e| e.to_string())?;
         Ok(Target::Cluster {
             client: Box::new(client),
             seeds,
             base,
+            root_ca: opts.root_ca.map(<[u8]>::to_vec),
         })
     }
 
@@ -90,43 +119,83 @@ impl Target {
         matches!(self, Target::Cluster { .. })
     }
 
-    /// The shared connection (lazy for one server; for a cluster, connects to learn the slot map).
-    pub(super) async fn shared(&self, timeout: Duration) -> ::redis::RedisResult<Conn> {
+    /// The configuration of a one-server shared connection.
+    pub(super) fn manager_config(timeout: Duration, command: Duration) -> ConnectionManagerConfig {
+        ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(command))
+            .set_min_delay(Duration::from_millis(50))
+            .set_max_delay(Duration::from_secs(1))
+            .set_number_of_retries(2)
+    }
+
+    /// The shared connection (lazy for one server; for a cluster, connects to learn the slot map;
+    /// with Sentinel, asks the sentinels unless it has a connection to the primary already).
+    pub(super) async fn shared(
+        &self,
+        timeout: Duration,
+        command: Duration,
+    ) -> Result<Conn, String> {
+        let config = Self::manager_config(timeout, command);
         match self {
             Target::Single(client) => {
-                let config = ConnectionManagerConfig::new()
-                    .set_connection_timeout(Some(timeout))
-                    .set_response_timeout(Some(timeout))
-                    .set_min_delay(Duration::from_millis(50))
-                    .set_max_delay(Duration::from_secs(1))
-                    .set_number_of_retries(2);
-                ConnectionManager::new_lazy_with_config(client.clone(), config).map(Conn::Single)
+                ConnectionManager::new_lazy_with_config(client.clone(), config)
+                    .map(Conn::Single)
+                    .map_err(|e| e.to_string())
             }
-            Target::Cluster { client, .. } => {
-                Ok(Conn::Cluster(client.get_async_connection().await?))
-            }
+            Target::Sentinel(p) => p.conn(timeout, config).await.map(Conn::Single),
+            Target::Cluster { client, .. } => client
+                .get_async_connection()
+                .await
+                .map(Conn::Cluster)
+                .map_err(|e| e.to_string()),
+        }
+    }
+
+    /// After a failed command: with Sentinel, forgets the primary so the next command asks again
+    /// (a refused or lost connection, a timeout, `READONLY` from a demoted primary).
+    pub(super) async fn failed(&self) {
+        if let Target::Sentinel(p) = self {
+            p.forget().await;
         }
     }
 
     /// A dedicated connection for a read loop: to `node` (`host:port`, the owner a `MOVED` named)
-    /// when given, else to the server or the `attempt`-th seed (round robin). Also says which node
-    /// (`host:port`) it reached in a cluster.
+    /// when given, else to the server, the primary the sentinels name now, or the `attempt`-th seed
+    /// (round robin). Also says which node (`host:port`) it reached in a cluster.
     pub(super) async fn reader(
         &self,
         node: Option<&str>,
         attempt: usize,
         config: &AsyncConnectionConfig,
+        timeout: Duration,
     ) -> ::redis::RedisResult<(MultiplexedConnection, Option<String>)> {
         let (client, node) = match (self, node) {
             (Target::Single(client), _) => (client.clone(), None),
-            (Target::Cluster { base, .. }, Some(node)) => (
-                Client::open(format!("{base}{node}"))?,
+            (Target::Sentinel(p), _) => (
+                p.sentinel.primary(timeout).await.map_err(|e| {
+                    ::redis::RedisError::from(std::io::Error::other(format!(
+                        "find the primary: {e}"
+                    )))
+                })?,
+                None,
+            ),
+            (Target::Cluster { base, root_ca, .. }, Some(node)) => (
+                sentinel::open(&format!("{base}{node}"), root_ca.as_deref())?,
                 Some(node.to_owned()),
             ),
-            (Target::Cluster { seeds, base, .. }, None) => {
+            (
+                Target::Cluster {
+                    seeds,
+                    base,
+                    root_ca,
+                    ..
+                },
+                None,
+            ) => {
                 let seed = &seeds[attempt % seeds.len()];
                 let node = seed.strip_prefix(base.as_str()).map(str::to_owned);
-                (Client::open(seed.as_str())?, node)
+                (sentinel::open(seed, root_ca.as_deref())?, node)
             }
         };
         let conn = client
@@ -175,13 +244,15 @@ impl ConnectionLike for Conn {
 mod tests {
     use super::*;
 
+    const OPTS: Options<'static> = Options {
+        timeout: Duration::from_secs(1),
+        command: Duration::from_secs(1),
+        root_ca: None,
+    };
+
     #[test]
     fn cluster_urls_are_parsed() {
-        let t = Target::open(
-            "redis+cluster://:pw@127.0.0.1:7000,127.0.0.1:7001/",
-            Duration::from_secs(1),
-        )
-        .unwrap();
+        let t = Target::open("redis+cluster://:pw@127.0.0.1:7000,127.0.0.1:7001/", &OPTS).unwrap();
         match t {
             Target::Cluster { seeds, base, .. } => {
                 assert_eq!(
@@ -190,19 +261,18 @@ mod tests {
                 );
                 assert_eq!(base, "redis://:pw@");
             }
-            Target::Single(_) => panic!("not a cluster"),
+            _ => panic!("not a cluster"),
         }
-        assert!(Target::open("redis+cluster://", Duration::from_secs(1)).is_err());
-        // Built with TLS support, a TLS cluster; without, an error that says so.
-        match Target::open("rediss+cluster://h:1", Duration::from_secs(1)) {
+        assert!(Target::open("redis+cluster://", &OPTS).is_err());
+        match Target::open("rediss+cluster://h:1", &OPTS) {
             Ok(Target::Cluster { base, .. }) => assert_eq!(base, "rediss://"),
-            Ok(Target::Single(_)) => panic!("not a cluster"),
-            Err(e) => assert!(e.contains("TLS"), "{e}"),
+            _ => panic!("not a TLS cluster"),
         }
-        assert!(Target::open("redis+cluster://h:1/0", Duration::from_secs(1)).is_err());
-        assert!(
-            Target::open("redis://127.0.0.1", Duration::from_secs(1))
-                .is_ok_and(|t| !t.is_cluster())
-        );
+        assert!(matches!(
+            Target::open("redis+sentinel://h:1/m", &OPTS),
+            Ok(Target::Sentinel(_))
+        ));
+        assert!(Target::open("redis+cluster://h:1/0", &OPTS).is_err());
+        assert!(Target::open("redis://127.0.0.1", &OPTS).is_ok_and(|t| !t.is_cluster()));
     }
 }

@@ -425,7 +425,7 @@ async fn connect(
     let node = state.node.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let (mut conn, node) = shared
         .target
-        .reader(node.as_deref(), attempt, &config)
+        .reader(node.as_deref(), attempt, &config, shared.timeout)
         .await?;
     let id: i64 = ::redis::cmd("CLIENT")
         .arg("ID")
@@ -465,7 +465,11 @@ async fn read(shared: &Shared, state: &State, mut conn: MultiplexedConnection) -
             Some(node) => {
                 if importing.as_ref().is_none_or(|(n, _)| *n != node) {
                     let config = reader_config(shared);
-                    let c = shared.target.reader(Some(&node), 0, &config).await?.0;
+                    let c = shared
+                        .target
+                        .reader(Some(&node), 0, &config, shared.timeout)
+                        .await?
+                        .0;
                     importing = Some((node, c));
                 }
                 match importing.as_mut() {
@@ -502,7 +506,10 @@ async fn read(shared: &Shared, state: &State, mut conn: MultiplexedConnection) -
         let gaps = match trimmed_past_cursors(shared, on, &snapshot, &deliveries, asking).await {
             Ok(gaps) => gaps,
             Err(lost) => {
-                // Nothing was handed on: read it again from where this read started.
+                // Nothing was handed on: read it again from where this read started. Without this,
+                // a primary killed between the XREAD answer and this XINFO (a failover) would leave
+                // the cursors past events no subscriber got, and the loop would resume after them
+                // on the promoted replica: acknowledged events missing from open streams.
                 rewind(state, &snapshot);
                 return Err(lost);
             }

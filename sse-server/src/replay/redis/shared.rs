@@ -29,6 +29,9 @@ pub(super) struct Shared {
     pub(super) prefix: String,
     pub(super) retention: Retention,
     pub(super) timeout: Duration,
+    /// `--redis-ack replicated`: how long `WAIT` waits for a replica (`None`: acknowledge on the primary).
+    pub(super) wait: Option<Duration>,
+    /// The shared connection (one server, cluster); with Sentinel, the target keeps it.
     pub(super) conn: OnceCell<Conn>,
 }
 
@@ -113,12 +116,25 @@ impl Shared {
         ))
     }
 
-    /// The shared multiplexed connection; it reconnects by itself after a failure.
+    /// The longest one command may take: the timeout, plus the `WAIT` of a replicated append.
+    pub(super) fn command_timeout(&self) -> Duration {
+        self.timeout + self.wait.unwrap_or_default()
+    }
+
+    /// The shared multiplexed connection; it reconnects by itself after a failure (with Sentinel:
+    /// to the primary the sentinels name after the failure).
     pub(super) async fn conn(&self) -> Result<Conn, Error> {
+        let shared = || self.target.shared(self.timeout, self.command_timeout());
+        if let Target::Sentinel(_) = &self.target {
+            // Each sentinel is asked within the timeout in turn: no bound over all of them.
+            return shared()
+                .await
+                .map_err(|e| self.unavailable("find the primary", e));
+        }
         let conn = self
             .conn
             .get_or_try_init(|| async {
-                match tokio::time::timeout(self.timeout, self.target.shared(self.timeout)).await {
+                match tokio::time::timeout(self.timeout, shared()).await {
                     Ok(Ok(c)) => Ok(c),
                     Ok(Err(e)) => Err(self.unavailable("connect", e)),
                     Err(_) => Err(self.unavailable("connect", "timed out")),
@@ -135,11 +151,13 @@ impl Shared {
         Fut: Future<Output = ::redis::RedisResult<T>>,
     {
         let conn = self.conn().await?;
-        match tokio::time::timeout(self.timeout, op(conn)).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(self.unavailable(what, e)),
-            Err(_) => Err(self.unavailable(what, "timed out")),
-        }
+        let why = match tokio::time::timeout(self.command_timeout(), op(conn)).await {
+            Ok(Ok(v)) => return Ok(v),
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => "timed out".to_owned(),
+        };
+        self.target.failed().await;
+        Err(self.unavailable(what, why))
     }
 
     /// `XTRIM key MINID = <now - max_age>`, or nothing when the age bound is off.
