@@ -120,7 +120,7 @@ async fn subscriber(
                 Err(()) | Ok(Some(Item::Comment(_) | Item::Retry(_))) => {}
                 Ok(Some(Item::Message(m))) => {
                     assert_ne!(m.event_type, "sse-reset", "{channel}: reset: {}", m.data);
-                    got.push((m.last_event_id, m.data));
+                    got.push((m.last_event_id.into(), m.data.into()));
                 }
                 Ok(None) => break,
             }
@@ -282,7 +282,7 @@ async fn sigkill_of_a_cluster_primary_loses_no_replicated_acknowledged_event() {
         assert_ne!(m.event_type, "sse-reset", "reset: {}", m.data);
         // Attempts answered 503 may appear (documented); acknowledged ones come in order, once.
         if order.iter().any(|(id, _)| *id == m.last_event_id) {
-            resumed.push((m.last_event_id, m.data));
+            resumed.push((m.last_event_id.to_string(), m.data.to_string()));
         }
     }
     assert_eq!(resumed, order[cut + 1..].to_vec(), "{ch}: resumed exactly");

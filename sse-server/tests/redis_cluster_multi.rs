@@ -34,8 +34,8 @@ async fn read_until(reader: &mut Reader, want: &BTreeSet<String>) -> Vec<(String
             .unwrap_or_else(|_| panic!("missing {:?}", want.difference(&seen).collect::<Vec<_>>()))
             .expect("stream ended early");
         assert_ne!(m.event_type, "sse-reset", "unexpected reset: {}", m.data);
-        seen.insert(m.data.clone());
-        got.push((m.last_event_id, m.data));
+        seen.insert(m.data.to_string());
+        got.push((m.last_event_id.into(), m.data.into()));
     }
     got
 }

@@ -40,7 +40,7 @@ fn position(id: &str) -> (u64, u64) {
 async fn message(reader: &mut Reader) -> (String, String) {
     let m = reader.message().await.expect("stream ended");
     assert_ne!(m.event_type, "sse-reset", "unexpected reset: {}", m.data);
-    (m.last_event_id, m.data)
+    (m.last_event_id.into(), m.data.into())
 }
 
 /// Reads up to the acknowledged `after` event: only attempts of it come first (one answered 503 on a
@@ -201,7 +201,7 @@ async fn subscriber(nodes: [Arc<Node>; 2], stop: Arc<AtomicBool>) -> Vec<(String
                 Err(()) | Ok(Some(Item::Comment(_) | Item::Retry(_))) => {}
                 Ok(Some(Item::Message(m))) => {
                     assert_ne!(m.event_type, "sse-reset", "reset: {}", m.data);
-                    got.push((m.last_event_id, m.data));
+                    got.push((m.last_event_id.into(), m.data.into()));
                 }
                 Ok(None) => break,
             }
