@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use failover_support::{Node, SentinelSet, fixture, try_publish};
 use redis_cluster::{RedisCluster, cluster_tools_available};
+use sse_server::{RedisStore, ReplayStore};
 use support::Reader;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
@@ -186,6 +187,43 @@ async fn a_tls_cluster_delivers_every_event_once_in_order_and_refuses_an_untrust
 
     let empty = no_ca();
     assert_untrusted_is_refused(&url, &empty.path().display().to_string()).await;
+
+    // The library with `tls_root_ca`: the listing (every primary) and replay over TLS; without the
+    // CA (the system roots) an append fails.
+    let pem = std::fs::read(&ca).unwrap();
+    let store = RedisStore::builder(url.clone())
+        .tls_root_ca(pem)
+        .build()
+        .unwrap();
+    let listed: BTreeSet<String> = store
+        .channels()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
+    assert_eq!(
+        listed,
+        channels.iter().cloned().collect(),
+        "every shard listed"
+    );
+    let e = store
+        .append(&channels[1], sse_proto::Event::message("library"))
+        .await
+        .unwrap();
+    let r = store
+        .replay(&channels[1], &published[1][PER - 1].0)
+        .await
+        .unwrap();
+    let ids: Vec<&str> = r.events.iter().map(|e| &*e.id).collect();
+    assert_eq!(ids, [&*e.id]);
+    let system = RedisStore::builder(url).build().unwrap();
+    assert!(
+        system
+            .append(&channels[1], sse_proto::Event::message("untrusted"))
+            .await
+            .is_err()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
