@@ -63,9 +63,50 @@ fn server_args(port: u16, dir: &std::path::Path) -> Vec<String> {
     .to_vec()
 }
 
+/// `args` (from [`server_args`]) listening with TLS only, on the same port, when `tls`.
+fn listen(mut args: Vec<String>, tls: bool) -> Vec<String> {
+    if !tls {
+        return args;
+    }
+    let at = args.iter().position(|a| a == "--port").unwrap();
+    let port = std::mem::replace(&mut args[at + 1], "0".into());
+    let (cert, key) = (fixture("test-cert.pem"), fixture("test-key.pem"));
+    args.extend(
+        [
+            "--tls-port",
+            &port,
+            "--tls-replication",
+            "yes",
+            "--tls-cert-file",
+            &cert,
+            "--tls-key-file",
+            &key,
+            "--tls-ca-cert-file",
+            &cert,
+            "--tls-auth-clients",
+            "no",
+        ]
+        .map(str::to_owned),
+    );
+    args
+}
+
 /// A connection with the redis crate, for the fixture's own questions.
+/// A `rediss://` URL trusts the test certificate.
 pub async fn conn(url: &str) -> Option<redis::aio::MultiplexedConnection> {
-    let client = redis::Client::open(url).ok()?;
+    let client = if url.starts_with("rediss://") {
+        let root = std::fs::read(fixture("test-cert.pem")).ok()?;
+        redis::Client::build_with_tls(
+            url,
+            redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(root),
+            },
+        )
+        .ok()?
+    } else {
+        redis::Client::open(url).ok()?
+    };
     let config = redis::AsyncConnectionConfig::new()
         .set_connection_timeout(Some(Duration::from_secs(1)))
         .set_response_timeout(Some(Duration::from_secs(2)));
@@ -96,6 +137,8 @@ where
 
 /// One primary, one replica (`--replicaof`), three sentinels (quorum 2, 1 s down-after).
 pub struct SentinelSet {
+    /// Every server and sentinel speaks only TLS (see [`SentinelSet::start_tls`]).
+    pub tls: bool,
     pub primary_port: u16,
     pub replica_port: u16,
     pub sentinel_ports: Vec<u16>,
@@ -107,11 +150,22 @@ pub struct SentinelSet {
 
 impl SentinelSet {
     pub async fn start() -> SentinelSet {
+        Self::start_with(false).await
+    }
+
+    /// As [`SentinelSet::start`], with TLS only: the servers on `--tls-port` with
+    /// `--tls-replication yes`, the sentinels on `tls-port` with `tls-replication yes` (so they
+    /// talk TLS to the servers and to each other); the test certificate everywhere.
+    pub async fn start_tls() -> SentinelSet {
+        Self::start_with(true).await
+    }
+
+    async fn start_with(tls: bool) -> SentinelSet {
         let dir = tempfile::tempdir().unwrap();
         let primary_port = free_port();
         let replica_port = free_port();
-        let primary = spawn(&server_args(primary_port, dir.path()));
-        let mut replica_args = server_args(replica_port, dir.path());
+        let primary = spawn(&listen(server_args(primary_port, dir.path()), tls));
+        let mut replica_args = listen(server_args(replica_port, dir.path()), tls);
         replica_args.extend([
             "--replicaof".into(),
             "127.0.0.1".into(),
@@ -123,10 +177,19 @@ impl SentinelSet {
         for i in 0..3 {
             let port = free_port();
             let conf = dir.path().join(format!("sentinel-{i}.conf"));
+            let listen = if tls {
+                let (cert, key) = (fixture("test-cert.pem"), fixture("test-key.pem"));
+                format!(
+                    "port 0\ntls-port {port}\ntls-replication yes\ntls-cert-file {cert}\n\
+                     tls-key-file {key}\ntls-ca-cert-file {cert}\ntls-auth-clients no\n"
+                )
+            } else {
+                format!("port {port}\n")
+            };
             std::fs::write(
                 &conf,
                 format!(
-                    "port {port}\nbind 127.0.0.1\nprotected-mode no\ndir {}\nloglevel warning\n\
+                    "{listen}bind 127.0.0.1\nprotected-mode no\ndir {}\nloglevel warning\n\
                      sentinel monitor {MASTER} 127.0.0.1 {primary_port} 2\n\
                      sentinel down-after-milliseconds {MASTER} 1000\n\
                      sentinel failover-timeout {MASTER} 5000\n\
@@ -142,6 +205,7 @@ impl SentinelSet {
             sentinel_ports.push(port);
         }
         let set = SentinelSet {
+            tls,
             primary_port,
             replica_port,
             sentinel_ports,
@@ -166,7 +230,7 @@ impl SentinelSet {
             expect.push((*port, child.id()));
         }
         for (port, pid) in expect {
-            let url = format!("redis://127.0.0.1:{port}");
+            let url = self.node_url(port);
             let info: String = query(&url, redis::cmd("INFO").arg("server")).await.unwrap();
             let want = format!("process_id:{}\r", pid.unwrap());
             assert!(
@@ -179,14 +243,14 @@ impl SentinelSet {
     /// Waits until the replica is in sync and every sentinel knows the replica and the two others
     /// (without that, a failover cannot be authorised or has no one to promote).
     async fn wait_ready(&self) {
-        let replica = format!("redis://127.0.0.1:{}", self.replica_port);
+        let replica = self.replica_url();
         wait_until(Duration::from_secs(30), "replica in sync", || async {
             let info: Option<String> = query(&replica, redis::cmd("INFO").arg("replication")).await;
             info.is_some_and(|i| i.contains("master_link_status:up"))
         })
         .await;
         for port in &self.sentinel_ports {
-            let url = format!("redis://127.0.0.1:{port}");
+            let url = self.node_url(*port);
             wait_until(
                 Duration::from_secs(30),
                 "sentinels know each other",
@@ -202,22 +266,29 @@ impl SentinelSet {
         }
     }
 
-    /// `redis+sentinel://…/M` naming all three sentinels.
+    /// `redis://127.0.0.1:PORT`, `rediss://` with TLS.
+    pub fn node_url(&self, port: u16) -> String {
+        let scheme = if self.tls { "rediss" } else { "redis" };
+        format!("{scheme}://127.0.0.1:{port}")
+    }
+
+    /// `redis+sentinel://…/M` (`rediss+sentinel://` with TLS) naming all three sentinels.
     pub fn url(&self) -> String {
         let hosts: Vec<String> = self
             .sentinel_ports
             .iter()
             .map(|p| format!("127.0.0.1:{p}"))
             .collect();
-        format!("redis+sentinel://{}/{MASTER}", hosts.join(","))
+        let scheme = if self.tls { "rediss" } else { "redis" };
+        format!("{scheme}+sentinel://{}/{MASTER}", hosts.join(","))
     }
 
     pub fn primary_url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.primary_port)
+        self.node_url(self.primary_port)
     }
 
     pub fn replica_url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.replica_port)
+        self.node_url(self.replica_port)
     }
 
     /// SIGKILL the primary (by pid) and wait for it to be gone.
@@ -232,7 +303,10 @@ impl SentinelSet {
     pub async fn rejoin_old_primary(&mut self) {
         assert!(self.primary.is_none(), "kill the primary first");
         // A fresh directory: the killed primary had no files worth keeping.
-        let mut args = server_args(self.primary_port, &self.dir.path().join("rejoined"));
+        let mut args = listen(
+            server_args(self.primary_port, &self.dir.path().join("rejoined")),
+            self.tls,
+        );
         args.extend([
             "--replicaof".into(),
             "127.0.0.1".into(),
@@ -258,7 +332,7 @@ impl SentinelSet {
         .await;
         let want = self.replica_port.to_string();
         for port in &self.sentinel_ports {
-            let url = format!("redis://127.0.0.1:{port}");
+            let url = self.node_url(*port);
             wait_until(
                 Duration::from_secs(30),
                 "sentinels name the new primary",

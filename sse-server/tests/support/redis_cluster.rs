@@ -55,13 +55,51 @@ pub struct Migration {
 
 pub struct RedisCluster {
     pub nodes: Vec<ClusterNode>,
+    /// Every node speaks only TLS (clients, replication, cluster bus): see [`RedisCluster::start_tls`].
+    pub tls: bool,
     _dir: tempfile::TempDir,
 }
 
-/// Starts one cluster node on `port`, keeping its files (`nodes.conf`) in `dir`.
-fn spawn_node(port: u16, dir: &std::path::Path) -> Child {
+/// The test certificate (self-signed for 127.0.0.1, its own CA) or its key.
+pub fn tls_fixture(name: &str) -> String {
+    format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The flags that make a node listen with TLS only on `port` and talk TLS to its peers.
+fn tls_args(port: u16) -> Vec<String> {
+    let (cert, key) = (tls_fixture("test-cert.pem"), tls_fixture("test-key.pem"));
+    [
+        "--port",
+        "0",
+        "--tls-port",
+        &port.to_string(),
+        "--tls-cluster",
+        "yes",
+        "--tls-replication",
+        "yes",
+        "--tls-cert-file",
+        &cert,
+        "--tls-key-file",
+        &key,
+        "--tls-ca-cert-file",
+        &cert,
+        "--tls-auth-clients",
+        "no",
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
+
+/// Starts one cluster node on `port` (TLS only when `tls`), keeping its files (`nodes.conf`) in `dir`.
+fn spawn_node(port: u16, dir: &std::path::Path, tls: bool) -> Child {
+    let listen = if tls {
+        tls_args(port)
+    } else {
+        vec!["--port".into(), port.to_string()]
+    };
     Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(listen)
+        .args(["--bind", "127.0.0.1"])
         .args([
             "--cluster-enabled",
             "yes",
@@ -85,23 +123,38 @@ impl RedisCluster {
     /// Starts 6 nodes and joins them into 3 primaries with one replica each; returns once every
     /// node says `cluster_state:ok` and knows all 16384 slots.
     pub async fn start() -> RedisCluster {
+        Self::start_with(false).await
+    }
+
+    /// As [`RedisCluster::start`], every node speaking only TLS with the test certificate
+    /// (`--tls-cluster yes`, `--tls-replication yes`; `CLUSTER SLOTS` announces the TLS ports).
+    pub async fn start_tls() -> RedisCluster {
+        Self::start_with(true).await
+    }
+
+    async fn start_with(tls: bool) -> RedisCluster {
         let dir = tempfile::tempdir().unwrap();
         let mut nodes = Vec::new();
         for _ in 0..6 {
             let port = free_port_pair();
             let node_dir = dir.path().join(port.to_string());
             std::fs::create_dir_all(&node_dir).unwrap();
-            let child = spawn_node(port, &node_dir);
+            let child = spawn_node(port, &node_dir, tls);
             nodes.push(ClusterNode {
                 port,
                 child: Some(child),
             });
         }
-        let cluster = RedisCluster { nodes, _dir: dir };
+        let cluster = RedisCluster {
+            nodes,
+            tls,
+            _dir: dir,
+        };
         for n in &cluster.nodes {
             cluster.wait_for(n.port, "PING", "PONG").await;
         }
         let mut create = Command::new("redis-cli");
+        create.args(cluster.cli_tls());
         create.arg("--cluster").arg("create");
         for n in &cluster.nodes {
             create.arg(format!("127.0.0.1:{}", n.port));
@@ -132,18 +185,43 @@ impl RedisCluster {
         cluster
     }
 
-    /// `redis+cluster://` with the first three nodes as seeds.
+    /// `redis-cli`'s TLS flags when the nodes speak TLS.
+    fn cli_tls(&self) -> Vec<String> {
+        if self.tls {
+            vec![
+                "--tls".into(),
+                "--cacert".into(),
+                tls_fixture("test-cert.pem"),
+            ]
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// `redis+cluster://` (`rediss+cluster://` with TLS) with the first three nodes as seeds.
     pub fn url(&self) -> String {
         let seeds: Vec<String> = self.nodes[..3]
             .iter()
             .map(|n| format!("127.0.0.1:{}", n.port))
             .collect();
-        format!("redis+cluster://{}", seeds.join(","))
+        let scheme = if self.tls { "rediss" } else { "redis" };
+        format!("{scheme}+cluster://{}", seeds.join(","))
     }
 
-    /// A plain connection to the node on `port`.
+    /// A plain (not cluster-aware) connection to the node on `port`.
     pub async fn conn(&self, port: u16) -> redis::aio::MultiplexedConnection {
-        redis::Client::open(format!("redis://127.0.0.1:{port}"))
+        let client = if self.tls {
+            redis::Client::build_with_tls(
+                format!("rediss://127.0.0.1:{port}"),
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(std::fs::read(tls_fixture("test-cert.pem")).unwrap()),
+                },
+            )
+        } else {
+            redis::Client::open(format!("redis://127.0.0.1:{port}"))
+        };
+        client
             .unwrap()
             .get_multiplexed_async_connection()
             .await
@@ -153,6 +231,7 @@ impl RedisCluster {
     /// `redis-cli -p PORT ARGS…` (split on spaces): its standard output.
     pub async fn cli(&self, port: u16, args: &str) -> String {
         let out = Command::new("redis-cli")
+            .args(self.cli_tls())
             .args(["-p", &port.to_string()])
             .args(args.split(' '))
             .stdin(Stdio::null())
@@ -208,7 +287,7 @@ impl RedisCluster {
         let dir = self._dir.path().join(port.to_string());
         let node = self.nodes.iter_mut().find(|n| n.port == port).unwrap();
         assert!(node.child.is_none(), "kill node {port} first");
-        node.child = Some(spawn_node(port, &dir));
+        node.child = Some(spawn_node(port, &dir, self.tls));
         self.wait_for(port, "PING", "PONG").await;
         self.wait_for(port, "CLUSTER INFO", "cluster_state:ok")
             .await;
