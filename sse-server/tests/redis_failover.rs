@@ -183,10 +183,15 @@ async fn publisher(
     (acked, refused, i)
 }
 
-/// Reads `orders` until `stop`, resuming with Last-Event-ID (on the other node) if the stream ends.
-async fn subscriber(nodes: [Arc<Node>; 2], stop: Arc<AtomicBool>) -> Vec<(String, String)> {
+/// Reads `orders` until `stop`, resuming with Last-Event-ID (on the other node) if the stream ends:
+/// the events received, how many times it reconnected, how many comments (heartbeats) it got.
+async fn subscriber(
+    nodes: [Arc<Node>; 2],
+    stop: Arc<AtomicBool>,
+) -> (Vec<(String, String)>, usize, usize) {
     let c = client();
     let mut got: Vec<(String, String)> = Vec::new();
+    let mut comments = 0;
     let mut turn = 0;
     while !stop.load(Ordering::Acquire) {
         let url = nodes[turn % 2].url("/events/orders");
@@ -198,7 +203,8 @@ async fn subscriber(nodes: [Arc<Node>; 2], stop: Arc<AtomicBool>) -> Vec<(String
         let mut reader = Reader::open(&c, &url, last).await;
         while !stop.load(Ordering::Acquire) {
             match reader.next_within(Duration::from_millis(300)).await {
-                Err(()) | Ok(Some(Item::Comment(_) | Item::Retry(_))) => {}
+                Ok(Some(Item::Comment(_))) => comments += 1,
+                Err(()) | Ok(Some(Item::Retry(_))) => {}
                 Ok(Some(Item::Message(m))) => {
                     assert_ne!(m.event_type, "sse-reset", "reset: {}", m.data);
                     got.push((m.last_event_id.into(), m.data.into()));
@@ -207,7 +213,7 @@ async fn subscriber(nodes: [Arc<Node>; 2], stop: Arc<AtomicBool>) -> Vec<(String
             }
         }
     }
-    got
+    (got, turn - 1, comments)
 }
 
 /// Two nodes with `--redis-ack ack` on a Sentinel set; two publishers and two subscribers; the
@@ -291,6 +297,29 @@ async fn kill_run(ack: &str) -> Outcome {
     for s in subs {
         received.push(s.await.unwrap());
     }
+    // The open streams stayed open through the failover (heartbeats while nothing came): no
+    // reconnect, and no stream the hub ended, for any reason.
+    for (i, (_, reconnects, comments)) in received.iter().enumerate() {
+        assert_eq!(
+            *reconnects, 0,
+            "subscriber {i}'s stream ended during the failover"
+        );
+        assert!(
+            *comments > 0,
+            "subscriber {i} got no heartbeat while publishing was down"
+        );
+    }
+    for node in &nodes {
+        let text = client().get(node.url("/metrics")).send().await.unwrap();
+        let text = text.text().await.unwrap();
+        for line in text
+            .lines()
+            .filter(|l| l.starts_with("sse_disconnects_total{"))
+        {
+            assert!(line.ends_with(" 0"), "{}: {line}", node.base);
+        }
+    }
+    let received: Vec<Vec<(String, String)>> = received.into_iter().map(|r| r.0).collect();
     for got in &received {
         assert!(
             got.iter().any(|(id, _)| *id == last_stored),
