@@ -140,6 +140,42 @@ async fn a_subscriber_that_saw_an_event_lost_with_the_primary_resumes_with_the_n
     }
 }
 
+/// A node whose live feed falls far behind (stopped while another node's publishes are acknowledged,
+/// as after a failover when publishing recovers before the feed reconnects) gets the backlog in one
+/// read: handing it to the hub must not look like slow subscribers. The open stream gets every
+/// event, with no reconnect and no stream ended by the hub.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_read_at_once_does_not_end_open_streams() {
+    if !redis_available("backlog burst") {
+        return;
+    }
+    let set = SentinelSet::start().await;
+    let a = Node::start(&set.url(), &[], &[]).await;
+    let b = Node::start(&set.url(), &[], &[]).await;
+    let c = client();
+    let mut sub = Reader::open(&c, &a.url("/events/orders"), None).await;
+    let first = publish_until_ok(&c, &b, "orders", "first").await;
+    assert_eq!(message(&mut sub).await, (first, "first".into()));
+    // Far more than a subscriber queue (--queue-size 256) while node a reads nothing.
+    signal(a.pid(), "STOP");
+    let mut ids = Vec::new();
+    for i in 0..600 {
+        ids.push(publish_until_ok(&c, &b, "orders", &format!("0-{i}")).await);
+    }
+    signal(a.pid(), "CONT");
+    for (i, id) in ids.iter().enumerate() {
+        assert_eq!(message(&mut sub).await, (id.clone(), format!("0-{i}")));
+    }
+    let text = c.get(a.url("/metrics")).send().await.unwrap();
+    let text = text.text().await.unwrap();
+    for line in text
+        .lines()
+        .filter(|l| l.starts_with("sse_disconnects_total{"))
+    {
+        assert!(line.ends_with(" 0"), "{line}");
+    }
+}
+
 /// What one kill run saw.
 struct Outcome {
     acked: Vec<String>,
