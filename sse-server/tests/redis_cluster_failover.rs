@@ -101,12 +101,13 @@ async fn publisher(
     out
 }
 
-/// Reads `channel` until `stop`, resuming with Last-Event-ID on the other node when the stream ends.
+/// Reads `channel` until `stop`, resuming with Last-Event-ID on the other node when the stream ends:
+/// the events received, and how many times it reconnected.
 async fn subscriber(
     nodes: [Arc<Node>; 2],
     channel: String,
     stop: Arc<AtomicBool>,
-) -> Vec<(String, String)> {
+) -> (Vec<(String, String)>, usize) {
     let c = client();
     let mut got: Vec<(String, String)> = Vec::new();
     let mut turn = 0;
@@ -126,7 +127,7 @@ async fn subscriber(
             }
         }
     }
-    got
+    (got, turn - 1)
 }
 
 async fn wait_for(what: &str, mut ok: impl AsyncFnMut() -> bool) {
@@ -233,7 +234,9 @@ async fn sigkill_of_a_cluster_primary_loses_no_replicated_acknowledged_event() {
     );
     let attempts: Vec<usize> = published.iter().map(|p| p.attempts).collect();
     for (ch, task) in subs {
-        let got = task.await.unwrap();
+        let (got, reconnects) = task.await.unwrap();
+        // The open stream stayed open through the failover (heartbeats while its shard was down).
+        assert_eq!(reconnects, 0, "{ch}: the stream ended during the failover");
         for w in got.windows(2) {
             assert!(
                 position(&w[0].0) < position(&w[1].0),
@@ -258,8 +261,18 @@ async fn sigkill_of_a_cluster_primary_loses_no_replicated_acknowledged_event() {
             }
         }
     }
-    // Resuming with Last-Event-ID on the other node, after the failover: exactly the rest.
     let c = client();
+    for node in &nodes {
+        let text = c.get(node.url("/metrics")).send().await.unwrap();
+        let text = text.text().await.unwrap();
+        for line in text
+            .lines()
+            .filter(|l| l.starts_with("sse_disconnects_total{"))
+        {
+            assert!(line.ends_with(" 0"), "no stream ended by the hub: {line}");
+        }
+    }
+    // Resuming with Last-Event-ID on the other node, after the failover: exactly the rest.
     let ch = &victim_channel;
     let mut order: Vec<(String, String)> = published
         .iter()

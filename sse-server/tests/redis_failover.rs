@@ -140,6 +140,42 @@ async fn a_subscriber_that_saw_an_event_lost_with_the_primary_resumes_with_the_n
     }
 }
 
+/// A node whose live feed falls far behind (stopped while another node's publishes are acknowledged,
+/// as after a failover when publishing recovers before the feed reconnects) gets the backlog in one
+/// read: handing it to the hub must not look like slow subscribers. The open stream gets every
+/// event, with no reconnect and no stream ended by the hub.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_read_at_once_does_not_end_open_streams() {
+    if !redis_available("backlog burst") {
+        return;
+    }
+    let set = SentinelSet::start().await;
+    let a = Node::start(&set.url(), &[], &[]).await;
+    let b = Node::start(&set.url(), &[], &[]).await;
+    let c = client();
+    let mut sub = Reader::open(&c, &a.url("/events/orders"), None).await;
+    let first = publish_until_ok(&c, &b, "orders", "first").await;
+    assert_eq!(message(&mut sub).await, (first, "first".into()));
+    // Far more than a subscriber queue (--queue-size 256) while node a reads nothing.
+    signal(a.pid(), "STOP");
+    let mut ids = Vec::new();
+    for i in 0..600 {
+        ids.push(publish_until_ok(&c, &b, "orders", &format!("0-{i}")).await);
+    }
+    signal(a.pid(), "CONT");
+    for (i, id) in ids.iter().enumerate() {
+        assert_eq!(message(&mut sub).await, (id.clone(), format!("0-{i}")));
+    }
+    let text = c.get(a.url("/metrics")).send().await.unwrap();
+    let text = text.text().await.unwrap();
+    for line in text
+        .lines()
+        .filter(|l| l.starts_with("sse_disconnects_total{"))
+    {
+        assert!(line.ends_with(" 0"), "{line}");
+    }
+}
+
 /// What one kill run saw.
 struct Outcome {
     acked: Vec<String>,
@@ -183,10 +219,15 @@ async fn publisher(
     (acked, refused, i)
 }
 
-/// Reads `orders` until `stop`, resuming with Last-Event-ID (on the other node) if the stream ends.
-async fn subscriber(nodes: [Arc<Node>; 2], stop: Arc<AtomicBool>) -> Vec<(String, String)> {
+/// Reads `orders` until `stop`, resuming with Last-Event-ID (on the other node) if the stream ends:
+/// the events received, how many times it reconnected, how many comments (heartbeats) it got.
+async fn subscriber(
+    nodes: [Arc<Node>; 2],
+    stop: Arc<AtomicBool>,
+) -> (Vec<(String, String)>, usize, usize) {
     let c = client();
     let mut got: Vec<(String, String)> = Vec::new();
+    let mut comments = 0;
     let mut turn = 0;
     while !stop.load(Ordering::Acquire) {
         let url = nodes[turn % 2].url("/events/orders");
@@ -198,7 +239,8 @@ async fn subscriber(nodes: [Arc<Node>; 2], stop: Arc<AtomicBool>) -> Vec<(String
         let mut reader = Reader::open(&c, &url, last).await;
         while !stop.load(Ordering::Acquire) {
             match reader.next_within(Duration::from_millis(300)).await {
-                Err(()) | Ok(Some(Item::Comment(_) | Item::Retry(_))) => {}
+                Ok(Some(Item::Comment(_))) => comments += 1,
+                Err(()) | Ok(Some(Item::Retry(_))) => {}
                 Ok(Some(Item::Message(m))) => {
                     assert_ne!(m.event_type, "sse-reset", "reset: {}", m.data);
                     got.push((m.last_event_id.into(), m.data.into()));
@@ -207,7 +249,7 @@ async fn subscriber(nodes: [Arc<Node>; 2], stop: Arc<AtomicBool>) -> Vec<(String
             }
         }
     }
-    got
+    (got, turn - 1, comments)
 }
 
 /// Two nodes with `--redis-ack ack` on a Sentinel set; two publishers and two subscribers; the
@@ -291,6 +333,29 @@ async fn kill_run(ack: &str) -> Outcome {
     for s in subs {
         received.push(s.await.unwrap());
     }
+    // The open streams stayed open through the failover (heartbeats while nothing came): no
+    // reconnect, and no stream the hub ended, for any reason.
+    for (i, (_, reconnects, comments)) in received.iter().enumerate() {
+        assert_eq!(
+            *reconnects, 0,
+            "subscriber {i}'s stream ended during the failover"
+        );
+        assert!(
+            *comments > 0,
+            "subscriber {i} got no heartbeat while publishing was down"
+        );
+    }
+    for node in &nodes {
+        let text = client().get(node.url("/metrics")).send().await.unwrap();
+        let text = text.text().await.unwrap();
+        for line in text
+            .lines()
+            .filter(|l| l.starts_with("sse_disconnects_total{"))
+        {
+            assert!(line.ends_with(" 0"), "{}: {line}", node.base);
+        }
+    }
+    let received: Vec<Vec<(String, String)>> = received.into_iter().map(|r| r.0).collect();
     for got in &received {
         assert!(
             got.iter().any(|(id, _)| *id == last_stored),

@@ -400,6 +400,11 @@ impl Node {
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
+
+    /// The node's process id (to stop and continue it).
+    pub fn pid(&self) -> u32 {
+        self._child.id().unwrap()
+    }
 }
 
 /// Publishes `data` on `channel` through `node`: the status and the JSON answer (status 0: the

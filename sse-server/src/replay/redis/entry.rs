@@ -298,4 +298,32 @@ mod tests {
         assert_eq!(&e.bytes[..], b"id: mine\ndata: x\n\n");
         assert!(read(&Value::Nil).is_empty());
     }
+
+    /// `XINFO STREAM` of a promoted replica that never got the dead primary's last entries: nothing
+    /// was deleted, so a cursor past its last id (the live feed read them from the dead primary)
+    /// is no gap; a trimmed stream is one for a cursor before its first entry.
+    #[test]
+    fn entries_lost_with_a_dead_primary_are_no_gap_but_a_trim_is() {
+        let bulk = |s: &str| Value::BulkString(s.as_bytes().to_vec());
+        let info = |added: i64, length: i64, first: &str, last: &str| {
+            Value::Array(vec![
+                bulk("length"),
+                Value::Int(length),
+                bulk("last-generated-id"),
+                bulk(last),
+                bulk("max-deleted-entry-id"),
+                bulk("0-0"),
+                bulk("entries-added"),
+                Value::Int(added),
+                bulk("first-entry"),
+                Value::Array(vec![bulk(first), Value::Array(vec![bulk("t"), bulk("x")])]),
+            ])
+        };
+        let cursor = Position::new(7, 9);
+        let promoted = deleted_through(&info(3, 3, "5-1", "7-3"));
+        assert!(promoted <= cursor, "{promoted:?}");
+        let trimmed = deleted_through(&info(10, 3, "9-1", "9-3"));
+        assert_eq!(trimmed, Position::new(9, 0));
+        assert!(trimmed > cursor);
+    }
 }

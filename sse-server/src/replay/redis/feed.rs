@@ -31,8 +31,15 @@ use crate::replay::store::{BoxFuture, Live, LiveFeed, LiveSink};
 const BLOCK: Duration = Duration::from_millis(1000);
 /// Entries per stream per read.
 const BATCH: usize = 1000;
+/// Events handed to the hub between two yields: a backlog (the feed reconnecting after a failover
+/// while publishes were acknowledged) is fanned out in slices the flushers can write in between,
+/// not in one synchronous burst past a subscriber queue (`--queue-size`, 256 by default), which
+/// the hub would take for slow subscribers and disconnect.
+const SLICE: usize = 64;
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
-const MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// Kept short: while the feed backs off, publishes may already succeed on a promoted primary, and
+/// everything they add is delivered at once when it comes back.
+const MAX_BACKOFF: Duration = Duration::from_millis(500);
 
 pub(crate) struct Feed {
     shared: Arc<Shared>,
@@ -519,7 +526,10 @@ async fn read(shared: &Shared, state: &State, mut conn: MultiplexedConnection) -
             for channel in &gaps {
                 sink(channel, Live::Gap);
             }
-            for (channel, e) in deliveries {
+            for (i, (channel, e)) in deliveries.into_iter().enumerate() {
+                if i > 0 && i % SLICE == 0 {
+                    tokio::task::yield_now().await;
+                }
                 sink(&channel, Live::Event(e.into_stored()));
             }
         }
