@@ -146,6 +146,16 @@ pub struct SentinelSet {
     replica: Option<Child>,
     sentinels: Vec<Child>,
     dir: tempfile::TempDir,
+    /// Held while the set lives: see [`one_at_a_time`].
+    _turn: tokio::sync::MutexGuard<'static, ()>,
+}
+
+/// One Sentinel set (five servers, nodes, publishers) at a time per test binary: tests run in
+/// parallel threads, and several failovers at once on two shared cores stretch every wait past its
+/// bound. Taken by [`SentinelSet::start_with`] and held until the set drops.
+async fn one_at_a_time() -> tokio::sync::MutexGuard<'static, ()> {
+    static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    TURN.lock().await
 }
 
 impl SentinelSet {
@@ -161,6 +171,7 @@ impl SentinelSet {
     }
 
     async fn start_with(tls: bool) -> SentinelSet {
+        let turn = one_at_a_time().await;
         let dir = tempfile::tempdir().unwrap();
         let primary_port = free_port();
         let replica_port = free_port();
@@ -205,6 +216,7 @@ impl SentinelSet {
             sentinel_ports.push(port);
         }
         let set = SentinelSet {
+            _turn: turn,
             tls,
             primary_port,
             replica_port,
