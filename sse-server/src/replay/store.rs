@@ -203,7 +203,10 @@ pub trait ReplayStore: Send + Sync + fmt::Debug + 'static {
     /// one sequencer are totally ordered; positions of different sequencers are not comparable (a
     /// Redis Cluster store has one sequencer per group of channels sharing a hash slot, because one
     /// script can only touch one slot). A multi-channel stream over channels of several sequencers
-    /// keeps one cursor per sequencer (see [`sequencer`](ReplayStore::sequencer)).
+    /// keeps one cursor per sequencer (see [`sequencer`](ReplayStore::sequencer)). A store with
+    /// several sequencers must keep the major part of its positions below 2^48 (Redis ids are
+    /// milliseconds, far below it): the hub tags a frame's position with its sequencer in the top
+    /// 16 bits.
     ///
     /// ```
     /// use sse_server::{MemoryStore, ReplayStore};
