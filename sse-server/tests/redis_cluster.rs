@@ -14,24 +14,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cluster_support::{Node, publish, try_publish};
-use redis_cluster::{RedisCluster, cluster_tools_available};
+use redis_cluster::{RedisCluster, bucket, cluster_tools_available, position, read_until};
 use sse_server::{RedisStore, ReplayStore};
 use support::Reader;
-
-/// The bucket of a channel, as the key layout defines it (FNV-1a 32 mod 16), written here
-/// independently: a change of the store's hash would move every channel, so it must fail here.
-fn bucket(channel: &str) -> usize {
-    let mut h: u32 = 0x811c_9dc5;
-    for b in channel.bytes() {
-        h = (h ^ u32::from(b)).wrapping_mul(16_777_619);
-    }
-    (h % 16) as usize
-}
-
-fn position(id: &str) -> (u64, u64) {
-    let (a, b) = id.split_once('-').expect("a Redis entry id");
-    (a.parse().unwrap(), b.parse().unwrap())
-}
 
 fn client() -> reqwest::Client {
     reqwest::Client::builder().build().unwrap()
@@ -57,23 +42,6 @@ async fn spread_channels(cluster: &RedisCluster, n: usize, shards: usize) -> Vec
     }
     assert!(owners.len() >= shards, "channels on {owners:?}");
     chosen
-}
-
-/// Reads messages until every data of `want` arrived (or the stream stops for 20 s): all messages
-/// read, as `(id, data)`.
-async fn read_until(reader: &mut Reader, want: &BTreeSet<String>) -> Vec<(String, String)> {
-    let mut got = Vec::new();
-    let mut seen = BTreeSet::new();
-    while !want.is_subset(&seen) {
-        let m = tokio::time::timeout(Duration::from_secs(20), reader.message())
-            .await
-            .unwrap_or_else(|_| panic!("missing {:?}", want.difference(&seen).collect::<Vec<_>>()))
-            .expect("stream ended early");
-        assert_ne!(m.event_type, "sse-reset", "unexpected reset: {}", m.data);
-        seen.insert(m.data.to_string());
-        got.push((m.last_event_id.into(), m.data.into()));
-    }
-    got
 }
 
 /// Each data at most once, ids strictly increasing (the bucket's sequencer order).

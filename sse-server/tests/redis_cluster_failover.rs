@@ -15,23 +15,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use failover_support::{Node, try_publish};
-use redis_cluster::{RedisCluster, cluster_tools_available};
+use redis_cluster::{RedisCluster, bucket, cluster_tools_available, position};
 use sse_proto::Item;
 use support::Reader;
-
-/// The bucket of a channel (FNV-1a 32 mod 16), as the key layout defines it.
-fn bucket(channel: &str) -> usize {
-    let mut h: u32 = 0x811c_9dc5;
-    for b in channel.bytes() {
-        h = (h ^ u32::from(b)).wrapping_mul(16_777_619);
-    }
-    (h % 16) as usize
-}
-
-fn position(id: &str) -> (u64, u64) {
-    let (a, b) = id.split_once('-').expect("a Redis entry id");
-    (a.parse().unwrap(), b.parse().unwrap())
-}
 
 fn client() -> reqwest::Client {
     reqwest::Client::builder().build().unwrap()

@@ -9,36 +9,10 @@ mod redis_cluster;
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
 
 use cluster_support::{Node, publish};
-use redis_cluster::{RedisCluster, cluster_tools_available};
+use redis_cluster::{RedisCluster, bucket, cluster_tools_available, read_until};
 use support::Reader;
-
-/// The bucket of a channel (FNV-1a 32 mod 16), as the key layout defines it.
-fn bucket(channel: &str) -> usize {
-    let mut h: u32 = 0x811c_9dc5;
-    for b in channel.bytes() {
-        h = (h ^ u32::from(b)).wrapping_mul(16_777_619);
-    }
-    (h % 16) as usize
-}
-
-/// Reads messages until every data of `want` arrived (20 s without one fails): all (id, data) read.
-async fn read_until(reader: &mut Reader, want: &BTreeSet<String>) -> Vec<(String, String)> {
-    let mut got = Vec::new();
-    let mut seen = BTreeSet::new();
-    while !want.is_subset(&seen) {
-        let m = tokio::time::timeout(Duration::from_secs(20), reader.message())
-            .await
-            .unwrap_or_else(|_| panic!("missing {:?}", want.difference(&seen).collect::<Vec<_>>()))
-            .expect("stream ended early");
-        assert_ne!(m.event_type, "sse-reset", "unexpected reset: {}", m.data);
-        seen.insert(m.data.to_string());
-        got.push((m.last_event_id.into(), m.data.into()));
-    }
-    got
-}
 
 /// Each data once, only followed channels, and each channel's events in publish order (data
 /// `<channel>|<j>` with `j` increasing).

@@ -14,27 +14,13 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use failover_support::{Node, SentinelSet, fixture, try_publish};
-use redis_cluster::{RedisCluster, cluster_tools_available};
+use redis_cluster::{RedisCluster, bucket, cluster_tools_available, position};
 use sse_server::{RedisStore, ReplayStore};
 use support::Reader;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 fn client() -> reqwest::Client {
     reqwest::Client::builder().build().unwrap()
-}
-
-fn position(id: &str) -> (u64, u64) {
-    let (a, b) = id.split_once('-').expect("a Redis entry id");
-    (a.parse().unwrap(), b.parse().unwrap())
-}
-
-/// The bucket of a channel (FNV-1a 32 mod 16, the cluster key layout).
-fn bucket(channel: &str) -> usize {
-    let mut h: u32 = 0x811c_9dc5;
-    for b in channel.bytes() {
-        h = (h ^ u32::from(b)).wrapping_mul(16_777_619);
-    }
-    (h % 16) as usize
 }
 
 /// `n` channels whose buckets sit on all three primaries.

@@ -9,6 +9,42 @@ use std::time::Duration;
 
 use tokio::process::{Child, Command};
 
+use super::support::Reader;
+
+/// The bucket of a channel (FNV-1a 32 mod 16), as the cluster store's key layout defines it.
+pub fn bucket(channel: &str) -> usize {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in channel.bytes() {
+        h = (h ^ u32::from(b)).wrapping_mul(16_777_619);
+    }
+    (h % 16) as usize
+}
+
+/// A Redis entry id (`<ms>-<n>`) as a pair that compares in entry order.
+pub fn position(id: &str) -> (u64, u64) {
+    let (a, b) = id.split_once('-').expect("a Redis entry id");
+    (a.parse().unwrap(), b.parse().unwrap())
+}
+
+/// Reads messages until every data of `want` arrived (20 s without one fails): all (id, data) read.
+pub async fn read_until(
+    reader: &mut Reader,
+    want: &std::collections::BTreeSet<String>,
+) -> Vec<(String, String)> {
+    let mut got = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    while !want.is_subset(&seen) {
+        let m = tokio::time::timeout(Duration::from_secs(20), reader.message())
+            .await
+            .unwrap_or_else(|_| panic!("missing {:?}", want.difference(&seen).collect::<Vec<_>>()))
+            .expect("stream ended early");
+        assert_ne!(m.event_type, "sse-reset", "unexpected reset: {}", m.data);
+        seen.insert(m.data.to_string());
+        got.push((m.last_event_id.into(), m.data.into()));
+    }
+    got
+}
+
 /// Upper bound for one wait (cluster creation, a slot change taking effect).
 pub const WAIT: Duration = Duration::from_secs(30);
 
