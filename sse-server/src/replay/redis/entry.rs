@@ -139,9 +139,10 @@ pub(super) fn range(v: &Value) -> Vec<Entry> {
     items(v).iter().filter_map(entry).collect()
 }
 
-/// The `(key, entries)` of an `XREAD` reply (nil when the block timed out or was interrupted).
-pub(super) fn read(v: &Value) -> Vec<(String, Vec<Entry>)> {
-    let per_key: Vec<(&Value, &Value)> = match v {
+/// The `(key, entries)` pairs of an `XREAD` reply, unparsed: a map (RESP3) or an array of pairs
+/// (RESP2); nothing when the block timed out or was interrupted.
+fn streams_of(v: &Value) -> Vec<(&Value, &Value)> {
+    match v {
         Value::Map(_) => pairs(v),
         Value::Array(a) => a
             .iter()
@@ -151,7 +152,12 @@ pub(super) fn read(v: &Value) -> Vec<(String, Vec<Entry>)> {
             })
             .collect(),
         _ => Vec::new(),
-    };
+    }
+}
+
+/// The `(key, entries)` of an `XREAD` reply (nil when the block timed out or was interrupted).
+pub(super) fn read(v: &Value) -> Vec<(String, Vec<Entry>)> {
+    let per_key = streams_of(v);
     per_key
         .into_iter()
         .filter_map(|(k, e)| Some((text(k)?, range(e))))
@@ -160,17 +166,7 @@ pub(super) fn read(v: &Value) -> Vec<(String, Vec<Entry>)> {
 
 /// The announcements (`n`: channel names, one per line) of stream `key` in an `XREAD` reply.
 pub(super) fn announced(v: &Value, key: &str) -> Vec<(Position, Vec<String>)> {
-    let per_key: Vec<(&Value, &Value)> = match v {
-        Value::Map(_) => pairs(v),
-        Value::Array(a) => a
-            .iter()
-            .filter_map(|kv| match items(kv) {
-                [k, e] => Some((k, e)),
-                _ => None,
-            })
-            .collect(),
-        _ => Vec::new(),
-    };
+    let per_key = streams_of(v);
     let Some((_, entries)) = per_key
         .into_iter()
         .find(|(k, _)| text(k).as_deref() == Some(key))
