@@ -74,8 +74,10 @@ struct Cli {
     /// Events each storm subscriber replays (its Last-Event-ID is this many events back).
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
     storm_back: u64,
-    /// Milliseconds over which the storm's connects are spread evenly.
-    #[arg(long, default_value_t = 1000)]
+    /// Milliseconds over which the storm's connects are spread evenly. 0 (the default): every
+    /// subscriber reconnects at once, as fast as the load side opens connections, the hardest case
+    /// of "within one second" for the server.
+    #[arg(long, default_value_t = 0)]
     storm_spread_ms: u64,
     /// Event payload size in bytes.
     #[arg(long, default_value_t = 128)]

@@ -67,6 +67,11 @@ pub struct StormStats {
     pub overflows: u64,
     /// `TCPSynRetrans` during the storm.
     pub syn_retrans: u64,
+    /// Seconds over which the connects were spread (`--storm-spread-ms`).
+    pub spread_s: f64,
+    /// CPU seconds the load side (this process) spent during the storm: with the server's, what
+    /// bounds how fast the storm can end on a machine with few cores.
+    pub load_cpu_s: Option<f64>,
 }
 
 fn ms(us: u64) -> String {
@@ -319,7 +324,7 @@ pub fn storm_table(rows: &[Row]) -> String {
         return String::new();
     }
     let mut out = String::from(
-        "| scenario | server | subs | replayed | all live s | replay done p50 ms | p99 ms | max ms | peak RSS MiB | peak KiB/sub | settled RSS MiB | settled KiB/sub | idle KiB/sub | CPU s | listen overflows | SYN retrans | dropped subs | lost | dup |\n|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n",
+        "| scenario | server | subs | replayed | all live s | after last connect s | replay done p50 ms | p99 ms | max ms | peak RSS MiB | peak KiB/sub | settled RSS MiB | settled KiB/sub | idle KiB/sub | CPU s | load CPU s | listen overflows | SYN retrans | dropped subs | lost | dup |\n|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n",
     );
     for r in storms {
         let Some(s) = r.storm else { continue };
@@ -337,11 +342,12 @@ pub fn storm_table(rows: &[Row]) -> String {
         };
         let _ = writeln!(
             out,
-            "| {scenario} | {} | {} | {} | {} | {} | {} | {} | {:.1} | {:.2} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {scenario} | {} | {} | {} | {} | {} | {} | {} | {} | {:.1} | {:.2} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             r.server,
             r.subscribers,
             s.back,
             opt(s.all_live_s, 2),
+            opt(s.all_live_s.map(|a| a - s.spread_s), 2),
             opt(p(r, 50.0), 1),
             opt(p(r, 99.0), 1),
             opt(p(r, 100.0), 1),
@@ -351,6 +357,7 @@ pub fn storm_table(rows: &[Row]) -> String {
             opt(r.kib_per_sub, 2),
             opt(idle, 2),
             opt(r.cpu_s, 2),
+            opt(s.load_cpu_s, 2),
             s.overflows,
             s.syn_retrans,
             r.dropped,

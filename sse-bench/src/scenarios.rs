@@ -518,6 +518,7 @@ async fn storm_run(
     };
     tokio::time::sleep(Duration::from_millis(300)).await;
     let before = proc.sample();
+    let load_before = procfs::sample(std::process::id()).ok();
     let net_before = TcpCounters::read();
     let mut publisher = EventPublisher::connect(publish).await?;
     let mut fleet = Fleet::with_options(endpoint, Protocol::Http1, options);
@@ -538,6 +539,7 @@ async fn storm_run(
     let last = marker + live_events - 1;
     fleet.wait_for(last, Duration::from_secs(20)).await;
     let ready = fleet.ready();
+    let load_after = procfs::sample(std::process::id()).ok();
     let net = TcpCounters::read()
         .zip(net_before)
         .map(|(a, b)| a.since(&b));
@@ -547,6 +549,9 @@ async fn storm_run(
     let outcomes = fleet.finish(last).await;
     let cpu_s = before
         .zip(settled)
+        .map(|(b, a)| a.cpu.saturating_sub(b.cpu).as_secs_f64());
+    let load_cpu_s = load_before
+        .zip(load_after)
         .map(|(b, a)| a.cpu.saturating_sub(b.cpu).as_secs_f64());
     let delivered: u64 = outcomes.iter().map(|o| o.tracker.received()).sum();
     let kib = |rss: Option<u64>| {
@@ -579,6 +584,8 @@ async fn storm_run(
             before_rss_kib: before.map_or(0, |b| b.rss_kib),
             overflows: net.map_or(0, |c| c.listen_overflows),
             syn_retrans: net.map_or(0, |c| c.syn_retrans),
+            spread_s: spread.as_secs_f64(),
+            load_cpu_s,
         }),
         ..Row::default()
     })

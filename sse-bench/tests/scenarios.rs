@@ -127,7 +127,7 @@ fn storm_is_exact(extra: &[&str], servers: &[&str]) {
     // The storm table: replayed 12, everyone live, nothing lost or repeated.
     let storm: Vec<_> = rows(&results, "storm")
         .into_iter()
-        .filter(|r| r.len() == 19)
+        .filter(|r| r.len() == 21)
         .collect();
     let seen: Vec<&str> = storm.iter().map(|r| exact(r)).collect();
     assert_eq!(seen, servers, "{results}");
@@ -171,7 +171,7 @@ fn storm_resumes_after_a_restart_on_the_durable_store() {
     );
     let storm: Vec<_> = rows(&results, "storm-durable")
         .into_iter()
-        .filter(|r| r.len() == 19)
+        .filter(|r| r.len() == 21)
         .collect();
     assert_eq!(storm.len(), 1, "{results}");
     exact(&storm[0]);

@@ -198,7 +198,7 @@ pub(crate) struct Args {
     pub(crate) max_subscriber_buffer: usize,
 
     /// Write coalescing under load, in milliseconds: the longest pause between two write rounds, taken
-    /// only when events arrived while a round of 1 ms or more was written (0 turns it off). An event
+    /// only when several events arrived while a round of 1 ms or more was written (0 turns it off). An event
     /// that finds the writers idle goes out at once. Fewer, larger writes for at most this much latency.
     #[arg(long, env = "SSE_COALESCE_MS", default_value_t = 5, value_name = "MS")]
     pub(crate) coalesce_ms: u64,

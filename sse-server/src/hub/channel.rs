@@ -47,6 +47,8 @@ pub(crate) trait Follower: Send + Sync + std::fmt::Debug {
 /// coalescing pause short (the log is half a queue long).
 #[derive(Debug, Default)]
 pub(crate) struct Scheduled {
+    /// The event went into the log for direct subscribers.
+    pub(crate) direct: bool,
     pub(crate) flushers: Vec<usize>,
     pub(crate) hurry: bool,
 }
@@ -269,6 +271,7 @@ impl Channel {
             return scheduled;
         }
         subs.log.push(position, bytes.clone(), at);
+        scheduled.direct = true;
         for (i, shard) in subs.log.shards_mut().iter_mut().enumerate() {
             if shard.count > 0 && !shard.scheduled {
                 shard.scheduled = true;

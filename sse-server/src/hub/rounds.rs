@@ -52,6 +52,9 @@ pub(crate) struct WorkList {
     delivered: Arc<AtomicU64>,
     publish_to_write: Arc<Histogram>,
     round_time: Arc<Histogram>,
+    /// Events fanned out to direct subscribers, hub-wide (shared by every list): a flusher compares
+    /// it before and after a round to see how many arrived while it wrote.
+    published: Arc<AtomicU64>,
     /// The longest pause between rounds under load.
     pub(crate) coalesce: Duration,
 }
@@ -65,6 +68,7 @@ impl Rounds {
     /// longest pause between rounds under load.
     pub(crate) fn new(metrics: &Metrics, coalesce: Duration) -> Rounds {
         let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let published = Arc::new(AtomicU64::new(0));
         Rounds {
             lists: (0..n)
                 .map(|_| {
@@ -77,6 +81,7 @@ impl Rounds {
                         delivered: metrics.delivered.clone(),
                         publish_to_write: metrics.publish_to_write.clone(),
                         round_time: metrics.flusher_round.clone(),
+                        published: published.clone(),
                         coalesce,
                     })
                 })
@@ -118,6 +123,11 @@ impl Rounds {
         metrics: &Metrics,
     ) {
         let scheduled = channel.fan_out(position, bytes, at, metrics);
+        if scheduled.direct
+            && let Some(list) = self.lists.first()
+        {
+            list.published.fetch_add(1, Ordering::Relaxed);
+        }
         for i in scheduled.flushers {
             self.schedule(i, channel);
         }
@@ -178,6 +188,12 @@ impl WorkList {
     /// Waits until a fan-out asks the flushers to hurry.
     pub(crate) async fn hurried(&self) {
         self.hurry.notified().await;
+    }
+
+    /// How many events the hub has fanned out to direct subscribers so far (a flusher reads it
+    /// before and after a round: the difference arrived while it wrote).
+    pub(crate) fn published(&self) -> u64 {
+        self.published.load(Ordering::Relaxed)
     }
 
     /// Takes every channel on the list: the next round.

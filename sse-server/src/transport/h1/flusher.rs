@@ -8,11 +8,11 @@
 //! once per round (`hub/rounds.rs`); the flusher offers each of its subscribers the part of the log
 //! it has not seen (`hub/round.rs`), frames it as one HTTP/1.1 chunk and writes it in one `writev`
 //! (`transport/io.rs`). Rounds batch by themselves: whatever is published during a round goes out in
-//! the next one. Coalescing happens only when it buys something: a flusher that caught up (nothing
-//! arrived while it wrote its last round, nor within as long again after it) writes the next event
-//! the moment it is published. Only a flusher that is behind (events arrive faster than rounds of
-//! 1 ms or more end) rests before the next round, twice as long as the round took, at most
-//! [`HubBuilder::coalesce`](crate::hub::builder::HubBuilder::coalesce) (the latency budget): more
+//! the next one. Coalescing happens only when it buys something: a flusher that caught up (at most
+//! one event was published while it wrote its last round) writes the next event the moment it is
+//! published. Only a flusher that is behind (several events arrived during a round of 1 ms or more:
+//! they come faster than rounds end) rests before the next round, twice as long as the round took,
+//! at most [`HubBuilder::coalesce`](crate::hub::builder::HubBuilder::coalesce) (the latency budget): more
 //! events per `writev` and fewer `writev`s, the system call and TCP segment being what a delivery
 //! costs.
 //!
@@ -39,6 +39,8 @@ use crate::transport::io::write_now;
 const YIELD_EVERY: usize = 256;
 /// Channels a round goes through between two such pauses.
 const YIELD_CHANNELS: usize = 64;
+/// Events published during a round from which on the flusher counts as behind (and may pause).
+const BEHIND_AT: u64 = 2;
 /// Rounds shorter than this are never followed by a pause (tokio's timer has 1 ms resolution).
 const MIN_ROUND: Duration = Duration::from_millis(1);
 /// The flusher's buffer for TLS records is dropped after a round that grew it past this.
@@ -127,8 +129,8 @@ async fn flush_channel(
 async fn run(index: usize, list: Arc<WorkList>) {
     // The last round: when it started and how long it took.
     let mut last: Option<(Instant, Duration)> = None;
-    // Whether the flusher is behind: events arrived while the last round was written (the list is
-    // not empty when it ends), or sooner after it than it lasted.
+    // Whether the flusher is behind: at least [`BEHIND_AT`] events arrived while it wrote its last
+    // round (a pause then batches them; after one, a pause would only delay it).
     let mut behind = false;
     // TLS records for one subscriber at a time (`transport/sealed.rs`); plain sockets never use it.
     let mut scratch = Vec::new();
@@ -138,7 +140,8 @@ async fn run(index: usize, list: Arc<WorkList>) {
                 return;
             }
             list.wait().await;
-            behind = last.is_some_and(|last| arrived_within_a_round(last, Instant::now()));
+            // Caught up: nothing arrived during the last round, so write this one at once.
+            behind = false;
             continue;
         }
         if let Some(until) = last
@@ -151,6 +154,7 @@ async fn run(index: usize, list: Arc<WorkList>) {
             }
         }
         let round = list.take();
+        let published = list.published();
         let now = Instant::now();
         let mut delivered = 0;
         for (i, channel) in round.into_iter().enumerate() {
@@ -165,23 +169,23 @@ async fn run(index: usize, list: Arc<WorkList>) {
         let took = now.elapsed();
         list.round_took(took);
         last = Some((now, took));
-        // Seen at the top of the loop only if the list is not empty: events arrived meanwhile.
-        behind = true;
+        behind = is_behind(list.published().wrapping_sub(published));
     }
 }
 
-/// Whether work that woke an idle flusher at `woke` came sooner after the last round (started at
-/// `start`, took `took`) than that round lasted: events then arrive faster than rounds end, and
-/// writing each at once would only run rounds back to back with one event each.
-fn arrived_within_a_round((start, took): (Instant, Duration), woke: Instant) -> bool {
-    woke.saturating_duration_since(start + took) < took
+/// Whether a flusher that saw `arrived` events published while it wrote a round is behind: with
+/// one, the next round writes it at once (a pause would only add latency: at 100 events/s a round
+/// over 1,000 sockets can outlast the gap between two events now and then); with [`BEHIND_AT`] or
+/// more, events come faster than rounds end and a pause puts more of them in each `writev`.
+fn is_behind(arrived: u64) -> bool {
+    arrived >= BEHIND_AT
 }
 
 /// The coalescing policy, for a flusher that is behind: after a round that started at `start` and
 /// took `took`, the next one waits until twice `took` after its end, at most `coalesce` (the
 /// latency budget); `None` (write at once) when the round took less than [`MIN_ROUND`] or
-/// coalescing is off. A flusher that caught up (nothing arrived during its last round, nor within
-/// a round's length after it) writes the next event the moment it is published.
+/// coalescing is off. A flusher that caught up ([`is_behind`] is false) writes the next event the
+/// moment it is published.
 fn pause_until((start, took): (Instant, Duration), coalesce: Duration) -> Option<Instant> {
     (took >= MIN_ROUND && !coalesce.is_zero()).then(|| start + took + (took * 2).min(coalesce))
 }
@@ -319,14 +323,14 @@ mod direct_tests {
     }
 
     #[test]
-    fn an_idle_flusher_is_behind_only_when_work_came_sooner_after_a_round_than_it_lasted() {
-        let t = Instant::now();
-        let ms = Duration::from_millis;
-        // A 3 ms round ended at t + 3 ms.
-        assert!(arrived_within_a_round((t, ms(3)), t + ms(5)));
-        assert!(!arrived_within_a_round((t, ms(3)), t + ms(6)));
-        // 100 events/s: the next event 10 ms after a 3 ms round started goes out at once.
-        assert!(!arrived_within_a_round((t, ms(3)), t + ms(10)));
+    fn a_flusher_is_behind_only_when_several_events_arrived_during_its_round() {
+        assert!(!is_behind(0), "caught up");
+        assert!(
+            !is_behind(1),
+            "one event that came during a long round goes out at once"
+        );
+        assert!(is_behind(2));
+        assert!(is_behind(1_000));
     }
 
     #[test]
