@@ -3,7 +3,8 @@
 //! The hub never frames or writes bytes. While a subscriber waits for live events, its connection
 //! may lend the hub a [`Sink`]; the hub then keeps the events the subscriber has not seen in its
 //! channel's log and offers them to a flusher (`hub/round.rs`), which frames them for the wire
-//! (an HTTP/1.1 chunk today), writes them through the sink and reports how far the write got.
+//! (an HTTP/1.1 chunk, or nothing for an HTTP/2 stream: [`Framing`]), writes them through the sink
+//! and reports how far the write got.
 
 use std::io::{self, IoSlice};
 use std::sync::Arc;

@@ -126,8 +126,11 @@ impl Server {
     /// (about a third of the memory per idle subscriber). Use it when the service passed to
     /// [`serve`](Server::serve) routes those requests to an equivalent [`HubService`] (as the
     /// `sse-server` binary does); [`serve_hub`](Server::serve_hub) turns it on by itself. Other
-    /// requests and HTTP/2 always go through hyper and `serve`'s service. Over TLS the same
-    /// subscriptions (HTTP/1.1 by ALPN, the whole head in the first read) take the lean path too.
+    /// requests always go through hyper and `serve`'s service. Over TLS the same subscriptions
+    /// (HTTP/1.1 by ALPN, the whole head in the first read) take the lean path too. With it on,
+    /// HTTP/2 connections (h2c with prior knowledge, or ALPN `h2`) are served with the `h2` crate:
+    /// their subscription streams take a lean path of their own, and every other request goes to
+    /// `serve`'s service through hyper (as HTTP/1.1, over an in-memory connection).
     ///
     /// ```
     /// let hub = sse_server::Hub::builder().build();

@@ -147,20 +147,44 @@ async fn answer(
     ctx: Arc<Context>,
     _open: Open,
 ) {
-    let (parts, recv) = request.into_parts();
-    let outcome = match admit(&parts, &recv, &ctx) {
-        Some((request, permit)) => subscribe(request, permit, respond, &ctx).await,
-        None => {
-            proxy(
-                Request::from_parts(parts, RecvBody::new(recv)),
-                respond,
-                &ctx,
-            )
-            .await
+    // Why in two steps: everything up to a subscription's response head (the request, the
+    // service's call, or the proxy's hyper client) runs in a boxed future freed before the
+    // stream is served; kept inline, the task would keep room for it for the subscriber's life.
+    let outcome = match Box::pin(start(request, respond, &ctx)).await {
+        Ok(Some(Subscribed { send, body, permit })) => {
+            let _permit = permit;
+            drive(send, body).await.map_err(BoxError::from)
         }
+        Ok(None) => Ok(()),
+        Err(e) => Err(e),
     };
     if let Err(e) = outcome {
         tracing::debug!(error = %e, "HTTP/2 stream ended");
+    }
+}
+
+/// A subscription answered (its head sent), to stream.
+struct Subscribed {
+    send: h2::SendStream<Data>,
+    body: Body,
+    /// Its place under the forwarded client's limit.
+    permit: Option<crate::transport::limits::Permit>,
+}
+
+/// Answers a request up to a subscription's response head (`Some`: the stream to drive), or
+/// whole (`None`): other requests through the proxy, a refused subscription with its error.
+async fn start(
+    request: Request<RecvStream>,
+    respond: SendResponse<Data>,
+    ctx: &Context,
+) -> Result<Option<Subscribed>, BoxError> {
+    let (parts, recv) = request.into_parts();
+    match admit(&parts, &recv, ctx) {
+        Some((request, permit)) => subscribe(request, permit, respond, ctx).await,
+        None => {
+            let request = Request::from_parts(parts, RecvBody::new(recv));
+            proxy(request, respond, ctx).await.map(|()| None)
+        }
     }
 }
 
@@ -198,25 +222,27 @@ fn admit(
     Some((request, permit))
 }
 
-/// Answers a subscription with the fast service and streams it.
+/// Answers a subscription with the fast service: its head, and the stream to drive when it
+/// streams (an error response is sent whole).
 async fn subscribe(
     request: Request<Body>,
     permit: Option<crate::transport::limits::Permit>,
     mut respond: SendResponse<Data>,
     ctx: &Context,
-) -> Result<(), BoxError> {
-    let _permit = permit;
+) -> Result<Option<Subscribed>, BoxError> {
     let Ok(response) = ctx.fast.clone().call(request).await;
     let (head, mut body) = response.into_parts();
     let streaming = body.subscription_mut().is_some();
     let empty = !streaming && body.size_hint().exact() == Some(0);
     let mut send = respond.send_response(head_only(head), empty)?;
     match (streaming, empty) {
-        (true, _) => drive(send, body).await?,
+        (true, _) => {
+            return Ok(Some(Subscribed { send, body, permit }));
+        }
         (false, false) => send_body(&mut send, body).await?,
         (false, true) => {}
     }
-    Ok(())
+    Ok(None)
 }
 
 /// Answers any other request with `serve`'s service, through hyper over an in-memory pipe.
@@ -275,4 +301,66 @@ fn head_only(mut head: http::response::Parts) -> Response<()> {
     }
     head.version = http::Version::HTTP_2;
     Response::from_parts(head, ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hub::handle::Hub;
+    use crate::transport::h2::data::STREAM_BUDGET;
+
+    /// What a subscription stream's task is made of, besides h2's own state for the stream and the
+    /// subscription (`--nocapture` prints it): the task lives as long as the subscriber, so it
+    /// keeps neither the request nor room for the proxy's hyper client.
+    #[tokio::test]
+    #[allow(clippy::print_stdout)] // the figure is the point (`--nocapture`)
+    async fn a_subscription_stream_s_task_keeps_no_room_for_the_proxy() {
+        let (near, far) = tokio::io::duplex(64 * 1024);
+        let client = tokio::spawn(async move {
+            let (mut send, conn) = h2::client::handshake(near).await.unwrap();
+            tokio::spawn(conn);
+            let request = Request::get("http://x/events/a").body(()).unwrap();
+            let (response, _) = send.send_request(request, true).unwrap();
+            let _ = response.await;
+        });
+        let mut conn = h2::server::Builder::new()
+            .handshake::<_, Data>(far)
+            .await
+            .unwrap();
+        let (request, respond) = conn.accept().await.unwrap().unwrap();
+        let hub = Hub::builder().build();
+        let limits = crate::http::peer::SubscriptionLimits::new(8, 8, Duration::from_secs(1));
+        let proxy: Proxy = Arc::new(|_| Box::pin(async {}));
+        let ctx = Arc::new(Context {
+            fast: HubService::new(hub),
+            client: Peer::new(IpAddr::from([127, 0, 0, 1]), limits),
+            peer_ip: IpAddr::from([127, 0, 0, 1]),
+            trusted: Arc::from([]),
+            forwarded: None,
+            secure: false,
+            idle_timeout: Duration::from_secs(1),
+            proxy,
+        });
+        let activity = Activity::default();
+        let task = answer(request, respond, ctx, activity.open());
+        // 832 B in a debug build; 1,992 B with the request, the service's call and the proxy's
+        // hyper client inline.
+        println!("HTTP/2 stream task (future): {} B", size_of_val(&task));
+        println!(
+            "HubService {} B, Request<Body> {} B, Request<RecvStream> {} B, SendResponse {} B, Body {} B, h2 SendStream {} B",
+            size_of::<HubService>(),
+            size_of::<Request<Body>>(),
+            size_of::<Request<RecvStream>>(),
+            size_of::<SendResponse<Data>>(),
+            size_of::<Body>(),
+            size_of::<h2::SendStream<Data>>(),
+        );
+        println!("stream budget: {STREAM_BUDGET} B of shared bytes at most");
+        assert!(
+            size_of_val(&task) <= 1024,
+            "a subscription stream's task grew to {} B",
+            size_of_val(&task)
+        );
+        client.abort();
+    }
 }

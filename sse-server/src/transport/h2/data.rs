@@ -19,7 +19,7 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// h2 buffers whatever `send_data` is given, without limit, until the client's flow-control window
 /// and the socket take it. A round or a batch that does not fit waits (its subscriber's queue takes
 /// over, and its limits disconnect a reader that never reads).
-pub(crate) const STREAM_BUDGET: usize = 32 * 1024;
+pub(crate) const STREAM_BUDGET: usize = 16 * 1024;
 
 /// The bytes of one stream that h2 holds and has not written to the socket yet, and its task
 /// waiting for room.

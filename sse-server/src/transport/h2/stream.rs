@@ -111,7 +111,8 @@ pub(crate) async fn drive(send: SendStream<Data>, mut body: Body) -> Result<(), 
                     sink.send(Arc::from(owed))?;
                 }
             }
-            None => return finish(&sink).await,
+            // Boxed: its timer would otherwise take room in the task for the stream's whole life.
+            None => return Box::pin(finish(&sink)).await,
         }
     }
 }
