@@ -307,3 +307,21 @@ async fn graceful_shutdown_ends_h2_streams_with_a_retry_and_closes_the_connectio
         .expect("the connection stayed open");
     assert!(matches!(ended, Ok(Ok(()))), "{ended:?}");
 }
+
+#[tokio::test]
+async fn an_idle_h2_stream_gets_heartbeats_while_lent_to_the_hub() {
+    let server =
+        TestServer::start(Hub::builder().heartbeat(Some(Duration::from_millis(150)))).await;
+    let (send, _conn) = connect(&server, 65_535).await;
+    let mut stream = subscribe(&send, "/events/quiet", None).await;
+    for _ in 0..2 {
+        assert_eq!(
+            stream.next().await,
+            Some(Item::Comment(" heartbeat".into()))
+        );
+    }
+    // Live events still arrive between heartbeats.
+    publish(&server, "quiet", "live").await;
+    assert_eq!(stream.data().await, "live");
+    server.stop().await;
+}
