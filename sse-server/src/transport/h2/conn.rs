@@ -78,7 +78,8 @@ pub(crate) struct Context {
     pub(crate) trusted: Arc<[Cidr]>,
     /// From a trusted proxy: every request needs a place for its forwarded client.
     pub(crate) forwarded: Option<ForwardedLimit>,
-    /// Over TLS (the requests are marked [`Secure`]).
+    /// Over TLS (the requests are marked `Secure`; never without the `tls` feature).
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
     pub(crate) secure: bool,
     /// No request open for this long ends the connection.
     pub(crate) idle_timeout: Duration,
