@@ -3,7 +3,8 @@
 //! The hub never frames or writes bytes. While a subscriber waits for live events, its connection
 //! may lend the hub a [`Sink`]; the hub then keeps the events the subscriber has not seen in its
 //! channel's log and offers them to a flusher (`hub/round.rs`), which frames them for the wire
-//! (an HTTP/1.1 chunk today), writes them through the sink and reports how far the write got.
+//! (an HTTP/1.1 chunk, or nothing for an HTTP/2 stream: [`Framing`]), writes them through the sink
+//! and reports how far the write got.
 
 use std::io::{self, IoSlice};
 use std::sync::Arc;
@@ -26,6 +27,28 @@ pub(crate) trait Sink: Send + Sync {
     fn try_write_sealed(&self, _bufs: &[IoSlice<'_>], _scratch: &mut Vec<u8>) -> Option<Bytes> {
         None
     }
+
+    /// How the flusher frames events for this sink: HTTP/1.1 chunks for a socket, nothing for a
+    /// sink that frames by itself (an HTTP/2 stream: its DATA frames are the framing).
+    fn framing(&self) -> Framing {
+        Framing::Chunked
+    }
+
+    /// For a [`Framing::Raw`] sink: takes all of `events` (the events' own bytes, shared, never
+    /// copied) now, or nothing (`WouldBlock`). Never part: a sink that frames by itself cannot
+    /// hand back half a frame.
+    fn try_write_events(&self, _events: &Arc<[Bytes]>) -> io::Result<()> {
+        Err(io::ErrorKind::Unsupported.into())
+    }
+}
+
+/// How a flusher frames the events it writes through a [`Sink`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Framing {
+    /// One HTTP/1.1 chunk per write, through [`Sink::try_write_vectored`] (or sealed).
+    Chunked,
+    /// The events as they are, through [`Sink::try_write_events`].
+    Raw,
 }
 
 /// A direct subscriber: its lent socket, and how far into its channel's log it is.

@@ -84,6 +84,23 @@ pub(crate) fn write_now(
     Written::Partial(rest)
 }
 
+/// Offers `events` to a sink that frames them itself ([`Framing::Raw`](crate::hub::lent::Framing)):
+/// it takes all of them now or none ([`Written::Nothing`]: its stream has no room, or failed; its
+/// task sees why and waits or ends).
+pub(crate) fn write_events(sink: &dyn Sink, events: &std::sync::Arc<[Bytes]>) -> Written {
+    if events.is_empty() {
+        return Written::All;
+    }
+    match sink.try_write_events(events) {
+        Ok(()) => Written::All,
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Written::Nothing,
+        Err(e) => {
+            tracing::debug!(error = %e, "direct write failed; handing the subscriber back");
+            Written::Nothing
+        }
+    }
+}
+
 /// A subscriber's connection as the lean path's task sees it: plain TCP, or TLS
 /// (`transport/sealed.rs`). Plaintext goes in (sealed on the way out with TLS); a flusher's
 /// hand-back goes out as it is.

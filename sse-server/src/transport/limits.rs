@@ -309,11 +309,18 @@ impl Limits {
             .max_buf_size(self.max_header_bytes.max(MIN_HEADER_BYTES));
         builder
             .http2()
-            .max_header_list_size(u32::try_from(self.max_header_bytes).unwrap_or(u32::MAX))
-            .max_concurrent_streams(
-                u32::try_from(self.max_subscriptions_per_connection.saturating_add(16))
-                    .unwrap_or(u32::MAX),
-            );
+            .max_header_list_size(self.http2_max_header_list_size())
+            .max_concurrent_streams(self.http2_max_concurrent_streams());
+    }
+
+    /// The largest header list an HTTP/2 request may have.
+    pub(crate) fn http2_max_header_list_size(&self) -> u32 {
+        u32::try_from(self.max_header_bytes).unwrap_or(u32::MAX)
+    }
+
+    /// Streams an HTTP/2 client may open at once: its subscriptions and a few more requests.
+    pub(crate) fn http2_max_concurrent_streams(&self) -> u32 {
+        u32::try_from(self.max_subscriptions_per_connection.saturating_add(16)).unwrap_or(u32::MAX)
     }
 }
 

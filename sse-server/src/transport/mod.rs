@@ -4,6 +4,7 @@
 
 pub(crate) mod forwarded;
 pub(crate) mod h1;
+pub(crate) mod h2;
 pub(crate) mod idle;
 pub(crate) mod io;
 pub(crate) mod limits;

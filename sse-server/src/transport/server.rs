@@ -126,8 +126,11 @@ impl Server {
     /// (about a third of the memory per idle subscriber). Use it when the service passed to
     /// [`serve`](Server::serve) routes those requests to an equivalent [`HubService`] (as the
     /// `sse-server` binary does); [`serve_hub`](Server::serve_hub) turns it on by itself. Other
-    /// requests and HTTP/2 always go through hyper and `serve`'s service. Over TLS the same
-    /// subscriptions (HTTP/1.1 by ALPN, the whole head in the first read) take the lean path too.
+    /// requests always go through hyper and `serve`'s service. Over TLS the same subscriptions
+    /// (HTTP/1.1 by ALPN, the whole head in the first read) take the lean path too. With it on,
+    /// HTTP/2 connections (h2c with prior knowledge, or ALPN `h2`) are served with the `h2` crate:
+    /// their subscription streams take a lean path of their own, and every other request goes to
+    /// `serve`'s service through hyper (as HTTP/1.1, over an in-memory connection).
     ///
     /// ```
     /// let hub = sse_server::Hub::builder().build();
@@ -238,6 +241,8 @@ impl Server {
         drop(listener);
         tracing::info!("shutting down: no new connections; ending streams");
         self.hub.shutdown().await;
+        // HTTP/2 connections served with h2 send GOAWAY and end once their streams have.
+        shared.closing.send_replace(true);
         if tokio::time::timeout(self.grace, graceful.shutdown())
             .await
             .is_err()
@@ -293,6 +298,11 @@ impl Server {
             #[allow(clippy::clone_on_copy)]
             tls: self.tls.clone(),
             fast: self.fast.clone(),
+            h2: crate::transport::h2::conn::Settings {
+                max_concurrent_streams: self.limits.http2_max_concurrent_streams(),
+                max_header_list_size: self.limits.http2_max_header_list_size(),
+            },
+            closing: tokio::sync::watch::Sender::new(false),
         })
     }
 }
@@ -440,8 +450,12 @@ struct Shared<S> {
     head_timeout: Duration,
     metrics: Arc<Metrics>,
     tls: Option<Acceptor>,
-    /// The lean HTTP/1.1 path's service.
+    /// The lean HTTP/1.1 path's service; with it, HTTP/2 is served with h2 (`transport/h2`).
     fast: Option<HubService>,
+    /// HTTP/2's settings (the same as hyper's).
+    h2: crate::transport::h2::conn::Settings,
+    /// Turns true when the server shuts down (HTTP/2 connections served with h2 then send GOAWAY).
+    closing: tokio::sync::watch::Sender<bool>,
 }
 
 /// One accepted connection: its socket, its peer, and the server's shared parts. Why so little: an
@@ -460,7 +474,7 @@ struct Conn<S> {
 /// held to the forwarded client's per-IP limit, and counted for the idle timeout.
 async fn serve_hyper<S, B, I>(
     shared: Arc<Shared<S>>,
-    watcher: Watcher,
+    watcher: Option<Watcher>,
     peer: std::net::SocketAddr,
     io: I,
     secure: bool,
@@ -474,7 +488,10 @@ where
     B::Error: Into<BoxError>,
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
-    let _open = shared.metrics.connection_opened(secure);
+    // Without a watcher: an in-memory connection of an HTTP/2 connection, which counts itself.
+    let _open = watcher
+        .is_some()
+        .then(|| shared.metrics.connection_opened(secure));
     let client = Peer::new(peer.ip(), shared.subscriptions.clone());
     let trusted = shared.trusted.clone();
     let mark = move |mut req: Request<Incoming>| {
@@ -496,8 +513,104 @@ where
     let conn = shared
         .builder
         .serve_connection(io, TowerToHyperService::new(service));
-    let served = watcher.watch(conn.into_owned());
-    until_idle(served, &activity, shared.idle_timeout, peer).await
+    match watcher {
+        Some(watcher) => {
+            let served = watcher.watch(conn.into_owned());
+            until_idle(served, &activity, shared.idle_timeout, peer).await
+        }
+        None => until_idle(conn.into_owned(), &activity, shared.idle_timeout, peer).await,
+    }
+}
+
+/// Serves an HTTP/2 connection with h2 (`transport/h2`): subscriptions on the lean path, every
+/// other request through hyper and `serve`'s service, over an in-memory connection each.
+async fn serve_h2<S, B, T>(
+    shared: Arc<Shared<S>>,
+    watcher: Watcher,
+    peer: std::net::SocketAddr,
+    io: T,
+    secure: bool,
+) -> Result<(), BoxError>
+where
+    S: tower::Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    // Keeps the graceful shutdown waiting for the connection.
+    let _watcher = watcher;
+    let Some(fast) = shared.fast.clone() else {
+        return Ok(());
+    };
+    let _open = shared.metrics.connection_opened(secure);
+    let for_proxy = shared.clone();
+    let proxy: crate::transport::h2::conn::Proxy = Arc::new(move |io| {
+        let shared = for_proxy.clone();
+        Box::pin(async move {
+            let io = TokioIo::new(io);
+            if let Err(e) = serve_hyper(shared, None, peer, io, secure).await {
+                tracing::debug!(%peer, error = %e, "in-memory connection ended with an error");
+            }
+        })
+    });
+    let ctx = crate::transport::h2::conn::Context {
+        fast,
+        client: Peer::new(peer.ip(), shared.subscriptions.clone()),
+        peer_ip: peer.ip(),
+        trusted: shared.trusted.clone(),
+        forwarded: ForwardedLimit::for_peer(&shared.limiter, peer.ip()),
+        secure,
+        idle_timeout: shared.idle_timeout,
+        proxy,
+    };
+    let closing = shared.closing.subscribe();
+    crate::transport::h2::conn::serve(io, shared.h2, Arc::new(ctx), closing).await?;
+    Ok(())
+}
+
+/// A plain connection the lean HTTP/1.1 path did not take: HTTP/2 with prior knowledge goes to h2
+/// (when the lean path is on), anything else to hyper.
+async fn serve_plain_rest<S, B>(
+    shared: Arc<Shared<S>>,
+    watcher: Watcher,
+    peer: std::net::SocketAddr,
+    stream: TcpStream,
+) -> Result<(), BoxError>
+where
+    S: tower::Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    if shared.fast.is_some() && starts_with_preface(&stream).await {
+        return serve_h2(shared, watcher, peer, Graceful::new(stream), false).await;
+    }
+    let io = TokioIo::new(Graceful::new(stream));
+    serve_hyper(shared, Some(watcher), peer, io, false).await
+}
+
+/// Whether a plain connection starts with HTTP/2's preface (h2c with prior knowledge). A preface
+/// split over several segments goes to hyper, which waits for the rest.
+async fn starts_with_preface(stream: &TcpStream) -> bool {
+    let preface = crate::transport::h2::conn::PREFACE;
+    let mut buf = [0u8; 24];
+    matches!(stream.peek(&mut buf).await, Ok(n) if n == preface.len() && buf[..] == *preface)
+}
+
+/// Whether a TLS connection speaks HTTP/2: ALPN chose it, or its first bytes are the preface.
+#[cfg(feature = "tls")]
+fn is_h2(stream: &mut TlsStream) -> bool {
+    let preface = crate::transport::h2::conn::PREFACE;
+    if stream.prefix().starts_with(preface) {
+        return true;
+    }
+    let (_, tls) = stream.inner_mut().get_mut();
+    tls.alpn_protocol() == Some(b"h2") && stream.prefix().len() >= preface.len()
 }
 
 /// The lock on `serve`'s service (only cloned under it; a panic cannot leave it half-cloned).
@@ -543,15 +656,8 @@ where
         let peer = self.peer;
         let (shared, watcher) = (self.shared, self.watcher);
         // Boxed: hyper's connection state is large, and the lean path's subscribers (the idle
-        // majority) would otherwise carry room for it in their task.
-        Box::pin(serve_hyper(
-            shared,
-            watcher,
-            peer,
-            TokioIo::new(Graceful::new(stream)),
-            false,
-        ))
-        .await
+        // majority) would otherwise carry room for it (or for h2's) in their task.
+        Box::pin(serve_plain_rest(shared, watcher, peer, stream)).await
     }
 
     /// TLS: the handshake (bounded in time), then the lean path or hyper (HTTP/1.1 or HTTP/2 by
@@ -579,10 +685,13 @@ where
                 }
                 Ok(())
             }
-            TlsNext::Hyper(tls_stream) => {
+            TlsNext::Hyper(mut tls_stream) => {
+                if shared.fast.is_some() && is_h2(&mut tls_stream) {
+                    return Box::pin(serve_h2(shared, watcher, peer, *tls_stream, true)).await;
+                }
                 Box::pin(serve_hyper(
                     shared,
-                    watcher,
+                    Some(watcher),
                     peer,
                     TokioIo::new(*tls_stream),
                     true,

@@ -25,15 +25,17 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::hub::channel::Channel;
+use crate::hub::lent::Framing;
 use crate::hub::queue::Queue;
-use crate::hub::round::{Pending, Round, Written, Wrote};
+use crate::hub::round::{Offer, Pending, Round, Written, Wrote};
 use crate::hub::rounds::WorkList;
 use crate::transport::h1::chunk;
-use crate::transport::io::write_now;
+use crate::transport::io::{write_events, write_now};
 
 /// Subscribers written per flusher before it lets other tasks on its worker run.
 const YIELD_EVERY: usize = 256;
@@ -65,10 +67,14 @@ async fn write_round(round: &Round, now: Instant, scratch: &mut Vec<u8>) -> (u64
     }
     let mut head = [0u8; 20];
     let common = chunk::slices(round.events(), &mut head);
+    // The round's events for sinks that frame by themselves, gathered once for all of them.
+    let mut raw: Option<Arc<[Bytes]>> = None;
     for (i, queue) in round.targets.iter().enumerate() {
         if let Some(offer) = round.begin(queue) {
             let count = offer.count(round);
             let written = match &offer.pending {
+                // A sink that frames by itself (HTTP/2) takes the events as they are.
+                _ if offer.sink.framing() == Framing::Raw => write_raw(round, &offer, &mut raw),
                 Pending::All => write_now(
                     &*offer.sink,
                     &common,
@@ -101,6 +107,18 @@ async fn write_round(round: &Round, now: Instant, scratch: &mut Vec<u8>) -> (u64
         }
     }
     (delivered, handbacks)
+}
+
+/// Writes `offer` to a sink that frames by itself: the whole round's events (gathered once per
+/// round into `all`, shared by every such subscriber) or its own part.
+fn write_raw(round: &Round, offer: &Offer<'_>, all: &mut Option<Arc<[Bytes]>>) -> Written {
+    let events = match &offer.pending {
+        Pending::All => all
+            .get_or_insert_with(|| round.events().cloned().collect())
+            .clone(),
+        Pending::Own(own) => own.iter().map(|b| (*b).clone()).collect(),
+    };
+    write_events(&*offer.sink, &events)
 }
 
 /// One round on one channel.

@@ -1,0 +1,8 @@
+//! HTTP/2 (h2c with prior knowledge, or TLS with ALPN `h2`) served with the `h2` crate directly
+//! rather than through hyper, so that a subscription's stream can be lent to the hub like a lean
+//! HTTP/1.1 socket: the connection's task (`conn.rs`), a subscription's stream and the sink a
+//! flusher writes through (`stream.rs`), and what is queued on and read from streams (`data.rs`).
+
+pub(crate) mod conn;
+pub(crate) mod data;
+pub(crate) mod stream;
