@@ -7,7 +7,7 @@
 //! [`HubService`] (status codes, headers, CORS, hooks, replay are unchanged), and its body is written
 //! with one chunk per wake-up: every event that is ready goes out in one `writev`, with no buffer kept
 //! between writes. While it waits for live events, the connection's task lends the socket to one of
-//! the hub's flushers (`flush.rs`), which write live events without waking it. Anything else — other methods and paths, HTTP/1.0, upgrades, bodies, a head split
+//! the hub's flushers (`transport/flusher.rs`), which write live events without waking it. Anything else — other methods and paths, HTTP/1.0, upgrades, bodies, a head split
 //! over several segments — goes to hyper untouched.
 
 use std::future::poll_fn;
@@ -27,7 +27,7 @@ use crate::http::service::HubService;
 use crate::hub::lent::Sink;
 use crate::transport::forwarded::ForwardedLimit;
 use crate::transport::h1::chunk;
-use crate::transport::h1::flusher;
+use crate::transport::flusher;
 use crate::transport::h1::head::{MAX_HEAD, parse_head, response_head};
 use crate::transport::io::{Wire, consume};
 use crate::transport::limits::Permit as ForwardedPermit;

@@ -14,7 +14,7 @@ use h2::SendStream;
 
 use crate::http::body::Body;
 use crate::hub::lent::{Framing, Sink};
-use crate::transport::h1::flusher;
+use crate::transport::flusher;
 use crate::transport::h2::data::{Budget, Data, gone};
 
 /// At most this many ready events per batch sent by the task (as on HTTP/1.1).

@@ -7,7 +7,8 @@
 //! then appends the event to the channel's log once and puts the channel on a flusher's work list
 //! once per round (`hub/rounds.rs`); the flusher offers each of its subscribers the part of the log
 //! it has not seen (`hub/round.rs`), frames it as one HTTP/1.1 chunk and writes it in one `writev`
-//! (`transport/io.rs`). Rounds batch by themselves: whatever is published during a round goes out in
+//! (`transport/io.rs`), or, for an HTTP/2 stream (`transport/h2/`), hands the events as they are to
+//! the stream, whose connection task frames and writes them with the other streams' frames. Rounds batch by themselves: whatever is published during a round goes out in
 //! the next one. Coalescing happens only when it buys something: a flusher that caught up (at most
 //! one event was published while it wrote its last round) writes the next event the moment it is
 //! published. Only a flusher that is behind (several events arrived during a round of 1 ms or more:
