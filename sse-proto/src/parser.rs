@@ -282,6 +282,8 @@ impl Field {
     }
 
     /// The value as a [`Text`]: shared when it is a range of `frozen`, else one copy.
+    // Out of line, its result came back through the stack and stalled the caller's loads.
+    #[inline(always)]
     fn text(&self, frozen: &Arc<String>) -> Text {
         match self.span {
             Some((start, end)) => Text::shared(frozen, start, end),
@@ -492,7 +494,15 @@ impl Parser {
             if let Some(frozen) = self.frozen.take() {
                 // Lines borrow from `frozen` while the rest of the parser changes: lent out meanwhile.
                 let mut item = None;
-                while let Some(line) = self.take_line(&frozen) {
+                loop {
+                    if let Some(message) = self.common_lines(&frozen) {
+                        item = Some(Ok(message));
+                        break;
+                    }
+                    // A line of another shape (or in another state), or the end of `frozen`.
+                    let Some(line) = self.take_line(&frozen) else {
+                        break;
+                    };
                     item = match line {
                         Ok(line) => self.process_line(line, &frozen),
                         Err(error) => Some(Err(error)),
@@ -511,6 +521,68 @@ impl Parser {
                 Ok(false) => return None,
                 Err(error) => return Some(Err(error)),
             }
+        }
+    }
+
+    /// Interprets the lines of the shapes nearly every stream is made of (`data:`, `id:`, `event:`
+    /// and the blank line, LF-terminated, within the limits, one `data` line per event) straight
+    /// from `frozen`, dispatched on their first byte, up to the first message. It stops without
+    /// touching a line of any other shape, or in any state but the plain one (a CR to resolve, a
+    /// line or event being dropped, the stream's first line), for [`Parser::take_line`] and
+    /// [`Parser::process_line`] to interpret; what it does interpret, it does as they would.
+    #[inline(always)]
+    fn common_lines(&mut self, frozen: &Arc<String>) -> Option<Item> {
+        if self.pending_cr || self.skipping_line || self.at_stream_start || self.discarding_event {
+            return None;
+        }
+        let buf = frozen.as_bytes();
+        loop {
+            let start = self.pos;
+            let rest = buf.get(start..)?;
+            let len = find_line_end(rest)?;
+            if rest[len] != b'\n' || len > self.limits.max_line_length {
+                return None;
+            }
+            let line = &rest[..len];
+            // The value after `name:` and one optional space, as a range of `frozen`; the name is
+            // ASCII and the line ends at an LF, so both ends are character boundaries.
+            let value = |name: usize| {
+                let from = if line.get(name) == Some(&b' ') {
+                    name + 1
+                } else {
+                    name
+                };
+                (start + from, start + len)
+            };
+            match line.first() {
+                None => {
+                    self.pos = start + 1;
+                    if let Some(item) = self.dispatch(frozen) {
+                        return Some(item);
+                    }
+                }
+                Some(b'd') if line.starts_with(b"data:") => {
+                    let (from, to) = value(5);
+                    if self.has_data || to - from + 1 > self.limits.max_event_size {
+                        return None;
+                    }
+                    self.data.span = Some((from, to));
+                    self.has_data = true;
+                }
+                Some(b'i') if line.starts_with(b"id:") => {
+                    let (from, to) = value(3);
+                    if buf[from..to].contains(&0) {
+                        return None;
+                    }
+                    self.id_buffer.span = Some((from, to));
+                    self.id_pending = true;
+                }
+                Some(b'e') if line.starts_with(b"event:") => {
+                    self.event_type.span = Some(value(6));
+                }
+                Some(_) => return None,
+            }
+            self.pos = start + len + 1;
         }
     }
 
