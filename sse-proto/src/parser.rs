@@ -281,14 +281,27 @@ impl Field {
         }
     }
 
-    /// The value as a [`Text`]: shared when it is a range of `frozen`, else one copy.
-    // Out of line, its result came back through the stack and stalled the caller's loads.
+    /// The value as a [`Text`] (`empty`'s when it is empty), leaving the field empty.
     #[inline(always)]
-    fn text(&self, frozen: &Arc<String>) -> Text {
-        match self.span {
-            Some((start, end)) => Text::shared(frozen, start, end),
-            None => Text::from(self.owned.as_str()),
+    fn take_text(&mut self, frozen: &Arc<String>, empty: &str) -> Text {
+        match self.span.take() {
+            Some((start, end)) if start < end => {
+                self.owned.clear();
+                Text::shared(frozen, start, end)
+            }
+            _ => self.take_owned(empty),
         }
+    }
+
+    /// [`Field::take_text`] of a copied or empty value, out of line (the common case is a range).
+    #[inline(never)]
+    fn take_owned(&mut self, empty: &str) -> Text {
+        let text = match self.owned.as_str() {
+            "" => Text::from(empty),
+            owned => Text::from(owned),
+        };
+        self.clear();
+        text
     }
 }
 
@@ -707,25 +720,21 @@ impl Parser {
 
     fn dispatch(&mut self, frozen: &Arc<String>) -> Option<Item> {
         if self.id_pending {
-            self.last_event_id = self.id_buffer.text(frozen);
             self.id_pending = false;
-            self.id_buffer.clear();
+            let id = self.id_buffer.take_text(frozen, "");
+            // The new id is stored before the old one is dropped (a call): built and held on the
+            // stack across it, it was read back in halves that stalled store forwarding.
+            drop(std::mem::replace(&mut self.last_event_id, id));
         }
         if !self.has_data {
             self.event_type.clear();
             return None;
         }
-        let event_type = match self.event_type.get(frozen) {
-            "" => Text::inline("message"),
-            _ => self.event_type.text(frozen),
-        };
-        let data = self.data.text(frozen);
-        self.data.clear();
         self.has_data = false;
-        self.event_type.clear();
+        // Built last, straight into the item: nothing that may call out runs in between.
         Some(Item::Message(Message {
-            event_type,
-            data,
+            event_type: self.event_type.take_text(frozen, "message"),
+            data: self.data.take_text(frozen, ""),
             last_event_id: self.last_event_id.clone(),
         }))
     }
