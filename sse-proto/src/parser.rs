@@ -761,14 +761,20 @@ fn find_line_end(hay: &[u8]) -> Option<usize> {
     const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
     const CRS: u64 = u64::from_ne_bytes([b'\r'; 8]);
     const LFS: u64 = u64::from_ne_bytes([b'\n'; 8]);
+    const ABOVE_CR: u64 = u64::from_ne_bytes([b'\r' + 1; 8]);
+    // The lowest flagged byte is exact (false flags only sit above a true one).
     let zero_bytes = |x: u64| x.wrapping_sub(ONES) & !x & HIGHS;
     let mut at = 0;
     while let Some(word) = hay.get(at..).and_then(<[u8]>::first_chunk::<8>) {
         let word = u64::from_le_bytes(*word);
-        // The lowest flagged byte is exact (false flags only sit above a true one).
-        let found = zero_bytes(word ^ CRS) | zero_bytes(word ^ LFS);
-        if found != 0 {
-            return Some(at + (found.trailing_zeros() / 8) as usize);
+        // One test first: is any byte below 0x0E? Text rarely holds such bytes but CR and LF, so
+        // the two exact tests run only on a word that has one.
+        let low = word.wrapping_sub(ABOVE_CR) & !word & HIGHS;
+        if low != 0 {
+            let found = zero_bytes(word ^ CRS) | zero_bytes(word ^ LFS);
+            if found != 0 {
+                return Some(at + (found.trailing_zeros() / 8) as usize);
+            }
         }
         at += 8;
         if at == 64 {
