@@ -501,8 +501,10 @@ impl Parser {
         Ok(true)
     }
 
-    /// Interprets lines until one yields an item or the complete lines run out.
-    fn parse(&mut self) -> Step {
+    /// Interprets lines until one yields an item or the complete lines run out. Generic over the
+    /// error type so that `next()` gets its item in the very form it returns (a conversion after
+    /// the fact moved every item once more).
+    fn parse<E: From<LimitError>>(&mut self) -> Option<Result<Item, E>> {
         loop {
             if let Some(frozen) = self.frozen.take() {
                 // Lines borrow from `frozen` while the rest of the parser changes: lent out meanwhile.
@@ -517,8 +519,12 @@ impl Parser {
                         break;
                     };
                     item = match line {
-                        Ok(line) => self.process_line(line, &frozen),
-                        Err(error) => Some(Err(error)),
+                        Ok(line) => match self.process_line(line, &frozen) {
+                            Some(Ok(line_item)) => Some(Ok(line_item)),
+                            Some(Err(error)) => Some(Err(E::from(error))),
+                            None => None,
+                        },
+                        Err(error) => Some(Err(E::from(error))),
                     };
                     if item.is_some() {
                         break;
@@ -532,7 +538,7 @@ impl Parser {
             match self.refill() {
                 Ok(true) => {}
                 Ok(false) => return None,
-                Err(error) => return Some(Err(error)),
+                Err(error) => return Some(Err(E::from(error))),
             }
         }
     }
@@ -745,11 +751,10 @@ impl Iterator for Parser {
 
     /// The next item, or `None` when the parser needs more bytes.
     fn next(&mut self) -> Option<Self::Item> {
-        let item = match self.ready.pop_front() {
-            Some(item) => Some(item),
+        match self.ready.pop_front() {
+            Some(item) => Some(item.map_err(Error::from)),
             None => self.parse(),
-        };
-        item.map(|r| r.map_err(Error::from))
+        }
     }
 }
 
