@@ -285,15 +285,20 @@ impl Field {
     #[inline(always)]
     fn take_text(&mut self, frozen: &Arc<String>, empty: &str) -> Text {
         match self.span.take() {
-            Some((start, end)) if start < end => {
+            // `owned` may hold an older value: a range wins over it.
+            Some((start, end)) => {
                 self.owned.clear();
-                Text::shared(frozen, start, end)
+                if start < end {
+                    Text::shared(frozen, start, end)
+                } else {
+                    Text::from(empty)
+                }
             }
-            _ => self.take_owned(empty),
+            None => self.take_owned(empty),
         }
     }
 
-    /// [`Field::take_text`] of a copied or empty value, out of line (the common case is a range).
+    /// [`Field::take_text`] of a copied value, out of line (the common case is a range).
     #[inline(never)]
     fn take_owned(&mut self, empty: &str) -> Text {
         let text = match self.owned.as_str() {
@@ -884,6 +889,29 @@ data: ok
             ("message", "a-long-identifier-1")
         );
         assert_eq!(m.data, "first line of data\nsecond");
+    }
+
+    #[test]
+    fn an_empty_event_or_id_after_a_copied_one_is_empty_not_the_copy() {
+        let mut p = Parser::new();
+        // Each value is copied when its chunk's text is released, then an empty one follows.
+        p.feed(b"event: first-type\nid: first-id\n");
+        assert!(p.next().is_none());
+        p.feed(b"event:\nid\ndata: x\n\n");
+        let Some(Ok(Item::Message(m))) = p.next() else {
+            panic!("no message")
+        };
+        assert_eq!(
+            (m.event_type.as_str(), m.last_event_id.as_str()),
+            ("message", "")
+        );
+        p.feed(b"event: second-type\n");
+        assert!(p.next().is_none());
+        p.feed(b"event\r\ndata: y\r\n\r\n");
+        let Some(Ok(Item::Message(m))) = p.next() else {
+            panic!("no message")
+        };
+        assert_eq!(m.event_type, "message");
     }
 
     #[test]
