@@ -511,7 +511,9 @@ impl Parser {
     /// the fact moved every item once more).
     fn parse<E: From<LimitError>>(&mut self) -> Option<Result<Item, E>> {
         loop {
-            if let Some(frozen) = self.frozen.take() {
+            let pos = self.pos;
+            // Nothing left to interpret (always so between bytes fed one at a time): refill.
+            if let Some(frozen) = self.frozen.take_if(|frozen| frozen.len() > pos) {
                 // Lines borrow from `frozen` while the rest of the parser changes: lent out meanwhile.
                 let mut item = None;
                 loop {
