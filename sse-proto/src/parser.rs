@@ -281,12 +281,32 @@ impl Field {
         }
     }
 
-    /// The value as a [`Text`]: shared when it is a range of `frozen`, else one copy.
-    fn text(&self, frozen: &Arc<String>) -> Text {
-        match self.span {
-            Some((start, end)) => Text::shared(frozen, start, end),
-            None => Text::from(self.owned.as_str()),
+    /// The value as a [`Text`] (`empty`'s when it is empty), leaving the field empty.
+    #[inline(always)]
+    fn take_text(&mut self, frozen: &Arc<String>, empty: &str) -> Text {
+        match self.span.take() {
+            // `owned` may hold an older value: a range wins over it.
+            Some((start, end)) => {
+                self.owned.clear();
+                if start < end {
+                    Text::shared(frozen, start, end)
+                } else {
+                    Text::from(empty)
+                }
+            }
+            None => self.take_owned(empty),
         }
+    }
+
+    /// [`Field::take_text`] of a copied value, out of line (the common case is a range).
+    #[inline(never)]
+    fn take_owned(&mut self, empty: &str) -> Text {
+        let text = match self.owned.as_str() {
+            "" => Text::from(empty),
+            owned => Text::from(owned),
+        };
+        self.clear();
+        text
     }
 }
 
@@ -486,16 +506,32 @@ impl Parser {
         Ok(true)
     }
 
-    /// Interprets lines until one yields an item or the complete lines run out.
-    fn parse(&mut self) -> Step {
+    /// Interprets lines until one yields an item or the complete lines run out. Generic over the
+    /// error type so that `next()` gets its item in the very form it returns (a conversion after
+    /// the fact moved every item once more).
+    fn parse<E: From<LimitError>>(&mut self) -> Option<Result<Item, E>> {
         loop {
-            if let Some(frozen) = self.frozen.take() {
+            let pos = self.pos;
+            // Nothing left to interpret (always so between bytes fed one at a time): refill.
+            if let Some(frozen) = self.frozen.take_if(|frozen| frozen.len() > pos) {
                 // Lines borrow from `frozen` while the rest of the parser changes: lent out meanwhile.
                 let mut item = None;
-                while let Some(line) = self.take_line(&frozen) {
+                loop {
+                    if let Some(message) = self.common_lines(&frozen) {
+                        item = Some(Ok(message));
+                        break;
+                    }
+                    // A line of another shape (or in another state), or the end of `frozen`.
+                    let Some(line) = self.take_line(&frozen) else {
+                        break;
+                    };
                     item = match line {
-                        Ok(line) => self.process_line(line, &frozen),
-                        Err(error) => Some(Err(error)),
+                        Ok(line) => match self.process_line(line, &frozen) {
+                            Some(Ok(line_item)) => Some(Ok(line_item)),
+                            Some(Err(error)) => Some(Err(E::from(error))),
+                            None => None,
+                        },
+                        Err(error) => Some(Err(E::from(error))),
                     };
                     if item.is_some() {
                         break;
@@ -509,8 +545,70 @@ impl Parser {
             match self.refill() {
                 Ok(true) => {}
                 Ok(false) => return None,
-                Err(error) => return Some(Err(error)),
+                Err(error) => return Some(Err(E::from(error))),
             }
+        }
+    }
+
+    /// Interprets the lines of the shapes nearly every stream is made of (`data:`, `id:`, `event:`
+    /// and the blank line, LF-terminated, within the limits, one `data` line per event) straight
+    /// from `frozen`, dispatched on their first byte, up to the first message. It stops without
+    /// touching a line of any other shape, or in any state but the plain one (a CR to resolve, a
+    /// line or event being dropped, the stream's first line), for [`Parser::take_line`] and
+    /// [`Parser::process_line`] to interpret; what it does interpret, it does as they would.
+    #[inline(always)]
+    fn common_lines(&mut self, frozen: &Arc<String>) -> Option<Item> {
+        if self.pending_cr || self.skipping_line || self.at_stream_start || self.discarding_event {
+            return None;
+        }
+        let buf = frozen.as_bytes();
+        loop {
+            let start = self.pos;
+            let rest = buf.get(start..)?;
+            let len = find_line_end(rest)?;
+            if rest[len] != b'\n' || len > self.limits.max_line_length {
+                return None;
+            }
+            let line = &rest[..len];
+            // The value after `name:` and one optional space, as a range of `frozen`; the name is
+            // ASCII and the line ends at an LF, so both ends are character boundaries.
+            let value = |name: usize| {
+                let from = if line.get(name) == Some(&b' ') {
+                    name + 1
+                } else {
+                    name
+                };
+                (start + from, start + len)
+            };
+            match line.first() {
+                None => {
+                    self.pos = start + 1;
+                    if let Some(item) = self.dispatch(frozen) {
+                        return Some(item);
+                    }
+                }
+                Some(b'd') if line.starts_with(b"data:") => {
+                    let (from, to) = value(5);
+                    if self.has_data || to - from + 1 > self.limits.max_event_size {
+                        return None;
+                    }
+                    self.data.span = Some((from, to));
+                    self.has_data = true;
+                }
+                Some(b'i') if line.starts_with(b"id:") => {
+                    let (from, to) = value(3);
+                    if buf[from..to].contains(&0) {
+                        return None;
+                    }
+                    self.id_buffer.span = Some((from, to));
+                    self.id_pending = true;
+                }
+                Some(b'e') if line.starts_with(b"event:") => {
+                    self.event_type.span = Some(value(6));
+                }
+                Some(_) => return None,
+            }
+            self.pos = start + len + 1;
         }
     }
 
@@ -635,25 +733,21 @@ impl Parser {
 
     fn dispatch(&mut self, frozen: &Arc<String>) -> Option<Item> {
         if self.id_pending {
-            self.last_event_id = self.id_buffer.text(frozen);
             self.id_pending = false;
-            self.id_buffer.clear();
+            let id = self.id_buffer.take_text(frozen, "");
+            // The new id is stored before the old one is dropped (a call): built and held on the
+            // stack across it, it was read back in halves that stalled store forwarding.
+            drop(std::mem::replace(&mut self.last_event_id, id));
         }
         if !self.has_data {
             self.event_type.clear();
             return None;
         }
-        let event_type = match self.event_type.get(frozen) {
-            "" => Text::inline("message"),
-            _ => self.event_type.text(frozen),
-        };
-        let data = self.data.text(frozen);
-        self.data.clear();
         self.has_data = false;
-        self.event_type.clear();
+        // Built last, straight into the item: nothing that may call out runs in between.
         Some(Item::Message(Message {
-            event_type,
-            data,
+            event_type: self.event_type.take_text(frozen, "message"),
+            data: self.data.take_text(frozen, ""),
             last_event_id: self.last_event_id.clone(),
         }))
     }
@@ -664,11 +758,10 @@ impl Iterator for Parser {
 
     /// The next item, or `None` when the parser needs more bytes.
     fn next(&mut self) -> Option<Self::Item> {
-        let item = match self.ready.pop_front() {
-            Some(item) => Some(item),
+        match self.ready.pop_front() {
+            Some(item) => Some(item.map_err(Error::from)),
             None => self.parse(),
-        };
-        item.map(|r| r.map_err(Error::from))
+        }
     }
 }
 
@@ -680,14 +773,20 @@ fn find_line_end(hay: &[u8]) -> Option<usize> {
     const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
     const CRS: u64 = u64::from_ne_bytes([b'\r'; 8]);
     const LFS: u64 = u64::from_ne_bytes([b'\n'; 8]);
+    const ABOVE_CR: u64 = u64::from_ne_bytes([b'\r' + 1; 8]);
+    // The lowest flagged byte is exact (false flags only sit above a true one).
     let zero_bytes = |x: u64| x.wrapping_sub(ONES) & !x & HIGHS;
     let mut at = 0;
     while let Some(word) = hay.get(at..).and_then(<[u8]>::first_chunk::<8>) {
         let word = u64::from_le_bytes(*word);
-        // The lowest flagged byte is exact (false flags only sit above a true one).
-        let found = zero_bytes(word ^ CRS) | zero_bytes(word ^ LFS);
-        if found != 0 {
-            return Some(at + (found.trailing_zeros() / 8) as usize);
+        // One test first: is any byte below 0x0E? Text rarely holds such bytes but CR and LF, so
+        // the two exact tests run only on a word that has one.
+        let low = word.wrapping_sub(ABOVE_CR) & !word & HIGHS;
+        if low != 0 {
+            let found = zero_bytes(word ^ CRS) | zero_bytes(word ^ LFS);
+            if found != 0 {
+                return Some(at + (found.trailing_zeros() / 8) as usize);
+            }
         }
         at += 8;
         if at == 64 {
@@ -792,6 +891,29 @@ data: ok
             ("message", "a-long-identifier-1")
         );
         assert_eq!(m.data, "first line of data\nsecond");
+    }
+
+    #[test]
+    fn an_empty_event_or_id_after_a_copied_one_is_empty_not_the_copy() {
+        let mut p = Parser::new();
+        // Each value is copied when its chunk's text is released, then an empty one follows.
+        p.feed(b"event: first-type\nid: first-id\n");
+        assert!(p.next().is_none());
+        p.feed(b"event:\nid\ndata: x\n\n");
+        let Some(Ok(Item::Message(m))) = p.next() else {
+            panic!("no message")
+        };
+        assert_eq!(
+            (m.event_type.as_str(), m.last_event_id.as_str()),
+            ("message", "")
+        );
+        p.feed(b"event: second-type\n");
+        assert!(p.next().is_none());
+        p.feed(b"event\r\ndata: y\r\n\r\n");
+        let Some(Ok(Item::Message(m))) = p.next() else {
+            panic!("no message")
+        };
+        assert_eq!(m.event_type, "message");
     }
 
     #[test]
