@@ -197,10 +197,11 @@ pub(crate) struct Args {
     #[arg(long, env = "SSE_MAX_SUBSCRIBER_BUFFER", default_value_t = 4 * 1024 * 1024, value_name = "BYTES")]
     pub(crate) max_subscriber_buffer: usize,
 
-    /// Write coalescing under load, in milliseconds: the longest pause between two write rounds, taken
-    /// only when several events arrived while a round of 1 ms or more was written (0 turns it off). An event
-    /// that finds the writers idle goes out at once. Fewer, larger writes for at most this much latency.
-    #[arg(long, env = "SSE_COALESCE_MS", default_value_t = 5, value_name = "MS")]
+    /// Write coalescing under load, in milliseconds: the longest pause between two write rounds,
+    /// taken after a round of 1 ms or more, and only when events come fast enough that it would
+    /// gather two more (0 turns it off). An event that finds the writers idle goes out at once.
+    /// Fewer, larger writes for at most this much latency.
+    #[arg(long, env = "SSE_COALESCE_MS", default_value_t = 20, value_name = "MS")]
     pub(crate) coalesce_ms: u64,
 
     /// Do not tick the clock on the `demo` channel.

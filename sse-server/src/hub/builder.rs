@@ -171,15 +171,16 @@ impl HubBuilder {
         self
     }
 
-    /// Write coalescing under load: its latency budget (default 5 ms; `Duration::ZERO` turns it
-    /// off). Live events reach HTTP/1.1 subscribers of the built-in server in write rounds, one
-    /// `writev` per subscriber per round. A flusher that caught up writes an event the moment it is
-    /// published. Only when several events arrived while a round was being written, and that round took
-    /// 1 ms or more (hundreds of subscribers with something to write), does the next one start after a
-    /// pause of twice the round, at most `max`: events published meanwhile then go out together, in
-    /// fewer and larger writes. A write costs about the same for one event as for twenty, so under
-    /// load this cuts the CPU per delivered event by more than half (measured at 1,000 subscribers in
-    /// the fan-out benchmark) for at most `max` of added latency; moderate rates never wait.
+    /// Write coalescing under load: its latency budget (default 20 ms; `Duration::ZERO` turns it
+    /// off). Live events reach HTTP/1.1 and HTTP/2 subscribers of the built-in server in write
+    /// rounds, one `writev` per subscriber per round. An event that finds the writers idle goes out
+    /// at once. Only after a round of 1 ms or more (hundreds of subscribers with something to
+    /// write), and only when events come fast enough that the pause would gather at least two more,
+    /// does the next round start after a pause of twice the round, at most `max`: events published
+    /// meanwhile then go out together, in fewer and larger writes. A write costs about the same for
+    /// one event as for twenty, so under load this cuts the CPU per delivered event by more than
+    /// half (measured at 1,000 subscribers in the fan-out benchmark) for at most `max` of added
+    /// latency; moderate rates never wait.
     ///
     /// ```
     /// use std::time::Duration;

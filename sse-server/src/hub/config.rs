@@ -37,7 +37,7 @@ impl Default for Config {
             cors_origins: Vec::new(),
             queue_size: 256,
             max_subscriber_bytes: 4 * 1024 * 1024,
-            coalesce: Duration::from_millis(5),
+            coalesce: Duration::from_millis(20),
             max_event_bytes: 1024 * 1024,
             max_channels: 10_000,
             max_channels_per_subscription: 64,

@@ -1,21 +1,21 @@
 //! Flushers: a few tasks (one per core) that write live events straight to subscribers' sockets.
 //!
-//! Why: a subscriber served by the lean HTTP/1.1 path spends nearly all its life waiting for the next
-//! event. Waking its task for every event (schedule it, poll its stream, pop its queue, then `writev`)
-//! costs more user-space time than the write, and touches a dozen cold cache lines per subscriber. So,
-//! once such a task has nothing queued, it lends its socket to the hub (`hub/lent.rs`). The fan-out
-//! then appends the event to the channel's log once and puts the channel on a flusher's work list
-//! once per round (`hub/rounds.rs`); the flusher offers each of its subscribers the part of the log
-//! it has not seen (`hub/round.rs`), frames it as one HTTP/1.1 chunk and writes it in one `writev`
-//! (`transport/io.rs`), or, for an HTTP/2 stream (`transport/h2/`), hands the events as they are to
-//! the stream, whose connection task frames and writes them with the other streams' frames. Rounds batch by themselves: whatever is published during a round goes out in
-//! the next one. Coalescing happens only when it buys something: a flusher that caught up (at most
-//! one event was published while it wrote its last round) writes the next event the moment it is
-//! published. Only a flusher that is behind (several events arrived during a round of 1 ms or more:
-//! they come faster than rounds end) rests before the next round, twice as long as the round took,
-//! at most [`HubBuilder::coalesce`](crate::hub::builder::HubBuilder::coalesce) (the latency budget): more
-//! events per `writev` and fewer `writev`s, the system call and TCP segment being what a delivery
-//! costs.
+//! Why: a subscriber served by the lean HTTP/1.1 path spends nearly all its life waiting for the
+//! next event. Waking its task for every event (schedule it, poll its stream, pop its queue, then
+//! `writev`) costs more user-space time than the write, and touches a dozen cold cache lines per
+//! subscriber. So, once such a task has nothing queued, it lends its socket to the hub
+//! (`hub/lent.rs`). The fan-out then appends the event to the channel's log once and puts the
+//! channel on a flusher's work list once per round (`hub/rounds.rs`); the flusher offers each of
+//! its subscribers the part of the log it has not seen (`hub/round.rs`), frames it as one HTTP/1.1
+//! chunk and writes it in one `writev` (`transport/io.rs`), or, for an HTTP/2 stream
+//! (`transport/h2/`), hands the events as they are to the stream, whose connection task frames and
+//! writes them with the other streams' frames. Rounds batch by themselves: whatever is published
+//! during a round goes out in the next one. Coalescing happens only when it buys something: after a
+//! round of 1 ms or more, the next one rests (twice as long as the round took, at most
+//! [`HubBuilder::coalesce`](crate::hub::builder::HubBuilder::coalesce), the latency budget) only
+//! if, at the rate events came since that round started, the rest would gather at least two more:
+//! more events per `writev` and fewer `writev`s, the system call and TCP segment being what a
+//! delivery costs.
 //!
 //! The task takes its socket back for anything only it can do (a heartbeat, an expiry, the last
 //! bytes), and a flusher hands it back whenever the socket does not take a write whole, so a slow
@@ -42,7 +42,7 @@ use crate::transport::io::{write_events, write_now};
 const YIELD_EVERY: usize = 256;
 /// Channels a round goes through between two such pauses.
 const YIELD_CHANNELS: usize = 64;
-/// Events published during a round from which on the flusher counts as behind (and may pause).
+/// Events a pause must be expected to gather (at the recent rate) to be worth taking.
 const BEHIND_AT: u64 = 2;
 /// Rounds shorter than this are never followed by a pause (tokio's timer has 1 ms resolution).
 const MIN_ROUND: Duration = Duration::from_millis(1);
@@ -146,11 +146,9 @@ async fn flush_channel(
 }
 
 async fn run(index: usize, list: Arc<WorkList>) {
-    // The last round: when it started and how long it took.
-    let mut last: Option<(Instant, Duration)> = None;
-    // Whether the flusher is behind: at least [`BEHIND_AT`] events arrived while it wrote its last
-    // round (a pause then batches them; after one, a pause would only delay it).
-    let mut behind = false;
+    // The last round: when it started, how long it took, and the hub's count of published events
+    // when it started.
+    let mut last: Option<Last> = None;
     // TLS records for one subscriber at a time (`transport/sealed.rs`); plain sockets never use it.
     let mut scratch = Vec::new();
     loop {
@@ -159,13 +157,10 @@ async fn run(index: usize, list: Arc<WorkList>) {
                 return;
             }
             list.wait().await;
-            // Caught up: nothing arrived during the last round, so write this one at once.
-            behind = false;
             continue;
         }
-        if let Some(until) = last
-            .filter(|_| behind)
-            .and_then(|last| pause_until(last, list.coalesce))
+        if let Some(until) =
+            last.and_then(|last| pause_until(last, list.published(), Instant::now(), list.coalesce))
         {
             tokio::select! {
                 () = tokio::time::sleep_until(until) => {}
@@ -187,26 +182,42 @@ async fn run(index: usize, list: Arc<WorkList>) {
         list.delivered(delivered);
         let took = now.elapsed();
         list.round_took(took);
-        last = Some((now, took));
-        behind = is_behind(list.published().wrapping_sub(published));
+        last = Some(Last {
+            start: now,
+            took,
+            published,
+        });
     }
 }
 
-/// Whether a flusher that saw `arrived` events published while it wrote a round is behind: with
-/// one, the next round writes it at once (a pause would only add latency: at 100 events/s a round
-/// over 1,000 sockets can outlast the gap between two events now and then); with [`BEHIND_AT`] or
-/// more, events come faster than rounds end and a pause puts more of them in each `writev`.
-fn is_behind(arrived: u64) -> bool {
-    arrived >= BEHIND_AT
+/// A flusher's last round: when it started, how long it took, and how many events the hub had
+/// published when it started.
+#[derive(Debug, Clone, Copy)]
+struct Last {
+    start: Instant,
+    took: Duration,
+    published: u64,
 }
 
-/// The coalescing policy, for a flusher that is behind: after a round that started at `start` and
-/// took `took`, the next one waits until twice `took` after its end, at most `coalesce` (the
-/// latency budget); `None` (write at once) when the round took less than [`MIN_ROUND`] or
-/// coalescing is off. A flusher that caught up ([`is_behind`] is false) writes the next event the
-/// moment it is published.
-fn pause_until((start, took): (Instant, Duration), coalesce: Duration) -> Option<Instant> {
-    (took >= MIN_ROUND && !coalesce.is_zero()).then(|| start + took + (took * 2).min(coalesce))
+/// The coalescing policy: when the next round (there is work for it `now`, and the hub has
+/// published `published` events so far) starts, or `None` to start it at once.
+///
+/// A pause is twice the last round, at most `coalesce` (the latency budget), and is taken only
+/// when it buys something: at the rate events came since the last round started, at least
+/// [`BEHIND_AT`] more would arrive during it and share its `writev`s. At 100 events/s and rounds
+/// of a few ms, a pause would gather half an event and only add latency, so the event goes out at
+/// once; under load (events arriving faster than rounds end) rounds rest and batch. Never after a
+/// round shorter than [`MIN_ROUND`] (tokio's timer has 1 ms resolution), nor with coalescing off.
+fn pause_until(last: Last, published: u64, now: Instant, coalesce: Duration) -> Option<Instant> {
+    if last.took < MIN_ROUND || coalesce.is_zero() {
+        return None;
+    }
+    let pause = (last.took * 2).min(coalesce);
+    let arrived = u128::from(published.wrapping_sub(last.published));
+    let span = now.saturating_duration_since(last.start).max(last.took);
+    // arrived / span × pause ≥ BEHIND_AT, without division.
+    (arrived * pause.as_nanos() >= u128::from(BEHIND_AT) * span.as_nanos())
+        .then(|| last.start + last.took + pause)
 }
 
 #[cfg(test)]
@@ -327,29 +338,57 @@ mod direct_tests {
             .is_ready()
     }
 
-    #[test]
-    fn only_a_flusher_behind_by_a_long_round_pauses_and_never_past_the_budget() {
-        let t = Instant::now();
-        let ms = Duration::from_millis;
-        let budget = ms(5);
-        // A round shorter than the timer's resolution, or coalescing off: no pause.
-        assert_eq!(pause_until((t, Duration::from_micros(900)), budget), None);
-        assert_eq!(pause_until((t, ms(3)), Duration::ZERO), None);
-        // Twice the round after its end...
-        assert_eq!(pause_until((t, ms(2)), budget), Some(t + ms(2) + ms(4)));
-        // ...at most the budget.
-        assert_eq!(pause_until((t, ms(4)), budget), Some(t + ms(4) + budget));
+    fn last(start: Instant, took: Duration, published: u64) -> Last {
+        Last {
+            start,
+            took,
+            published,
+        }
     }
 
     #[test]
-    fn a_flusher_is_behind_only_when_several_events_arrived_during_its_round() {
-        assert!(!is_behind(0), "caught up");
-        assert!(
-            !is_behind(1),
-            "one event that came during a long round goes out at once"
+    fn a_pause_is_twice_the_round_at_most_the_budget_and_never_after_a_short_round() {
+        let t = Instant::now();
+        let ms = Duration::from_millis;
+        let budget = ms(5);
+        // 100 events since a round that started 4 ms ago: plenty to batch.
+        let busy = |took| pause_until(last(t, took, 0), 100, t + ms(4), budget);
+        // A round shorter than the timer's resolution, or coalescing off: no pause.
+        assert_eq!(busy(Duration::from_micros(900)), None);
+        assert_eq!(
+            pause_until(last(t, ms(3), 0), 100, t + ms(4), Duration::ZERO),
+            None
         );
-        assert!(is_behind(2));
-        assert!(is_behind(1_000));
+        // Twice the round after its end...
+        assert_eq!(busy(ms(2)), Some(t + ms(2) + ms(4)));
+        // ...at most the budget.
+        assert_eq!(busy(ms(4)), Some(t + ms(4) + budget));
+    }
+
+    #[test]
+    fn a_pause_is_taken_only_when_the_recent_rate_would_fill_it_with_two_events() {
+        let t = Instant::now();
+        let ms = Duration::from_millis;
+        let budget = ms(5);
+        // 100 events/s: a 4 ms round over 1,000 sockets, the next event 10 ms after it started.
+        // A 5 ms pause would gather half an event: write at once.
+        assert_eq!(
+            pause_until(last(t, ms(4), 10), 11, t + ms(10), budget),
+            None
+        );
+        // Even when that round outlasted the gap (one event arrived during it).
+        assert_eq!(
+            pause_until(last(t, ms(12), 10), 11, t + ms(12), budget),
+            None
+        );
+        // 1,000 events/s: 4 arrived during a 4 ms round: a 5 ms pause gathers 5 more.
+        assert_eq!(
+            pause_until(last(t, ms(4), 10), 14, t + ms(4), budget),
+            Some(t + ms(4) + budget)
+        );
+        // Just at the line: 2 events in 5 ms, a 5 ms pause.
+        assert!(pause_until(last(t, ms(3), 0), 2, t + ms(5), budget).is_some());
+        assert!(pause_until(last(t, ms(3), 0), 1, t + ms(5), budget).is_none());
     }
 
     #[test]
