@@ -107,6 +107,33 @@ impl Body {
             Kind::Stream(sub) => Pin::new(&mut **sub).poll_next(cx),
         }
     }
+
+    /// Every piece that is ready now, at most `max` (the lean paths write them together):
+    /// `Ready(Some(pieces))` with at least one, `Ready(None)` at the end of the body, `Pending` when
+    /// nothing is ready.
+    pub(crate) fn poll_batch(
+        &mut self,
+        cx: &mut Context<'_>,
+        max: usize,
+    ) -> Poll<Option<Vec<Bytes>>> {
+        let mut batch: Vec<Bytes> = Vec::new();
+        while batch.len() < max {
+            match self.poll_event(cx) {
+                Poll::Ready(Some(data)) => {
+                    if !data.is_empty() {
+                        batch.push(data);
+                    }
+                }
+                Poll::Ready(None) if batch.is_empty() => return Poll::Ready(None),
+                Poll::Ready(None) | Poll::Pending => break,
+            }
+        }
+        if batch.is_empty() {
+            Poll::Pending
+        } else {
+            Poll::Ready(Some(batch))
+        }
+    }
 }
 
 /// The most bytes [`Body`] puts in one frame when several events are ready (an HTTP/2 frame's

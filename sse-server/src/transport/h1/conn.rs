@@ -201,28 +201,14 @@ async fn next_batch<W: Wire>(
         if let Poll::Ready(e) = wire.poll_gone(cx) {
             return Poll::Ready(Err(e));
         }
-        let mut batch: Vec<Bytes> = Vec::new();
-        while batch.len() < MAX_BATCH {
-            match body.poll_event(cx) {
-                Poll::Ready(Some(data)) => {
-                    if !data.is_empty() {
-                        batch.push(data);
-                    }
-                }
-                Poll::Ready(None) if batch.is_empty() => return Poll::Ready(Ok(None)),
-                Poll::Ready(None) | Poll::Pending => break,
-            }
+        // "Nothing now" is reported once, right after the body registered its waker, so the caller
+        // can write the response head and lend the socket; after that (no subscription, or not
+        // lendable) it just waits.
+        match body.poll_batch(cx, MAX_BATCH) {
+            Poll::Ready(batch) => Poll::Ready(Ok(batch)),
+            Poll::Pending if std::mem::take(&mut lend) => Poll::Ready(Ok(Some(Vec::new()))),
+            Poll::Pending => Poll::Pending,
         }
-        if !batch.is_empty() {
-            return Poll::Ready(Ok(Some(batch)));
-        }
-        // Report "nothing now" once, right after the body registered its waker, so the caller can
-        // write the response head and lend the socket; after that (no subscription, or not
-        // lendable) just wait.
-        if std::mem::take(&mut lend) {
-            return Poll::Ready(Ok(Some(Vec::new())));
-        }
-        Poll::Pending
     })
     .await
 }

@@ -140,25 +140,11 @@ async fn next_batch(
         if let Poll::Ready(reset) = sink.stream().poll_reset(cx) {
             return Poll::Ready(Err(reset.map_or_else(|e| e, gone)));
         }
-        let mut batch: Vec<Bytes> = Vec::new();
-        while batch.len() < MAX_BATCH {
-            match body.poll_event(cx) {
-                Poll::Ready(Some(data)) => {
-                    if !data.is_empty() {
-                        batch.push(data);
-                    }
-                }
-                Poll::Ready(None) if batch.is_empty() => return Poll::Ready(Ok(None)),
-                Poll::Ready(None) | Poll::Pending => break,
-            }
+        match body.poll_batch(cx, MAX_BATCH) {
+            Poll::Ready(batch) => Poll::Ready(Ok(batch)),
+            Poll::Pending if std::mem::take(&mut lend) => Poll::Ready(Ok(Some(Vec::new()))),
+            Poll::Pending => Poll::Pending,
         }
-        if !batch.is_empty() {
-            return Poll::Ready(Ok(Some(batch)));
-        }
-        if std::mem::take(&mut lend) {
-            return Poll::Ready(Ok(Some(Vec::new())));
-        }
-        Poll::Pending
     })
     .await
 }
