@@ -75,15 +75,22 @@ const CPU_RUNS: usize = 60;
 type CpuMeasurements = Vec<(&'static str, usize, usize, Duration)>;
 static CPU_MEASURED: Mutex<CpuMeasurements> = Mutex::new(Vec::new());
 
-fn ours(chunks: &[&[u8]]) -> usize {
+/// sse-proto's stream over `chunks`, with limits that let the largest case through.
+fn stream_of<'a>(
+    chunks: &'a [&'a [u8]],
+) -> EventStream<impl futures::Stream<Item = Result<&'a [u8], Infallible>> + 'a> {
     let parser = Parser::builder()
         .max_line_length(4 * MIB)
         .max_event_size(4 * MIB)
         .build();
-    let s = EventStream::with_parser(
+    EventStream::with_parser(
         stream::iter(chunks.iter().map(|c| Ok::<_, Infallible>(*c))),
         parser,
-    );
+    )
+}
+
+fn ours(chunks: &[&[u8]]) -> usize {
+    let s = stream_of(chunks);
     block_on(s.fold(0, |acc, item| async move {
         match item {
             Ok(Item::Message(m)) => acc + m.data.len(),
@@ -155,14 +162,7 @@ fn cases() -> Vec<Case> {
 
 /// Dispatched messages in `chunks`, parsed whole.
 fn count_events(chunks: &[&[u8]]) -> usize {
-    let parser = Parser::builder()
-        .max_line_length(4 * MIB)
-        .max_event_size(4 * MIB)
-        .build();
-    let s = EventStream::with_parser(
-        stream::iter(chunks.iter().map(|c| Ok::<_, Infallible>(*c))),
-        parser,
-    );
+    let s = stream_of(chunks);
     block_on(s.fold(0, |n, item| async move {
         n + usize::from(matches!(item, Ok(Item::Message(_))))
     }))
