@@ -223,16 +223,20 @@ async fn bench(cli: &Cli) -> Result<(), Error> {
             }
         }
     }
-    print_and_save(cli, &ctx.kinds, &rows, &skipped)
+    print_and_save(cli, &ctx.kinds, ctx.about.as_deref(), &rows, &skipped)
 }
 
 fn print_and_save(
     cli: &Cli,
     kinds: &[Kind],
+    about: Option<&str>,
     rows: &[Row],
     skipped: &[String],
 ) -> Result<(), Error> {
     let mut out = String::new();
+    if let Some(line) = about {
+        out.push_str(&format!("{line}\n\n"));
+    }
     for line in skipped {
         out.push_str(&format!("**{line}**\n\n"));
     }

@@ -29,6 +29,9 @@ pub struct Context<'a> {
     /// The servers asked for (`--no-*`), in the order they alternate.
     pub kinds: Vec<Kind>,
     bin: Option<PathBuf>,
+    /// Which `sse-server` build and coalescing budget this run measures (see
+    /// [`server::describe_sse_server`]).
+    pub about: Option<String>,
     nchan: Option<Nchan>,
     cert: Option<(PathBuf, BenchCert, sse_bench::tls::Client)>,
 }
@@ -79,10 +82,15 @@ impl<'a> Context<'a> {
         } else {
             None
         };
+        let about = bin.as_deref().map(server::describe_sse_server);
+        if let Some(line) = &about {
+            eprintln!("sse-bench: {line}");
+        }
         Ok(Context {
             cli,
             kinds,
             bin,
+            about,
             nchan,
             cert: None,
         })

@@ -228,6 +228,48 @@ impl Drop for ServerProc {
     }
 }
 
+/// One line naming the `sse-server` binary a run measures, how old it is, and the write-coalescing
+/// budget it runs with (its `--coalesce-ms` default, or `SSE_COALESCE_MS`, which the server
+/// inherits), so a results file says which build and which budget produced its numbers.
+///
+/// ```no_run
+/// let line = sse_bench::server::describe_sse_server(std::path::Path::new("target/release/sse-server"));
+/// assert!(line.starts_with("sse-server: "));
+/// ```
+pub fn describe_sse_server(bin: &Path) -> String {
+    let age = std::fs::metadata(bin)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| std::time::SystemTime::now().duration_since(t).ok())
+        .map_or_else(
+            || "age unknown".to_string(),
+            |d| format!("built {} min ago", d.as_secs() / 60),
+        );
+    let budget = match std::env::var("SSE_COALESCE_MS") {
+        Ok(ms) => format!("{ms} ms (SSE_COALESCE_MS)"),
+        Err(_) => Command::new(bin)
+            .arg("--help")
+            .output()
+            .ok()
+            .and_then(|o| coalesce_default(&String::from_utf8_lossy(&o.stdout)))
+            .map_or_else(
+                || "not reported by --help".to_string(),
+                |ms| format!("{ms} ms (its --coalesce-ms default)"),
+            ),
+    };
+    format!(
+        "sse-server: {} ({age}); write-coalescing budget {budget}",
+        bin.display()
+    )
+}
+
+/// The `[default: N]` of `--coalesce-ms` in `sse-server --help`.
+fn coalesce_default(help: &str) -> Option<u64> {
+    let after = &help[help.find("--coalesce-ms")?..];
+    let rest = &after[after.find("[default: ")? + "[default: ".len()..];
+    rest[..rest.find(']')?].trim().parse().ok()
+}
+
 /// Finds the `sse-server` release binary: `explicit`, else next to this executable, else builds it
 /// with `cargo build --release -p sse-server`.
 pub fn locate_sse_server(explicit: Option<PathBuf>) -> Result<PathBuf, Error> {
@@ -266,4 +308,20 @@ pub fn locate_sse_server(explicit: Option<PathBuf>) -> Result<PathBuf, Error> {
 /// Waits a little so the server settles (allocations returned, timers idle) before sampling.
 pub fn settle() -> Duration {
     Duration::from_millis(1500)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::coalesce_default;
+
+    #[test]
+    fn reads_the_coalesce_default_from_help() {
+        let help = "      --max-event-bytes <N>\n          [default: 65536]\n\n      --coalesce-ms <MS>\n          Write coalescing under load.\n          [env: SSE_COALESCE_MS=]\n          [default: 20]\n";
+        assert_eq!(coalesce_default(help), Some(20));
+        assert_eq!(coalesce_default("--listen <ADDR>\n [default: 1]"), None);
+        assert_eq!(
+            coalesce_default("--coalesce-ms <MS>\n [default: soon]"),
+            None
+        );
+    }
 }
