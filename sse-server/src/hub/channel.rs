@@ -430,13 +430,14 @@ impl Channel {
             return None;
         }
         let from = shard.done;
+        let timed = shard.timed.max(from);
         // The events are shared `Bytes`: cloned once per round, not per subscriber.
         let events: Vec<(Position, Bytes)> = subs
             .log
             .unseen(from, head, Seen::Nothing)
             .cloned()
             .collect();
-        let published = subs.log.times(from, head);
+        let published = subs.log.times(timed, head);
         let queues: Vec<Arc<Queue>> = subs
             .map
             .values()
@@ -446,10 +447,34 @@ impl Channel {
         Some(Round::new(queues, events, published, from, head))
     }
 
+    /// Adds to `round` the events published on this channel since it started (or was last
+    /// extended), so the targets it has not written yet get them in this round rather than one
+    /// round later. Returns whether it added any. Targets written already get them in the next
+    /// round, which starts from [`Round::done`].
+    pub(crate) fn extend_round(&self, flusher: usize, round: &mut Round) -> bool {
+        let mut subs = self.lock();
+        let head = subs.log.head();
+        // The log keeps every event from the round's start while this flusher has subscribers
+        // here; if they have all left, there is nobody to extend the round for.
+        if head <= round.head || subs.log.base() > round.head || subs.log.shard(flusher).count == 0
+        {
+            return false;
+        }
+        let events: Vec<(Position, Bytes)> = subs
+            .log
+            .unseen(round.head, head, Seen::Nothing)
+            .cloned()
+            .collect();
+        let published = subs.log.times(round.head, head);
+        drop(subs);
+        round.extend(events, published, head);
+        true
+    }
+
     /// Ends a round: subscribers whose socket did not take their chunk whole (or whose task asked
     /// for the socket meanwhile) go back to their queues, with the part of the log they have not
     /// seen in front; then the log forgets what every direct subscriber has.
-    pub(crate) fn end_round(&self, flusher: usize, head: u64, handbacks: Vec<Arc<Queue>>) {
+    pub(crate) fn end_round(&self, flusher: usize, round: &Round, handbacks: Vec<Arc<Queue>>) {
         let mut subs = self.lock();
         for queue in handbacks {
             let mut state = queue.lock();
@@ -472,7 +497,8 @@ impl Channel {
             }
         }
         let shard = subs.log.shard(flusher);
-        shard.done = shard.done.max(head);
+        shard.done = shard.done.max(round.done);
+        shard.timed = shard.timed.max(round.head);
         subs.log.trim();
     }
 }

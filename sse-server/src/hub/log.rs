@@ -36,12 +36,20 @@ pub(crate) struct Shard {
     pub(crate) scheduled: bool,
     /// Every direct subscriber of it has seen the log up to this sequence.
     pub(crate) done: u64,
+    /// Its rounds have recorded the publish-to-write time of the events up to this sequence (a
+    /// round extended mid-way writes some events before `done` reaches them).
+    pub(crate) timed: u64,
 }
 
 impl Log {
     /// The sequence the next event gets.
     pub(crate) fn head(&self) -> u64 {
         self.base + self.entries.len() as u64
+    }
+
+    /// The sequence of the oldest event the log holds.
+    pub(crate) fn base(&self) -> u64 {
+        self.base
     }
 
     /// How many events the log holds.

@@ -18,8 +18,14 @@ pub(crate) struct Round {
     /// When each event was published.
     published: Vec<Instant>,
     from: u64,
-    /// The log sequence the round writes up to.
+    /// The log sequence the round writes up to (it grows when [`Channel::extend_round`] adds
+    /// events published while the round was being written).
+    ///
+    /// [`Channel::extend_round`]: crate::hub::channel::Channel::extend_round
     pub(crate) head: u64,
+    /// The log sequence every target has seen once the round ends: the head when it started. A
+    /// target written before an extension has seen only this far; the next round starts here.
+    pub(crate) done: u64,
 }
 
 /// What one subscriber is offered in a round.
@@ -72,10 +78,24 @@ impl Round {
             published,
             from,
             head,
+            done: head,
         }
     }
 
-    /// When the round's events were published.
+    /// Adds `events`, published (at `published`) after the round started, up to log sequence
+    /// `head`: the targets not yet written get them in this round's write.
+    pub(crate) fn extend(
+        &mut self,
+        events: impl IntoIterator<Item = (Position, Bytes)>,
+        published: impl IntoIterator<Item = Instant>,
+        head: u64,
+    ) {
+        self.events.extend(events);
+        self.published.extend(published);
+        self.head = head;
+    }
+
+    /// When the round's events were published (those no earlier round on this channel recorded).
     pub(crate) fn published(&self) -> &[Instant] {
         &self.published
     }

@@ -10,7 +10,8 @@
 //! chunk and writes it in one `writev` (`transport/io.rs`), or, for an HTTP/2 stream
 //! (`transport/h2/`), hands the events as they are to the stream, whose connection task frames and
 //! writes them with the other streams' frames. Rounds batch by themselves: whatever is published
-//! during a round goes out in the next one. Coalescing happens only when it buys something: after a
+//! during a round goes to the subscribers the round has not reached yet (it looks at the log again
+//! every [`EXTEND_EVERY`] subscribers), and to the others in the next round. Coalescing happens only when it buys something: after a
 //! round of 1 ms or more, the next one rests (twice as long as the round took, at most
 //! [`HubBuilder::coalesce`](crate::hub::builder::HubBuilder::coalesce), the latency budget) only
 //! if, at the rate events came since that round started, the rest would gather at least two more:
@@ -38,8 +39,11 @@ use crate::hub::rounds::WorkList;
 use crate::transport::h1::chunk;
 use crate::transport::io::{write_events, write_now};
 
-/// Subscribers written per flusher before it lets other tasks on its worker run.
+/// Subscribers written per flusher before it lets other tasks on its worker run (a multiple of
+/// [`EXTEND_EVERY`]).
 const YIELD_EVERY: usize = 256;
+/// Subscribers written between two looks at the channel's log for events published meanwhile.
+const EXTEND_EVERY: usize = 32;
 /// Channels a round goes through between two such pauses.
 const YIELD_CHANNELS: usize = 64;
 /// Events a pause must be expected to gather (at the recent rate) to be worth taking.
@@ -55,59 +59,91 @@ pub(crate) fn spawn(index: usize, list: Arc<WorkList>) -> JoinHandle<()> {
 }
 
 /// Writes one round: each target gets its events as one HTTP/1.1 chunk, in slices of
-/// [`YIELD_EVERY`] targets, letting the worker's other tasks run in between (a round over thousands
-/// of sockets takes milliseconds). The chunk of the whole round is framed once and shared by every
-/// subscriber that needs all of it. Returns the events delivered and the subscribers to hand their
-/// sockets back to.
+/// [`EXTEND_EVERY`] targets. Between two slices the round takes in the events published on the
+/// channel meanwhile ([`Channel::extend_round`]), so the targets still to be written get them now
+/// rather than a whole round later (a round over thousands of sockets takes milliseconds; the
+/// targets written already get them in the next round), and every [`YIELD_EVERY`] targets it lets
+/// the worker's other tasks run. The chunk of a slice's events is framed once and shared by every
+/// subscriber that needs all of them. Returns the events delivered and the subscribers to hand
+/// their sockets back to.
 /// `scratch` is the flusher's buffer for TLS records (sealed per subscriber), reused.
-async fn write_round(round: &Round, now: Instant, scratch: &mut Vec<u8>) -> (u64, Vec<Arc<Queue>>) {
+async fn write_round(
+    channel: &Channel,
+    index: usize,
+    round: &mut Round,
+    now: Instant,
+    scratch: &mut Vec<u8>,
+) -> (u64, Vec<Arc<Queue>>) {
     let mut delivered = 0;
     let mut handbacks = Vec::new();
     if round.is_empty() {
         return (0, handbacks);
     }
+    let mut from = 0;
+    while from < round.targets.len() {
+        let until = (from + EXTEND_EVERY).min(round.targets.len());
+        delivered += write_slice(round, from..until, now, scratch, &mut handbacks);
+        from = until;
+        if from < round.targets.len() {
+            if from % YIELD_EVERY == 0 {
+                tokio::task::yield_now().await;
+            }
+            channel.extend_round(index, round);
+        }
+    }
+    (delivered, handbacks)
+}
+
+/// Writes the round's targets in `slice` (see [`write_round`]); returns the events delivered and
+/// adds the subscribers to hand back to `handbacks`.
+fn write_slice(
+    round: &Round,
+    slice: std::ops::Range<usize>,
+    now: Instant,
+    scratch: &mut Vec<u8>,
+    handbacks: &mut Vec<Arc<Queue>>,
+) -> u64 {
+    let mut delivered = 0;
     let mut head = [0u8; 20];
     let common = chunk::slices(round.events(), &mut head);
     // The round's events for sinks that frame by themselves, gathered once for all of them.
     let mut raw: Option<Arc<[Bytes]>> = None;
-    for (i, queue) in round.targets.iter().enumerate() {
-        if let Some(offer) = round.begin(queue) {
-            let count = offer.count(round);
-            let written = match &offer.pending {
-                // A sink that frames by itself (HTTP/2) takes the events as they are.
-                _ if offer.sink.framing() == Framing::Raw => write_raw(round, &offer, &mut raw),
-                Pending::All => write_now(
+    for queue in round.targets.get(slice).unwrap_or_default() {
+        let Some(offer) = round.begin(queue) else {
+            continue;
+        };
+        let count = offer.count(round);
+        let written = match &offer.pending {
+            // A sink that frames by itself (HTTP/2) takes the events as they are.
+            _ if offer.sink.framing() == Framing::Raw => write_raw(round, &offer, &mut raw),
+            Pending::All => write_now(
+                &*offer.sink,
+                &common,
+                &|i| round.event(i.wrapping_sub(1)).cloned(),
+                scratch,
+            ),
+            Pending::Own(own) if own.is_empty() => Written::All,
+            Pending::Own(own) => {
+                let mut own_head = [0u8; 20];
+                let slices = chunk::slices(own.iter().copied(), &mut own_head);
+                write_now(
                     &*offer.sink,
-                    &common,
-                    &|i| round.event(i.wrapping_sub(1)).cloned(),
+                    &slices,
+                    &|i| own.get(i.wrapping_sub(1)).map(|b| (*b).clone()),
                     scratch,
-                ),
-                Pending::Own(own) if own.is_empty() => Written::All,
-                Pending::Own(own) => {
-                    let mut own_head = [0u8; 20];
-                    let slices = chunk::slices(own.iter().copied(), &mut own_head);
-                    write_now(
-                        &*offer.sink,
-                        &slices,
-                        &|i| own.get(i.wrapping_sub(1)).map(|b| (*b).clone()),
-                        scratch,
-                    )
-                }
-            };
-            match round.finish(queue, count, written, now) {
-                Wrote::Events(n) => delivered += n,
-                Wrote::Nothing => {}
-                Wrote::HandBack(n) => {
-                    delivered += n;
-                    handbacks.push(queue.clone());
-                }
+                )
+            }
+        };
+        match round.finish(queue, count, written, now) {
+            Wrote::Events(n) => delivered += n,
+            Wrote::Nothing => {}
+            Wrote::HandBack(n) => {
+                delivered += n;
+                handbacks.push(queue.clone());
             }
         }
-        if i % YIELD_EVERY == YIELD_EVERY - 1 {
-            tokio::task::yield_now().await;
-        }
     }
-    (delivered, handbacks)
+    delivered
 }
 
 /// Writes `offer` to a sink that frames by itself: the whole round's events (gathered once per
@@ -130,10 +166,10 @@ async fn flush_channel(
     now: Instant,
     scratch: &mut Vec<u8>,
 ) -> u64 {
-    let Some(round) = channel.start_round(index) else {
+    let Some(mut round) = channel.start_round(index) else {
         return 0;
     };
-    let (delivered, handbacks) = write_round(&round, now, scratch).await;
+    let (delivered, handbacks) = write_round(channel, index, &mut round, now, scratch).await;
     // A burst may have grown the buffer for TLS records: keep at most a few records' worth.
     if scratch.capacity() > MAX_SCRATCH {
         *scratch = Vec::new();
@@ -141,7 +177,7 @@ async fn flush_channel(
     if delivered > 0 {
         list.written(round.published(), Instant::now());
     }
-    channel.end_round(index, round.head, handbacks);
+    channel.end_round(index, &round, handbacks);
     delivered
 }
 
@@ -298,16 +334,21 @@ mod direct_tests {
         /// One whole flusher round (flusher 0), as the flusher task writes it; returns what it
         /// delivered.
         fn round(&self) -> u64 {
-            let Some(round) = self.ch.start_round(0) else {
+            let Some(mut round) = self.ch.start_round(0) else {
                 return 0;
             };
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_time()
                 .build()
                 .unwrap();
-            let (delivered, handbacks) =
-                runtime.block_on(write_round(&round, Instant::now(), &mut Vec::new()));
-            self.ch.end_round(0, round.head, handbacks);
+            let (delivered, handbacks) = runtime.block_on(write_round(
+                &self.ch,
+                0,
+                &mut round,
+                Instant::now(),
+                &mut Vec::new(),
+            ));
+            self.ch.end_round(0, &round, handbacks);
             delivered
         }
     }
@@ -389,6 +430,65 @@ mod direct_tests {
         // Just at the line: 2 events in 5 ms, a 5 ms pause.
         assert!(pause_until(last(t, ms(3), 0), 2, t + ms(5), budget).is_some());
         assert!(pause_until(last(t, ms(3), 0), 1, t + ms(5), budget).is_none());
+    }
+
+    #[test]
+    fn events_published_mid_round_reach_the_targets_not_yet_written_in_that_round() {
+        let mut f = Fixture::new();
+        let late = 8;
+        let mut subs = Vec::new();
+        for _ in 0..EXTEND_EVERY + late {
+            let (tx, rx) = queue(16, usize::MAX);
+            let id = f.ch.add(Handle::new(tx, Arc::new(AtomicBool::new(false))));
+            let sink = Arc::new(FakeSink::default());
+            *sink.accept.lock().unwrap() = 1 << 20;
+            assert!(f.ch.enter_direct(id, &rx, sink.clone(), 0, None));
+            subs.push((rx, sink));
+        }
+        let a = f.publish("a");
+        // `b` is published while the round writes its first target (whichever that is).
+        let b = Bytes::from("data: b\n\n");
+        let fired = Arc::new(AtomicBool::new(false));
+        for (_, sink) in &subs {
+            let (ch, b, fired) = (f.ch.clone(), b.clone(), fired.clone());
+            *sink.during.lock().unwrap() = Some(Box::new(move || {
+                if !fired.swap(true, Ordering::SeqCst) {
+                    ch.fan_out(Position::new(1, 2), &b, Instant::now(), &Metrics::default());
+                }
+            }));
+        }
+        f.next = 2;
+
+        // Round 1: the first slice is written `a` alone; the targets after it get `a` and `b`
+        // in one chunk, not a round later.
+        assert_eq!(f.round(), (EXTEND_EVERY + 2 * late) as u64);
+        assert!(fired.load(Ordering::SeqCst));
+        let (only_a, both) = (chunk_of(&[&a]), chunk_of(&[&a, &b]));
+        let got = |subs: &[(QueueRx, Arc<FakeSink>)], want: &[u8]| {
+            subs.iter()
+                .filter(|(_, s)| *s.got.lock().unwrap() == want)
+                .count()
+        };
+        assert_eq!(got(&subs, &only_a), EXTEND_EVERY);
+        assert_eq!(got(&subs, &both), late);
+
+        // The next round starts where the first slice stopped; `b`'s publish-to-write time was
+        // recorded by the round that wrote it first, and is not recorded twice.
+        let peek = f.ch.start_round(0).unwrap();
+        assert_eq!(peek.events().collect::<Vec<_>>(), vec![&b]);
+        assert!(peek.published().is_empty());
+        drop(peek);
+
+        // Round 2: the first slice gets `b`; nobody gets anything twice or loses anything.
+        assert_eq!(f.round(), EXTEND_EVERY as u64);
+        let a_then_b = [only_a, chunk_of(&[&b])].concat();
+        assert_eq!(got(&subs, &a_then_b), EXTEND_EVERY);
+        assert_eq!(got(&subs, &both), late);
+        for (rx, _) in &mut subs {
+            assert!(queued(rx).is_empty());
+            assert!(!handed_back(rx));
+        }
+        assert_eq!(f.round(), 0, "nothing is left to write");
     }
 
     #[test]
