@@ -684,11 +684,17 @@ fn cargo() -> String {
     std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
 }
 
-fn root() -> &'static Path {
+/// The workspace root: the checkout `cargo xtask` was run in. `cargo run` sets `CARGO_MANIFEST_DIR`
+/// for this run, which is preferred to the compile-time path: two checkouts sharing one
+/// `CARGO_TARGET_DIR` share this binary, and the compile-time path would send every run to the
+/// checkout that built it last (a benchmark then measures the other checkout's code).
+fn root() -> PathBuf {
     // xtask lives one level below the workspace root.
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    let manifest = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+    manifest
         .parent()
-        .unwrap_or(Path::new("."))
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
 }
 
 #[cfg(test)]
