@@ -11,7 +11,8 @@
 //! (`transport/h2/`), hands the events as they are to the stream, whose connection task frames and
 //! writes them with the other streams' frames. Rounds batch by themselves: whatever is published
 //! during a round goes to the subscribers the round has not reached yet (it looks at the log again
-//! every [`EXTEND_EVERY`] subscribers), and to the others in the next round. Coalescing happens only when it buys something: after a
+//! every [`EXTEND_EVERY`] subscribers), and to the others in the next round. Coalescing happens
+//! only when it buys something: after a
 //! round of 1 ms or more, the next one rests (twice as long as the round took, at most
 //! [`HubBuilder::coalesce`](crate::hub::builder::HubBuilder::coalesce), the latency budget) only
 //! if, at the rate events came since that round started, the rest would gather at least two more:
@@ -44,6 +45,10 @@ use crate::transport::io::{write_events, write_now};
 const YIELD_EVERY: usize = 256;
 /// Subscribers written between two looks at the channel's log for events published meanwhile.
 const EXTEND_EVERY: usize = 32;
+const _: () = assert!(
+    YIELD_EVERY % EXTEND_EVERY == 0,
+    "yields fall between two slices"
+);
 /// Channels a round goes through between two such pauses.
 const YIELD_CHANNELS: usize = 64;
 /// Events a pause must be expected to gather (at the recent rate) to be worth taking.
