@@ -12,12 +12,11 @@
 //! writes them with the other streams' frames. Rounds batch by themselves: whatever is published
 //! during a round goes to the subscribers the round has not reached yet (it looks at the log again
 //! every [`EXTEND_EVERY`] subscribers), and to the others in the next round. Coalescing happens
-//! only when it buys something: after a
-//! round of 1 ms or more, the next one rests (twice as long as the round took, at most
-//! [`HubBuilder::coalesce`](crate::hub::builder::HubBuilder::coalesce), the latency budget) only
-//! if, at the rate events came since that round started, the rest would gather at least two more:
-//! more events per `writev` and fewer `writev`s, the system call and TCP segment being what a
-//! delivery costs.
+//! only when it buys something: after a round of 1 ms or more, the next one rests (twice as long as
+//! the round took, at most [`HubBuilder::coalesce`](crate::hub::builder::HubBuilder::coalesce),
+//! the latency budget) only if, at the rate events came since that round started, the rest would
+//! gather at least two more: more events per `writev` and fewer `writev`s, the system call and TCP
+//! segment being what a delivery costs.
 //!
 //! The task takes its socket back for anything only it can do (a heartbeat, an expiry, the last
 //! bytes), and a flusher hands it back whenever the socket does not take a write whole, so a slow
@@ -46,7 +45,7 @@ const YIELD_EVERY: usize = 256;
 /// Subscribers written between two looks at the channel's log for events published meanwhile.
 const EXTEND_EVERY: usize = 32;
 const _: () = assert!(
-    YIELD_EVERY % EXTEND_EVERY == 0,
+    YIELD_EVERY.is_multiple_of(EXTEND_EVERY),
     "yields fall between two slices"
 );
 /// Channels a round goes through between two such pauses.
