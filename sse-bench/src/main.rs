@@ -85,7 +85,7 @@ struct Cli {
     /// Seconds of publishing per scenario.
     #[arg(long, default_value_t = 10)]
     duration: u64,
-    /// Runs of each publishing scenario, servers alternating; ratios then compare medians (this
+    /// Runs of each publishing scenario, servers alternating (the order rotates by one server per run); ratios then compare medians (this
     /// machine's noise moves single runs by ±20 %).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=20))]
     repeat: u64,
@@ -212,7 +212,7 @@ async fn bench(cli: &Cli) -> Result<(), Error> {
             cli.repeat
         };
         for run in 1..=runs {
-            for kind in ctx.kinds_for(&scenario) {
+            for kind in rotated(ctx.kinds_for(&scenario), run) {
                 let first = rows.len();
                 rows.extend(ctx.run(&scenario, &kind).await?);
                 if runs > 1 {
@@ -224,6 +224,17 @@ async fn bench(cli: &Cli) -> Result<(), Error> {
         }
     }
     print_and_save(cli, &ctx.kinds, ctx.about.as_deref(), &rows, &skipped)
+}
+
+/// The servers in the order run `run` (from 1) starts them: the list rotated by one place per run,
+/// so no server always runs first in a repetition, right after the previous scenario's last server
+/// (often another server's 10,000-subscriber teardown) or always last.
+fn rotated(mut kinds: Vec<Kind>, run: u64) -> Vec<Kind> {
+    if !kinds.is_empty() {
+        let by = (run.saturating_sub(1) % kinds.len() as u64) as usize;
+        kinds.rotate_left(by);
+    }
+    kinds
 }
 
 fn print_and_save(
@@ -326,4 +337,27 @@ async fn redis_cluster(cli: &Cli, shards: usize) -> Result<(), Error> {
         ),
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rotated;
+    use sse_bench::server::Kind;
+
+    #[test]
+    fn each_run_starts_the_servers_one_place_further_round() {
+        let kinds = vec![Kind::Ours, Kind::Baseline, Kind::Nchan];
+        let firsts: Vec<Kind> = (1..=4)
+            .map(|run| rotated(kinds.clone(), run)[0].clone())
+            .collect();
+        assert_eq!(
+            firsts,
+            [Kind::Ours, Kind::Baseline, Kind::Nchan, Kind::Ours]
+        );
+        assert_eq!(
+            rotated(kinds.clone(), 2),
+            [Kind::Baseline, Kind::Nchan, Kind::Ours]
+        );
+        assert!(rotated(Vec::new(), 3).is_empty());
+    }
 }
