@@ -85,8 +85,8 @@ struct Cli {
     /// Seconds of publishing per scenario.
     #[arg(long, default_value_t = 10)]
     duration: u64,
-    /// Runs of each publishing scenario, servers alternating (the order rotates by one server per run); ratios then compare medians (this
-    /// machine's noise moves single runs by ±20 %).
+    /// Runs of each publishing scenario, servers alternating (the order rotates by one server per
+    /// run); ratios then compare medians (this machine's noise moves single runs by ±20 %).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=20))]
     repeat: u64,
     /// Per-subscriber queue of both servers (sse-server --queue-size, broadcast capacity).
