@@ -7,10 +7,11 @@
 //! own service through hyper over an in-memory pipe ([`Proxy`]): that service takes hyper's request
 //! body type, which only hyper can make, and those requests are few (publishes, pages, probes).
 
-use std::future::Future;
+use std::future::{Future, poll_fn};
 use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use h2::RecvStream;
@@ -28,6 +29,7 @@ use crate::http::peer::Peer;
 use crate::http::secure::Secure;
 use crate::http::service::HubService;
 use crate::transport::forwarded::{ForwardedLimit, client_ip};
+use crate::transport::h2::corked::{Uncork, corked};
 use crate::transport::h2::data::{Data, RecvBody, send_body};
 use crate::transport::h2::stream::drive;
 use crate::transport::idle::{Activity, Open};
@@ -106,20 +108,22 @@ pub(crate) async fn serve<T>(
     settings: Settings,
     ctx: Arc<Context>,
     mut closing: watch::Receiver<bool>,
-) -> Result<(), h2::Error>
+) -> Result<(), BoxError>
 where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let (io, uncork) = corked(io);
     let handshake = settings.builder().handshake::<_, Data>(io);
-    let Ok(handshake) = tokio::time::timeout(ctx.idle_timeout, handshake).await else {
+    let Ok(handshake) = tokio::time::timeout(ctx.idle_timeout, uncorked(&uncork, handshake)).await
+    else {
         return Ok(());
     };
-    let mut conn = handshake?;
+    let mut conn = handshake??;
     let activity = Activity::default();
     let mut shutting = false;
     loop {
         let next = tokio::select! {
-            next = conn.accept() => Next::Stream(next),
+            next = uncorked(&uncork, conn.accept()) => Next::Stream(next?),
             _ = closing.wait_for(|closing| *closing), if !shutting => Next::Closing,
             () = activity.idle(ctx.idle_timeout), if !shutting => Next::Idle,
         };
@@ -127,7 +131,7 @@ where
             Next::Stream(Some(Ok((request, respond)))) => {
                 tokio::spawn(answer(request, respond, ctx.clone(), activity.open()));
             }
-            Next::Stream(Some(Err(e))) => return Err(e),
+            Next::Stream(Some(Err(e))) => return Err(e.into()),
             Next::Stream(None) => return Ok(()),
             Next::Closing => {
                 shutting = true;
@@ -139,6 +143,25 @@ where
             }
         }
     }
+}
+
+/// Polls `future`, then writes out what h2 gathered meanwhile in the corked socket (`corked.rs`):
+/// every pass of the connection's task ends with its frames on the wire, in as few writes as fit.
+async fn uncorked<T, F>(uncork: &Uncork<T>, future: F) -> std::io::Result<F::Output>
+where
+    T: AsyncWrite + Unpin,
+    F: Future,
+{
+    let mut future = std::pin::pin!(future);
+    poll_fn(|cx| {
+        let output = future.as_mut().poll(cx);
+        // Pending: the socket is full, and wakes this task when it takes more.
+        if let Poll::Ready(Err(e)) = uncork.poll_uncork(cx) {
+            return Poll::Ready(Err(e));
+        }
+        output.map(Ok)
+    })
+    .await
 }
 
 /// Answers one request: a subscription here, anything else through the proxy.
