@@ -31,7 +31,7 @@ use crate::http::service::HubService;
 use crate::transport::forwarded::{ForwardedLimit, client_ip};
 use crate::transport::h2::corked::{Uncork, corked};
 use crate::transport::h2::data::{Data, RecvBody, send_body};
-use crate::transport::h2::stream::drive;
+use crate::transport::h2::stream::{Backlog, drive};
 use crate::transport::idle::{Activity, Open};
 use crate::transport::limits::Cidr;
 
@@ -113,9 +113,10 @@ where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (io, uncork) = corked(io);
+    let backlog = Arc::new(Backlog::default());
     let handshake = settings.builder().handshake::<_, Data>(io);
-    let Ok(handshake) = tokio::time::timeout(ctx.idle_timeout, uncorked(&uncork, handshake)).await
-    else {
+    let handshake = uncorked(&uncork, &backlog, handshake);
+    let Ok(handshake) = tokio::time::timeout(ctx.idle_timeout, handshake).await else {
         return Ok(());
     };
     let mut conn = handshake??;
@@ -123,13 +124,18 @@ where
     let mut shutting = false;
     loop {
         let next = tokio::select! {
-            next = uncorked(&uncork, conn.accept()) => Next::Stream(next?),
+            next = uncorked(&uncork, &backlog, conn.accept()) => Next::Stream(next?),
             _ = closing.wait_for(|closing| *closing), if !shutting => Next::Closing,
             () = activity.idle(ctx.idle_timeout), if !shutting => Next::Idle,
         };
         match next {
             Next::Stream(Some(Ok((request, respond)))) => {
-                tokio::spawn(answer(request, respond, ctx.clone(), activity.open()));
+                let stream = Stream {
+                    ctx: ctx.clone(),
+                    backlog: backlog.clone(),
+                    _open: activity.open(),
+                };
+                tokio::spawn(answer(request, respond, stream));
             }
             Next::Stream(Some(Err(e))) => return Err(e.into()),
             Next::Stream(None) => return Ok(()),
@@ -145,9 +151,14 @@ where
     }
 }
 
-/// Polls `future`, then writes out what h2 gathered meanwhile in the corked socket (`corked.rs`):
-/// every pass of the connection's task ends with its frames on the wire, in as few writes as fit.
-async fn uncorked<T, F>(uncork: &Uncork<T>, future: F) -> std::io::Result<F::Output>
+/// Polls `future`, queues the events streams held back while their frames were written
+/// (`stream.rs`), then writes out what h2 gathered in the corked socket (`corked.rs`): every pass
+/// of the connection's task ends with its frames on the wire, in as few writes as fit.
+async fn uncorked<T, F>(
+    uncork: &Uncork<T>,
+    backlog: &Backlog,
+    future: F,
+) -> std::io::Result<F::Output>
 where
     T: AsyncWrite + Unpin,
     F: Future,
@@ -155,6 +166,8 @@ where
     let mut future = std::pin::pin!(future);
     poll_fn(|cx| {
         let output = future.as_mut().poll(cx);
+        // Wakes this task: h2 writes the released frames on the next pass.
+        backlog.release(cx);
         // Pending: the socket is full, and wakes this task when it takes more.
         if let Poll::Ready(Err(e)) = uncork.poll_uncork(cx) {
             return Poll::Ready(Err(e));
@@ -164,20 +177,27 @@ where
     .await
 }
 
-/// Answers one request: a subscription here, anything else through the proxy.
-async fn answer(
-    request: Request<RecvStream>,
-    respond: SendResponse<Data>,
+/// What a request's task holds besides the request.
+struct Stream {
     ctx: Arc<Context>,
+    /// The connection's streams with held events to send.
+    backlog: Arc<Backlog>,
+    /// Keeps the connection from idling out.
     _open: Open,
-) {
+}
+
+/// Answers one request: a subscription here, anything else through the proxy.
+async fn answer(request: Request<RecvStream>, respond: SendResponse<Data>, stream: Stream) {
+    let ctx = &stream.ctx;
     // Why in two steps: everything up to a subscription's response head (the request, the
     // service's call, or the proxy's hyper client) runs in a boxed future freed before the
     // stream is served; kept inline, the task would keep room for it for the subscriber's life.
-    let outcome = match Box::pin(start(request, respond, &ctx)).await {
+    let outcome = match Box::pin(start(request, respond, ctx)).await {
         Ok(Some(Subscribed { send, body, permit })) => {
             let _permit = permit;
-            drive(send, body).await.map_err(BoxError::from)
+            drive(send, body, stream.backlog.clone())
+                .await
+                .map_err(BoxError::from)
         }
         Ok(None) => Ok(()),
         Err(e) => Err(e),
@@ -366,7 +386,12 @@ mod tests {
             proxy,
         });
         let activity = Activity::default();
-        let task = answer(request, respond, ctx, activity.open());
+        let stream = Stream {
+            ctx,
+            backlog: Arc::new(Backlog::default()),
+            _open: activity.open(),
+        };
+        let task = answer(request, respond, stream);
         // 832 B in a debug build; 1,992 B with the request, the service's call and the proxy's
         // hyper client inline.
         println!("HTTP/2 stream task (future): {} B", size_of_val(&task));

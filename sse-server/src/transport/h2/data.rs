@@ -5,92 +5,52 @@
 use std::future::poll_fn;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll, ready};
 
 use bytes::{Buf, Bytes};
-use futures_util::task::AtomicWaker;
 use h2::{RecvStream, SendStream};
 use http_body::Frame;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// How many bytes one stream may have handed to h2 and not yet written to the socket. Why a bound:
+/// How many bytes one stream may have handed to h2 (or held back for it) and not yet written to the
+/// socket. Why a bound:
 /// h2 buffers whatever `send_data` is given, without limit, until the client's flow-control window
 /// and the socket take it. A round or a batch that does not fit waits (its subscriber's queue takes
 /// over, and its limits disconnect a reader that never reads).
 pub(crate) const STREAM_BUDGET: usize = 16 * 1024;
 
-/// The bytes of one stream that h2 holds and has not written to the socket yet, and its task
-/// waiting for room.
-#[derive(Debug, Default)]
-pub(crate) struct Budget {
-    pending: AtomicUsize,
-    room: AtomicWaker,
-}
-
-impl Budget {
-    /// Bytes queued and not written yet.
-    pub(crate) fn pending(&self) -> usize {
-        self.pending.load(Ordering::Acquire)
-    }
-
-    /// Whether `len` more bytes fit (anything fits when nothing is pending: one large event or
-    /// round must not wait forever).
-    pub(crate) fn fits(&self, len: usize) -> bool {
-        let pending = self.pending();
-        pending == 0 || pending.saturating_add(len) <= STREAM_BUDGET
-    }
-
-    /// Ready once `len` more bytes fit (or all were written, with `len` 0).
-    pub(crate) fn poll_room(&self, len: usize, cx: &mut Context<'_>) -> Poll<()> {
-        if self.fits(len) && (len > 0 || self.pending() == 0) {
-            return Poll::Ready(());
-        }
-        self.room.register(cx.waker());
-        if self.fits(len) && (len > 0 || self.pending() == 0) {
-            return Poll::Ready(());
-        }
-        Poll::Pending
-    }
-
-    fn written(&self, n: usize) {
-        if n == 0 {
-            return;
-        }
-        let before = self.pending.fetch_sub(n, Ordering::AcqRel);
-        // Wake the task only when a real change of room happened: half the budget freed, or all.
-        if before <= STREAM_BUDGET / 2 + n || before == n {
-            self.room.wake();
-        }
-    }
+/// What a stream's queued bytes report to as h2 writes them (its flow: `stream.rs`). Called by h2
+/// with its connection locked: take no lock that is held while calling into h2.
+pub(crate) trait Report: Send + Sync + std::fmt::Debug {
+    /// `n` more bytes of a frame were written to the socket (or dropped with it).
+    fn written(&self, n: usize);
+    /// A frame is done: all of it written, or dropped unwritten (the stream was reset).
+    fn finished(&self);
 }
 
 /// Bytes queued on an HTTP/2 stream: a run of shared `Bytes` (a flusher round's events, or a batch
-/// of a subscriber's queue), never copied, counted against the stream's [`Budget`] until h2 has
-/// written them.
+/// of a subscriber's queue), never copied, reported to the stream's flow ([`Report`]) as h2 writes
+/// them.
 #[derive(Debug)]
 pub(crate) struct Data {
     parts: Arc<[Bytes]>,
     index: usize,
     offset: usize,
     remaining: usize,
-    budget: Option<Arc<Budget>>,
+    report: Option<Arc<dyn Report>>,
 }
 
 impl Data {
-    /// All of `parts`, counted against `budget` when there is one.
-    pub(crate) fn new(parts: Arc<[Bytes]>, budget: Option<Arc<Budget>>) -> Data {
+    /// All of `parts`, reported to `report` when there is one.
+    pub(crate) fn new(parts: Arc<[Bytes]>, report: Option<Arc<dyn Report>>) -> Data {
         let remaining = parts.iter().map(Bytes::len).sum();
-        if let Some(budget) = &budget {
-            budget.pending.fetch_add(remaining, Ordering::AcqRel);
-        }
         let mut data = Data {
             parts,
             index: 0,
             offset: 0,
             remaining,
-            budget,
+            report,
         };
         data.skip_empty();
         data
@@ -173,16 +133,22 @@ impl Buf for Data {
             }
         }
         self.skip_empty();
-        if let Some(budget) = &self.budget {
-            budget.written(cnt);
+        if let Some(report) = &self.report {
+            report.written(cnt);
+            if self.remaining == 0 {
+                report.finished();
+                // Reported once: the drop has nothing more to say.
+                self.report = None;
+            }
         }
     }
 }
 
 impl Drop for Data {
     fn drop(&mut self) {
-        if let Some(budget) = &self.budget {
-            budget.written(self.remaining);
+        if let Some(report) = self.report.take() {
+            report.written(self.remaining);
+            report.finished();
         }
     }
 }
@@ -316,28 +282,52 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Mutex;
+
+    #[derive(Debug, Default)]
+    struct Log(Mutex<(usize, usize)>);
+
+    impl Report for Log {
+        fn written(&self, n: usize) {
+            self.0.lock().unwrap().0 += n;
+        }
+        fn finished(&self) {
+            self.0.lock().unwrap().1 += 1;
+        }
+    }
 
     #[test]
-    fn data_walks_its_parts_and_frees_its_budget_as_it_is_written() {
-        let budget = Arc::new(Budget::default());
+    fn data_walks_its_parts_and_reports_each_byte_and_its_end_once() {
+        let log = Arc::new(Log::default());
         let parts: Arc<[Bytes]> = Arc::from([
             Bytes::from_static(b"ab"),
             Bytes::new(),
             Bytes::from_static(b"cde"),
         ]);
-        let mut data = Data::new(parts, Some(budget.clone()));
-        assert_eq!(budget.pending(), 5);
+        let mut data = Data::new(parts.clone(), Some(log.clone()));
         assert_eq!(data.chunk(), b"ab");
         let mut slices = [std::io::IoSlice::new(&[]); 4];
         assert_eq!(data.chunks_vectored(&mut slices), 2);
         data.advance(3);
         assert_eq!(data.chunk(), b"de");
-        assert_eq!(budget.pending(), 2);
+        assert_eq!(*log.0.lock().unwrap(), (3, 0));
+        data.advance(2);
+        assert_eq!(*log.0.lock().unwrap(), (5, 1), "written whole: finished");
         drop(data);
-        assert_eq!(budget.pending(), 0, "a dropped frame frees its bytes");
-        assert!(
-            budget.fits(STREAM_BUDGET * 2),
-            "anything fits an empty budget"
+        assert_eq!(
+            *log.0.lock().unwrap(),
+            (5, 1),
+            "finished once, not again on drop"
+        );
+
+        let log = Arc::new(Log::default());
+        let mut data = Data::new(parts, Some(log.clone()));
+        data.advance(1);
+        drop(data);
+        assert_eq!(
+            *log.0.lock().unwrap(),
+            (5, 1),
+            "a frame dropped unwritten (a reset) frees its bytes and is finished"
         );
     }
 }
