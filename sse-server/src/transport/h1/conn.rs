@@ -10,7 +10,7 @@
 //! the hub's flushers (`transport/flusher.rs`), which write live events without waking it. Anything else — other methods and paths, HTTP/1.0, upgrades, bodies, a head split
 //! over several segments — goes to hyper untouched.
 
-use std::future::poll_fn;
+use std::future::{Future, poll_fn};
 use std::io::{self, IoSlice};
 use std::sync::Arc;
 use std::task::Poll;
@@ -40,24 +40,54 @@ const MAX_BATCH: usize = 128;
 /// untouched stream back. The request counts for `client`'s subscription limits when there is one
 /// (the [`Peer`] extension, as hyper's requests carry it). From a trusted proxy (`forwarded`), the
 /// subscription also needs a place for its forwarded client; without one, hyper answers it (429).
-pub(crate) async fn serve(
+///
+/// Not an async fn: its arguments would stay in the subscriber's task for its whole life. What
+/// comes before the stream (the request's peek, parse and admission) runs in a boxed future freed
+/// when it is done.
+pub(crate) fn serve<'a>(
     stream: TcpStream,
-    service: &HubService,
+    service: &'a HubService,
     client: Option<Peer>,
     forwarded: Option<ForwardedLimit>,
-) -> Result<(), TcpStream> {
+) -> impl Future<Output = Result<(), TcpStream>> + Send + use<'a> {
+    let start = Box::pin(start(stream, client, forwarded));
+    async move {
+        let (admitted, stream) = match start.await {
+            Start::Serve(admitted, stream) => (admitted, stream),
+            Start::Gone => return Ok(()),
+            Start::Other(stream) => return Err(stream),
+        };
+        admitted.serve(stream, service).await;
+        Ok(())
+    }
+}
+
+/// What the request's head said (lives only until the stream starts).
+#[allow(clippy::large_enum_variant)]
+enum Start {
+    /// A subscription this path takes; its head was read.
+    Serve(Admitted, TcpStream),
+    /// The connection failed while its head was read.
+    Gone,
+    /// Anything else: the connection, nothing read, for hyper.
+    Other(TcpStream),
+}
+
+async fn start(
+    mut stream: TcpStream,
+    client: Option<Peer>,
+    forwarded: Option<ForwardedLimit>,
+) -> Start {
     let Some((request, head_len)) = peek_subscription(&stream).await else {
-        return Err(stream);
+        return Start::Other(stream);
     };
     let Some(admitted) = admit(request, client, forwarded.as_ref()) else {
-        return Err(stream);
+        return Start::Other(stream);
     };
-    let mut stream = stream;
     if consume(&mut stream, head_len).await.is_err() {
-        return Ok(());
+        return Start::Gone;
     }
-    admitted.serve(stream, service).await;
-    Ok(())
+    Start::Serve(admitted, stream)
 }
 
 /// A subscription this path takes, with its place under the forwarded client's limit.
@@ -95,12 +125,23 @@ impl Admitted {
     }
 
     /// Answers the subscription on `wire` (whose request head was read) until it ends.
-    pub(crate) async fn serve<W: Wire>(self, wire: W, service: &HubService) {
-        // Taken apart first: the request's room in this future ends with the call.
+    ///
+    /// Not an async fn: an async fn (or block) keeps its arguments for its whole life, so the
+    /// request (312 B) would stay in every subscriber's task. The call is made here and only its
+    /// boxed future goes into the one that streams.
+    pub(crate) fn serve<W: Wire>(
+        self,
+        wire: W,
+        service: &HubService,
+    ) -> impl Future<Output = ()> + Send + use<W> {
         let Admitted { request, _permit } = self;
-        let Ok(response) = service.clone().call(request).await;
-        if let Err(e) = respond(wire, response).await {
-            tracing::debug!(error = %e, "subscriber connection ended");
+        let call = service.clone().call(request);
+        async move {
+            let _permit = _permit;
+            let Ok(response) = call.await;
+            if let Err(e) = respond(wire, response).await {
+                tracing::debug!(error = %e, "subscriber connection ended");
+            }
         }
     }
 }
@@ -111,12 +152,26 @@ async fn peek_subscription(stream: &TcpStream) -> Option<(http::Request<Body>, u
     parse_head(&buf[..n])
 }
 
-async fn respond<W: Wire>(wire: W, response: Response<Body>) -> io::Result<()> {
+/// Writes `response` on `wire`. Not an async fn, so that the response's head (its headers) is not
+/// kept for the stream's life: only the wire, the encoded head and the body go into the future.
+fn respond<W: Wire>(
+    wire: W,
+    response: Response<Body>,
+) -> impl Future<Output = io::Result<()>> + Send + use<W> {
     let length = response.body().size_hint().exact();
     // Shared with a flusher while it writes live events to this subscriber (see `flusher.rs`).
     let wire = Arc::new(wire);
     let head = response_head(&response, length);
-    let mut body = response.into_body();
+    let body = response.into_body();
+    send(wire, head, body, length)
+}
+
+async fn send<W: Wire>(
+    wire: Arc<W>,
+    head: Vec<u8>,
+    mut body: Body,
+    length: Option<u64>,
+) -> io::Result<()> {
     if length.is_some() {
         wire.write_all(&head).await?;
         while let Some(data) = next_batch(&*wire, &mut body, false).await? {
