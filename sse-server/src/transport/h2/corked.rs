@@ -239,11 +239,14 @@ mod tests {
         let (mut corked, uncork) = corked(near);
         let piece = vec![7u8; 1000];
         let mut accepted = 0;
-        // Nobody reads: writes stop being accepted once the buffer is full.
-        while let Ok(Ok(n)) =
-            tokio::time::timeout(std::time::Duration::from_millis(20), corked.write(&piece)).await
-        {
-            accepted += n;
+        // Nobody reads: writes stop being accepted once the buffer is full (at most 1,000 tries,
+        // so that an unbounded buffer fails the test instead of hanging it).
+        for _ in 0..1000 {
+            let wait = std::time::Duration::from_millis(20);
+            match tokio::time::timeout(wait, corked.write(&piece)).await {
+                Ok(Ok(n)) => accepted += n,
+                _ => break,
+            }
         }
         let inner = lock(&uncork.0);
         assert!(
